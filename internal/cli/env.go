@@ -1,0 +1,78 @@
+// Package cli holds the process wiring the jetmon binaries share: flags that
+// can also be set from the environment, and the logger.
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// EnvName returns the environment variable that sets flag name: the prefix,
+// then the name upper-cased with '-' turned into '_' (e.g. JETMON_NATS_URL for
+// prefix "JETMON" and flag "nats-url").
+func EnvName(prefix, name string) string {
+	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// ParseWithEnv parses args into fs, taking any flag not given on the command
+// line from its environment variable (see [EnvName]); the command line wins.
+// lookup is os.LookupEnv in production. Errors name the variable and value.
+// The usage text lists every variable.
+func ParseWithEnv(fs *flag.FlagSet, prefix string, args []string, lookup func(string) (string, bool)) error {
+	usage := fs.Usage
+	fs.Usage = func() {
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+		fmt.Fprintf(fs.Output(), "\nEvery flag can also be set by an environment variable, e.g.\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  %s (-%s)\n", EnvName(prefix, f.Name), f.Name)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		env := EnvName(prefix, f.Name)
+		if v, ok := lookup(env); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("environment variable %s=%q: %w", env, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+// NewLogger returns a zerolog logger writing to w: human-readable console
+// output when pretty is set, JSON lines otherwise.
+func NewLogger(w io.Writer, level string, pretty bool) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("log level %q: %w", level, err)
+	}
+	if pretty {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// IsTerminal reports whether f is a character device (a terminal).
+func IsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

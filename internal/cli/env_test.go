@@ -1,0 +1,40 @@
+package cli_test
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/internal/cli"
+)
+
+func TestParseWithEnv(t *testing.T) {
+	env := map[string]string{"JETMON_RATE": "7", "JETMON_LOG_LEVEL": "debug", "JETMON_DURATION": "3s"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	rate := fs.Int("rate", 1, "")
+	level := fs.String("log-level", "info", "")
+	dur := fs.Duration("duration", 0, "")
+	if err := cli.ParseWithEnv(fs, "JETMON", []string{"-rate", "9"}, lookup); err != nil {
+		t.Fatal(err)
+	}
+	if *rate != 9 || *level != "debug" || *dur != 3*time.Second {
+		t.Errorf("rate=%d level=%q duration=%s; want the flag to win over the environment", *rate, *level, *dur)
+	}
+
+	env["JETMON_RATE"] = "fast"
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Int("rate", 1, "")
+	err := cli.ParseWithEnv(fs, "JETMON", nil, lookup)
+	if err == nil || !strings.Contains(err.Error(), "JETMON_RATE") || !strings.Contains(err.Error(), "fast") {
+		t.Errorf("a bad environment value: %v, want an error naming JETMON_RATE and its value", err)
+	}
+}
+
+func TestNewLoggerRejectsBadLevel(t *testing.T) {
+	if _, err := cli.NewLogger(io.Discard, "loud", false); err == nil || !strings.Contains(err.Error(), "loud") {
+		t.Errorf("NewLogger(loud) = %v", err)
+	}
+}

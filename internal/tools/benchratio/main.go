@@ -1,0 +1,106 @@
+// Command benchratio reads `go test -bench` output and prints, for every
+// benchmark group that has a sub-benchmark whose name starts with "baseline",
+// each member's time per op as a ratio to that baseline from the same run.
+// Figures measured on shared machines only mean something as such ratios.
+//
+//	go test -run '^$' -bench . -benchmem ./... | tee bench.out
+//	go run ./internal/tools/benchratio bench.out
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+type result struct {
+	name    string
+	nsPerOp float64
+	allocs  string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchratio:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return report(os.Stdin, os.Stdout)
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	return report(f, os.Stdout)
+}
+
+// report groups results by everything before the last '/' and prints ratios.
+func report(in io.Reader, out io.Writer) error {
+	groups := map[string][]result{}
+	var order []string
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || f[3] != "ns/op" {
+			continue
+		}
+		ns, err := strconv.ParseFloat(f[2], 64)
+		if err != nil {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i] // drop the GOMAXPROCS suffix
+		}
+		r := result{name: name, nsPerOp: ns}
+		for i := 4; i+1 < len(f); i++ {
+			if f[i+1] == "allocs/op" {
+				r.allocs = f[i]
+			}
+		}
+		group := name
+		if i := strings.LastIndexByte(name, '/'); i > 0 {
+			group = name[:i]
+		}
+		if _, ok := groups[group]; !ok {
+			order = append(order, group)
+		}
+		groups[group] = append(groups[group], r)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	printed := false
+	for _, g := range order {
+		sub := func(r result) string { return strings.TrimPrefix(r.name, g+"/") }
+		var base *result
+		for i, r := range groups[g] {
+			if r.name != g && strings.HasPrefix(sub(r), "baseline") {
+				base = &groups[g][i]
+			}
+		}
+		if base == nil {
+			continue
+		}
+		fmt.Fprintf(out, "%s (baseline %s: %.1f ns/op)\n", g, sub(*base), base.nsPerOp)
+		for _, r := range groups[g] {
+			if r.name == base.name {
+				continue
+			}
+			fmt.Fprintf(out, "  %-28s %10.1f ns/op  %5.2fx the baseline's time  (%.2fx its speed)  allocs/op %s\n",
+				sub(r), r.nsPerOp, r.nsPerOp/base.nsPerOp, base.nsPerOp/r.nsPerOp, r.allocs)
+		}
+		printed = true
+	}
+	if !printed {
+		fmt.Fprintln(out, "no benchmark group with a baseline found")
+	}
+	return nil
+}

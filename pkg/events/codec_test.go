@@ -1,0 +1,234 @@
+package events_test
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/eventstest"
+)
+
+// everyType returns one valid event of every type in the taxonomy.
+func everyType(t *testing.T) []events.Event {
+	t.Helper()
+	var out []events.Event
+	for _, typ := range events.Types() {
+		out = append(out, eventstest.NewEvent(typ, string(typ)))
+	}
+	return out
+}
+
+func TestRoundTripEveryType(t *testing.T) {
+	for _, ev := range everyType(t) {
+		t.Run(string(ev.Metadata().Type), func(t *testing.T) {
+			if err := ev.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			data := ev.AppendJSON(nil)
+			got, err := events.Decode(data)
+			if err != nil {
+				t.Fatalf("Decode(%s): %v", data, err)
+			}
+			if again := got.AppendJSON(nil); string(again) != string(data) {
+				t.Errorf("re-encoding differs:\n got %s\nwant %s", again, data)
+			}
+			if got.Metadata().ID != ev.Metadata().ID || !got.Metadata().Timestamp.Equal(ev.Metadata().Timestamp) ||
+				got.Metadata().TraceID != ev.Metadata().TraceID {
+				t.Errorf("metadata changed: %+v -> %+v", ev.Metadata(), got.Metadata())
+			}
+		})
+	}
+}
+
+func TestRoundTripAllFields(t *testing.T) {
+	p := events.NewPerformanceEvent(events.OperationFailed, "checkout-7")
+	p.ParentSpanID = events.NewSpanID()
+	p.ContextID = "run-1"
+	p.Attributes = map[string]string{"host": "h1", "version": "1.2.3", "emoji": "✓ \u2028 \"q\" \\ \n\t\x01"}
+	p.FieldPath, p.Operation, p.DurationMS, p.Phase, p.Status = "a.b", "db.query", 12.345, "parse", events.StatusFailure
+	p.Metric, p.Value, p.Unit, p.Resource, p.Error = "rows", 1e-9, "1", "conn", "timeout"
+
+	h := events.NewHealthEvent(events.ThresholdExceeded, "agent", "db")
+	h.Status, h.Message, h.LatencyMS, h.Metric, h.Value, h.Threshold = events.StatusDegraded, "slow", 3.5, "p95", 300, 250
+
+	c := events.NewControlEvent(events.ModeSwitched, "ops")
+	c.Mode, c.PreviousMode, c.SampleRate, c.Scope, c.Reason = events.ModeDirect, events.ModeEventDriven, 0.25, "performance.>", "incident"
+	c.Config = map[string]string{"batch": "100"}
+
+	v := events.NewValidationEvent(events.ValidationFailed, "svc", "ctx-9")
+	v.FieldPath, v.Status, v.DurationMS, v.Errors, v.Message = "user.zip", events.StatusFailure, 7, []string{"too short", "not digits"}, "2 errors"
+
+	s := events.NewSystemEvent(events.SystemError, "svc", "disk full")
+	s.Component, s.Message = "spool", "dropping"
+
+	for _, ev := range []events.Event{p, h, c, v, s} {
+		data, err := events.Marshal(ev)
+		if err != nil {
+			t.Fatalf("Marshal(%s): %v", ev.Metadata().Type, err)
+		}
+		got, err := events.Decode(data)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", data, err)
+		}
+		if again := got.AppendJSON(nil); string(again) != string(data) {
+			t.Errorf("%s: re-encoding differs:\n got %s\nwant %s", ev.Metadata().Type, again, data)
+		}
+	}
+	got, _ := events.Decode(p.AppendJSON(nil))
+	if gp := got.(*events.PerformanceEvent); gp.Attributes["emoji"] != p.Attributes["emoji"] || gp.Value != 1e-9 {
+		t.Errorf("strings or small numbers did not survive: %q %v", gp.Attributes["emoji"], gp.Value)
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	const head = `"id":"x1","source":"s","timestamp":"2026-01-02T03:04:05Z"`
+	future := time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)
+	cases := []struct {
+		name, in, field string
+		want            error
+	}{
+		{"unknown type", `{"event_type":"performance.bogus",` + head + `}`, "event_type", events.ErrInvalid},
+		{"missing type", `{` + head + `}`, "event_type", events.ErrInvalid},
+		{"missing id", `{"event_type":"system.error","source":"s","timestamp":"2026-01-02T03:04:05Z","error":"e"}`, "id", events.ErrInvalid},
+		{"missing source", `{"event_type":"system.error","id":"x","timestamp":"2026-01-02T03:04:05Z","error":"e"}`, "source", events.ErrInvalid},
+		{"missing timestamp", `{"event_type":"system.error","id":"x","source":"s","error":"e"}`, "timestamp", events.ErrInvalid},
+		{"bad timestamp", `{"event_type":"system.error",` + strings.Replace(head, "2026-01-02T03:04:05Z", "yesterday", 1) + `,"error":"e"}`, "timestamp", events.ErrInvalid},
+		{"future timestamp", `{"event_type":"system.error","id":"x","source":"s","timestamp":"` + future + `","error":"e"}`, "timestamp", events.ErrInvalid},
+		{"missing error", `{"event_type":"system.error",` + head + `}`, "error", events.ErrInvalid},
+		{"missing duration", `{"event_type":"performance.operation.complete",` + head + `,"operation":"op"}`, "duration_ms", events.ErrInvalid},
+		{"negative duration", `{"event_type":"performance.operation.complete",` + head + `,"operation":"op","duration_ms":-1}`, "duration_ms", events.ErrInvalid},
+		{"infinite duration", `{"event_type":"performance.operation.complete",` + head + `,"operation":"op","duration_ms":1e999}`, "duration_ms", events.ErrInvalid},
+		{"string duration", `{"event_type":"performance.operation.complete",` + head + `,"operation":"op","duration_ms":"12"}`, "duration_ms", events.ErrInvalid},
+		{"missing operation", `{"event_type":"performance.operation.failed",` + head + `,"duration_ms":1}`, "operation", events.ErrInvalid},
+		{"missing phase", `{"event_type":"performance.phase.start",` + head + `}`, "phase", events.ErrInvalid},
+		{"missing metric value", `{"event_type":"performance.metric.recorded",` + head + `,"metric":"m"}`, "value", events.ErrInvalid},
+		{"short trace id", `{"event_type":"system.error",` + head + `,"error":"e","trace_id":"abc","span_id":"0102030405060708"}`, "trace_id", events.ErrInvalid},
+		{"upper-case trace id", `{"event_type":"system.error",` + head + `,"error":"e","trace_id":"0AF7651916CD43DD8448EB211C80319C","span_id":"0102030405060708"}`, "trace_id", events.ErrInvalid},
+		{"zero span id", `{"event_type":"system.error",` + head + `,"error":"e","trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"0000000000000000"}`, "span_id", events.ErrInvalid},
+		{"span without trace", `{"event_type":"system.error",` + head + `,"error":"e","span_id":"0102030405060708"}`, "trace_id", events.ErrInvalid},
+		{"bad health status", `{"event_type":"health.check.completed",` + head + `,"component":"db","status":"meh"}`, "status", events.ErrInvalid},
+		{"contradicting status", `{"event_type":"health.component.failed",` + head + `,"component":"db","status":"healthy"}`, "status", events.ErrInvalid},
+		{"bad mode", `{"event_type":"monitoring.mode.switched",` + head + `,"mode":"turbo"}`, "mode", events.ErrInvalid},
+		{"sample rate above 1", `{"event_type":"monitoring.sampled",` + head + `,"sample_rate":1.5}`, "sample_rate", events.ErrInvalid},
+		{"bad scope", `{"event_type":"monitoring.sampled",` + head + `,"sample_rate":0.5,"scope":"a.>.b"}`, "scope", events.ErrInvalid},
+		{"missing context", `{"event_type":"validation.started",` + head + `}`, "context_id", events.ErrInvalid},
+		{"attribute not string", `{"event_type":"system.error",` + head + `,"error":"e","attributes":{"n":1}}`, "attributes.n", events.ErrInvalid},
+		{"errors not strings", `{"event_type":"validation.failed",` + head + `,"context_id":"c","errors":[1]}`, "errors[0]", events.ErrInvalid},
+		{"id with space", `{"event_type":"system.error","id":"a b","source":"s","timestamp":"2026-01-02T03:04:05Z","error":"e"}`, "id", events.ErrInvalid},
+		{"not json", `hello`, "", events.ErrMalformed},
+		{"truncated", `{"event_type":"system.error",` + head, "", events.ErrMalformed},
+		{"trailing garbage", `{"event_type":"system.error",` + head + `,"error":"e"} x`, "", events.ErrMalformed},
+		{"bad escape", `{"event_type":"system.error",` + head + `,"error":"\q"}`, "", events.ErrMalformed},
+		{"raw control char", "{\"event_type\":\"system.error\"," + head + ",\"error\":\"a\x01\"}", "", events.ErrMalformed},
+		{"array", `[1,2]`, "", events.ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev, err := events.Decode([]byte(c.in))
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Decode = %v, %v; want an error matching %v", ev, err, c.want)
+			}
+			var ve *events.ValidationError
+			if c.field != "" && (!errors.As(err, &ve) || ve.Field != c.field) {
+				t.Fatalf("error %q does not name field %q", err, c.field)
+			}
+		})
+	}
+}
+
+func TestDecodeAcceptsForeignButValidJSON(t *testing.T) {
+	in := ` { "unknown" : [1, {"deep": [true, false, null]}], "source" : "s\u00e9" ,
+		"event\u005ftype":"system.error", "id":"i", "timestamp":"2026-01-02T03:04:05.123456789+02:00",
+		"error":"e\ud83d\ude00", "message": null, "attributes": null, "trace_id": null } `
+	ev, err := events.Decode([]byte(in))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	s := ev.(*events.SystemEvent)
+	if s.Source != "sé" || s.Error != "e😀" || s.Timestamp.UTC().Format(time.RFC3339Nano) != "2026-01-02T01:04:05.123456789Z" {
+		t.Errorf("decoded %+v", s)
+	}
+}
+
+func TestPayloadLimit(t *testing.T) {
+	ev := events.NewSystemEvent(events.SystemError, "s", strings.Repeat("e", 2000))
+	data := ev.AppendJSON(nil)
+	if _, err := (events.Decoder{MaxPayload: 1000}).Decode(data); !errors.Is(err, events.ErrPayloadTooLarge) || !strings.Contains(err.Error(), "1000") {
+		t.Errorf("Decode over the limit: %v, want ErrPayloadTooLarge naming the limit", err)
+	}
+	if _, err := (events.Decoder{MaxPayload: -1}).Decode(data); err != nil {
+		t.Errorf("Decode with no limit: %v", err)
+	}
+	big := make([]byte, events.DefaultMaxPayload+1)
+	if _, err := events.Decode(big); !errors.Is(err, events.ErrPayloadTooLarge) {
+		t.Errorf("default limit: %v", err)
+	}
+	if _, err := events.DecodeBatch(big); !errors.Is(err, events.ErrPayloadTooLarge) {
+		t.Errorf("default batch limit: %v", err)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	evs := everyType(t)
+	data := events.AppendBatch(nil, evs)
+	got, err := events.DecodeBatch(data)
+	if err != nil {
+		t.Fatalf("DecodeBatch: %v", err)
+	}
+	if len(got) != len(evs) {
+		t.Fatalf("decoded %d events, want %d", len(got), len(evs))
+	}
+	for i := range evs {
+		if a, b := string(got[i].AppendJSON(nil)), string(evs[i].AppendJSON(nil)); a != b {
+			t.Errorf("item %d differs:\n got %s\nwant %s", i, a, b)
+		}
+	}
+	if got, err := events.DecodeBatch([]byte(" [ ] ")); err != nil || len(got) != 0 {
+		t.Errorf("empty batch: %v, %v", got, err)
+	}
+	single, err := events.DecodeBatch(evs[0].AppendJSON(nil))
+	if err != nil || len(single) != 1 {
+		t.Errorf("a single object as a batch: %v, %v", single, err)
+	}
+}
+
+func TestBatchKeepsGoodItems(t *testing.T) {
+	good1 := string(eventstest.NewEvent(events.SystemError, "g1").AppendJSON(nil))
+	good2 := string(eventstest.NewEvent(events.PhaseStart, "g2").AppendJSON(nil))
+	bad := `{"event_type":"performance.operation.complete","id":"b","source":"s","timestamp":"2026-01-02T03:04:05Z","operation":"op","duration_ms":-5}`
+	data := "[" + good1 + "," + bad + ", 42 ," + good2 + "]"
+	got, err := events.DecodeBatch([]byte(data))
+	var be *events.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("DecodeBatch error = %v, want *BatchError", err)
+	}
+	if len(got) != 2 || eventstest.Tag(got[0]) != "g1" || eventstest.Tag(got[1]) != "g2" {
+		t.Errorf("good items lost: %v", got)
+	}
+	if len(be.Items) != 2 || be.Items[0].Index != 1 || be.Items[1].Index != 2 {
+		t.Fatalf("bad items = %+v, want indexes 1 and 2", be.Items)
+	}
+	if !errors.Is(err, events.ErrInvalid) || !errors.Is(err, events.ErrMalformed) {
+		t.Errorf("BatchError should unwrap to the items' errors: %v", err)
+	}
+	if _, err := events.DecodeBatch([]byte("[" + good1 + ",")); !errors.Is(err, events.ErrMalformed) {
+		t.Errorf("broken array: %v, want ErrMalformed", err)
+	}
+}
+
+func TestMarshalRejectsNonFinite(t *testing.T) {
+	ev := events.NewPerformanceEvent(events.OperationComplete, "s")
+	ev.Operation, ev.DurationMS = "op", math.NaN()
+	if _, err := events.Marshal(ev); !errors.Is(err, events.ErrInvalid) {
+		t.Errorf("Marshal NaN: %v", err)
+	}
+	if _, err := ev.MarshalJSON(); !errors.Is(err, events.ErrInvalid) {
+		t.Errorf("MarshalJSON NaN: %v", err)
+	}
+	if !strings.Contains(string(ev.AppendJSON(nil)), `"duration_ms":null`) {
+		t.Errorf("AppendJSON should write a non-finite number as null")
+	}
+}
