@@ -207,3 +207,20 @@ func TestEncodingJSONInterop(t *testing.T) {
 		t.Errorf("unmarshalling a performance event into a HealthEvent: %v", err)
 	}
 }
+
+func TestAllocationBudgets(t *testing.T) {
+	bus := events.NewNoopBus()
+	ev := events.NewPerformanceEvent(events.OperationComplete, "svc")
+	ev.Operation, ev.DurationMS = "op", 1
+	ctx := t.Context()
+	if n := testing.AllocsPerRun(1000, func() { _ = bus.Publish(ctx, ev) }); n != 0 {
+		t.Errorf("NoopBus.Publish allocates %.1f times per call, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = events.Marshal(ev) }); n > 2 {
+		t.Errorf("Marshal allocates %.1f times per call, want at most 2", n)
+	}
+	data := ev.AppendJSON(nil)
+	if n := testing.AllocsPerRun(1000, func() { _, _ = events.Decode(data) }); n > 3 {
+		t.Errorf("Decode allocates %.1f times per call, want at most 3", n)
+	}
+}
