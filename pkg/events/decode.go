@@ -81,12 +81,12 @@ func (d Decoder) Decode(data []byte) (Event, error) {
 func (d Decoder) DecodeBatch(data []byte) ([]Event, error) {
 	var out []Event
 	var bad []ItemError
-	err := d.EachInBatch(data, func(i int, ev Event, err error) {
-		if err != nil {
-			bad = append(bad, ItemError{Index: i, Err: err})
+	err := d.EachInBatch(data, func(it BatchItem) {
+		if it.Err != nil {
+			bad = append(bad, ItemError{Index: it.Index, Err: it.Err})
 			return
 		}
-		out = append(out, ev)
+		out = append(out, it.Event)
 	})
 	if err != nil {
 		return nil, err
@@ -97,11 +97,24 @@ func (d Decoder) DecodeBatch(data []byte) ([]Event, error) {
 	return out, nil
 }
 
-// EachInBatch decodes a batch item by item, calling fn with each item's index
-// and either its event or the error that item alone caused. A bad item never
-// hides the good ones. The returned error is for the payload as a whole: over
-// the size limit, or array syntax broken so that items cannot be told apart.
-func (d Decoder) EachInBatch(data []byte, fn func(i int, ev Event, err error)) error {
+// BatchItem is one item of a batch, as [Decoder.EachInBatch] sees it.
+type BatchItem struct {
+	// Index is the item's position in the batch, from 0.
+	Index int
+	// Raw is the item's bytes (valid during the callback only).
+	Raw []byte
+	// Event is the decoded event, or nil when Err is set.
+	Event Event
+	// Err is what is wrong with this item alone.
+	Err error
+}
+
+// EachInBatch decodes a batch item by item, calling fn with each item: its
+// event or the error that item alone caused. A bad item never hides the good
+// ones. The returned error is for the payload as a whole: over the size
+// limit, or array syntax broken so that items cannot be told apart (items
+// before the break have been passed to fn).
+func (d Decoder) EachInBatch(data []byte, fn func(BatchItem)) error {
 	if err := d.checkSize(data); err != nil {
 		return err
 	}
@@ -112,7 +125,7 @@ func (d Decoder) EachInBatch(data []byte, fn func(i int, ev Event, err error)) e
 		if _, ok := errors.AsType[*SyntaxError](err); ok {
 			return err
 		}
-		fn(0, ev, err)
+		fn(BatchItem{Index: 0, Raw: data, Event: ev, Err: err})
 		return nil
 	case '[':
 	default:
@@ -131,12 +144,13 @@ func (d Decoder) EachInBatch(data []byte, fn func(i int, ev Event, err error)) e
 		if err := s.skip(1); err != nil {
 			return err
 		}
+		raw := data[start:s.pos]
 		if !isObject {
-			fn(i, nil, &SyntaxError{Offset: start, Msg: "batch item is not an object"})
+			fn(BatchItem{Index: i, Raw: raw, Err: &SyntaxError{Offset: start, Msg: "batch item is not an object"}})
 			continue
 		}
 		ev, err := d.decodeObject(data[:s.pos], start, false)
-		fn(i, ev, err)
+		fn(BatchItem{Index: i, Raw: raw, Event: ev, Err: err})
 	}
 	if s.peek() != 0 {
 		return s.fail("unexpected data after the batch")

@@ -77,12 +77,15 @@ func FuzzDecodeBatch(f *testing.F) {
 	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		items := 0
-		err := events.Decoder{}.EachInBatch(data, func(i int, ev events.Event, err error) {
-			if i != items {
-				t.Fatalf("item index %d, want %d", i, items)
+		err := events.Decoder{}.EachInBatch(data, func(it events.BatchItem) {
+			if it.Index != items {
+				t.Fatalf("item index %d, want %d", it.Index, items)
 			}
-			if (ev == nil) == (err == nil) {
-				t.Fatalf("item %d: exactly one of event and error must be set: %v, %v", i, ev, err)
+			if (it.Event == nil) == (it.Err == nil) {
+				t.Fatalf("item %d: exactly one of event and error must be set: %v, %v", it.Index, it.Event, it.Err)
+			}
+			if len(it.Raw) == 0 {
+				t.Fatalf("item %d has no raw bytes", it.Index)
 			}
 			items++
 		})

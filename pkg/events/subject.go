@@ -40,13 +40,17 @@ func SubjectToken(s string) string {
 	}, s)
 }
 
-// FilterSubject returns the subject filter that selects the events whose type
-// matches pattern (see [ValidatePattern]), given subjects made by [Subject]:
-// a pattern ending in ">" already covers the source token; any other gets one
-// "*" for it, so "*" keeps meaning exactly one event-type token.
+// FilterSubject returns the NATS subject filter that selects exactly the
+// events whose type matches pattern (see [ValidatePattern]) among subjects
+// made by [Subject]. The source token needs one more token in the filter: a
+// pattern ending in ">" (one or more type tokens) becomes "*.>" at that place
+// (one or more type tokens, then the source), any other pattern gets ".*".
 func FilterSubject(pattern string) string {
-	if pattern == ">" || strings.HasSuffix(pattern, ".>") {
-		return pattern
+	if pattern == ">" {
+		return "*.>"
+	}
+	if p, ok := strings.CutSuffix(pattern, ".>"); ok {
+		return p + ".*.>"
 	}
 	return pattern + ".*"
 }

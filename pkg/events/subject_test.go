@@ -33,10 +33,11 @@ func TestSubject(t *testing.T) {
 // as Match(pattern, type), for every pattern and type pair.
 func TestFilterSubjectAgreesWithMatch(t *testing.T) {
 	patterns := []string{">", "*", "*.*", "*.*.*", "performance.>", "performance.*", "performance.*.start",
-		"validation.*", "validation.>", "system.error", "health.component.*", "*.enabled", "monitoring.>"}
+		"validation.*", "validation.>", "system.error", "health.component.*", "*.enabled", "monitoring.>",
+		"system.error.>", "performance.phase.start.>", "*.>", "*.*.>"}
 	for _, p := range patterns {
 		filter := events.FilterSubject(p)
-		for _, typ := range events.Types() {
+		for _, typ := range append(events.Types(), "performance", "system.error.extra") {
 			subject := events.Subject(typ, "src")
 			if got, want := natsMatch(filter, subject), events.Match(p, typ); got != want {
 				t.Errorf("pattern %q: filter %q on %q = %v, Match = %v", p, filter, subject, got, want)

@@ -1,0 +1,172 @@
+// Package natsserver runs a nats-server with JetStream inside the process:
+// the broker of `jetmon up`, and of every test that needs a real one.
+package natsserver
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Options configures an embedded server. The zero value (plus a StoreDir) is
+// an in-process-only server: no network listener at all.
+type Options struct {
+	// StoreDir is where JetStream keeps its data; required. Restarting on the
+	// same directory resumes every stream.
+	StoreDir string
+	// Name is the server name (default "jetmon"); cluster members need
+	// distinct names.
+	Name string
+	// Host is the client listener's address (default 127.0.0.1: loopback
+	// only, secure by default).
+	Host string
+	// Port is the client port: 0 means no listener (in-process connections
+	// only), -1 a random free port, anything else that port.
+	Port int
+	// MaxPayload overrides the 1 MiB message size limit when positive.
+	MaxPayload int32
+	// User and Password, or Token, require clients to authenticate.
+	User, Password, Token string
+	// TLS, when set, makes the client listener require TLS.
+	TLS *tls.Config
+	// Cluster joins a JetStream cluster when Cluster.Name is set.
+	Cluster ClusterOptions
+	// Logger receives the server's log lines; the zero value discards them.
+	Logger *zerolog.Logger
+}
+
+// ClusterOptions configures the route listener and the peers of a cluster member.
+type ClusterOptions struct {
+	Name string
+	// Host and Port of this member's route listener (Port -1: random).
+	Host string
+	Port int
+	// Routes are the other members' route URLs, e.g. nats-route://127.0.0.1:6222.
+	Routes []string
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+	opts Options
+}
+
+// ErrNotReady reports a server that did not accept connections in time.
+var ErrNotReady = errors.New("nats server not ready for connections")
+
+// Start starts a server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("nats server: StoreDir is required")
+	}
+	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
+		return nil, fmt.Errorf("nats server: store dir: %w", err)
+	}
+	if o.Name == "" {
+		o.Name = "jetmon"
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	so := &server.Options{
+		ServerName: o.Name,
+		Host:       o.Host,
+		Port:       o.Port,
+		DontListen: o.Port == 0,
+		NoSigs:     true,
+		NoLog:      o.Logger == nil,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		Username:   o.User,
+		Password:   o.Password,
+		MaxPayload: o.MaxPayload,
+	}
+	if o.Token != "" {
+		so.Authorization = o.Token
+	}
+	if o.TLS != nil {
+		so.TLSConfig, so.TLS, so.TLSTimeout = o.TLS, true, 2
+		so.TLSVerify = o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
+	if o.Cluster.Name != "" {
+		so.Cluster = server.ClusterOpts{Name: o.Cluster.Name, Host: o.Cluster.Host, Port: o.Cluster.Port}
+		if so.Cluster.Host == "" {
+			so.Cluster.Host = "127.0.0.1"
+		}
+		for _, r := range o.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("nats server: route %q: %w", r, err)
+			}
+			so.Routes = append(so.Routes, u)
+		}
+	}
+	s, err := server.NewServer(so)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLogger(logAdapter{o.Logger.With().Str("component", "nats-server").Logger()}, false, false)
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, ErrNotReady
+	}
+	return &Server{Server: s, opts: o}, nil
+}
+
+// ClientURL returns the URL clients connect to; empty for an in-process-only
+// server.
+func (s *Server) ClientURL() string {
+	if s.opts.Port == 0 {
+		return ""
+	}
+	return s.Server.ClientURL()
+}
+
+// RouteURL returns this member's route URL for the other members' Routes.
+func (s *Server) RouteURL() string {
+	a := s.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats-route://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
+}
+
+// ConnectOption returns the nats.go option that connects to s: in-process
+// when it has no listener.
+func (s *Server) ConnectOption() nats.Option {
+	return nats.InProcessServer(s.Server)
+}
+
+// Connect returns a client connection to s (in-process).
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect("", append([]nats.Option{s.ConnectOption()}, opts...)...)
+}
+
+// Stop shuts the server down and waits until it has: every acknowledged
+// JetStream message is on disk when Stop returns. It is idempotent.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// logAdapter sends the server's logs to zerolog.
+type logAdapter struct{ log zerolog.Logger }
+
+func (l logAdapter) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+func (l logAdapter) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
