@@ -32,9 +32,11 @@ func TestSubject(t *testing.T) {
 // FilterSubject(pattern) against Subject(type, source) gives the same answer
 // as Match(pattern, type), for every pattern and type pair.
 func TestFilterSubjectAgreesWithMatch(t *testing.T) {
-	patterns := []string{">", "*", "*.*", "*.*.*", "performance.>", "performance.*", "performance.*.start",
+	patterns := []string{
+		">", "*", "*.*", "*.*.*", "performance.>", "performance.*", "performance.*.start",
 		"validation.*", "validation.>", "system.error", "health.component.*", "*.enabled", "monitoring.>",
-		"system.error.>", "performance.phase.start.>", "*.>", "*.*.>"}
+		"system.error.>", "performance.phase.start.>", "*.>", "*.*.>",
+	}
 	for _, p := range patterns {
 		filter := events.FilterSubject(p)
 		for _, typ := range append(events.Types(), "performance", "system.error.extra") {

@@ -48,7 +48,7 @@ type Bus struct {
 	closed   bool
 	isClosed atomic.Bool   // closed, readable without mu on the publish path
 	done     chan struct{} // closed by Close
-	wg     sync.WaitGroup
+	wg       sync.WaitGroup
 
 	retries     chan *nats.Msg // async publishes to re-send
 	retryMu     sync.Mutex
@@ -62,7 +62,7 @@ var _ events.Bus = (*Bus)(nil)
 // counters are the bus's statistics; see [Stats].
 type counters struct {
 	published, acked, duplicates, publishRetries, publishFailed atomic.Uint64
-	batches, batchedEvents                                       atomic.Uint64
+	batches, batchedEvents                                      atomic.Uint64
 	delivered, handlerErrors, panics, deadLettered              atomic.Uint64
 	decodeErrors, consumeErrors, consumersRecreated             atomic.Uint64
 }

@@ -299,4 +299,3 @@ func Redact(u string) string {
 	}
 	return p.String()
 }
-

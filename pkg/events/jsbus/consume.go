@@ -152,14 +152,14 @@ func (s *subscription) stop(ctx context.Context, _ bool) {
 // consumerRun consumes one stream for a subscription, and recreates the
 // consumer if the server loses it.
 type consumerRun struct {
-	sub      *subscription
-	stream   string
-	filter   string
-	name     string // durable or group name; "" for ephemeral
-	mu       sync.Mutex
+	sub        *subscription
+	stream     string
+	filter     string
+	name       string // durable or group name; "" for ephemeral
+	mu         sync.Mutex
 	serverName string // server-side consumer name (assigned for ephemerals)
-	cc       jetstream.ConsumeContext
-	lastSeq  atomic.Uint64 // stream sequence of the last message acked
+	cc         jetstream.ConsumeContext
+	lastSeq    atomic.Uint64 // stream sequence of the last message acked
 	// handled remembers, for batch messages awaiting redelivery, which items
 	// already succeeded, so a redelivery to this instance skips them.
 	handledMu sync.Mutex
