@@ -3,6 +3,7 @@ GO        ?= go
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
+BENCHCOUNT ?= 3
 
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOFUMPT_VERSION       ?= v0.12.0
@@ -38,9 +39,9 @@ lint: tools vet
 fmt: tools
 	$(GOBIN)/gofumpt -w .
 
-## bench: every benchmark, then ratios against the baselines of the same run
+## bench: every benchmark BENCHCOUNT times, then median ratios against the baselines of the same run
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./... | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee bench.out
 	@echo
 	$(GO) run ./internal/tools/benchratio bench.out
 

@@ -232,3 +232,27 @@ func TestMarshalRejectsNonFinite(t *testing.T) {
 		t.Errorf("AppendJSON should write a non-finite number as null")
 	}
 }
+
+func TestPlainPrefixAgreesWithByteLoop(t *testing.T) {
+	// Every byte value at every position of a 17-byte string (two words and a
+	// tail) must stop the fast path exactly where a byte-by-byte loop would.
+	for pos := range 17 {
+		for c := range 256 {
+			b := []byte(strings.Repeat("a", 17))
+			b[pos] = byte(c)
+			s := `{"event_type":"system.error","id":"i","source":"s","timestamp":"2026-01-02T03:04:05Z","error":"` + string(b) + `"}`
+			ev, err := events.Decoder{SkipValidation: true}.Decode([]byte(s))
+			printable := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+			if printable {
+				if err != nil || ev.(*events.SystemEvent).Error != string(b) {
+					t.Fatalf("byte %#x at %d: %v", c, pos, err)
+				}
+			}
+			// Encoding must escape exactly the non-plain bytes.
+			enc := string(events.NewSystemEvent(events.SystemError, "s", string(b)).AppendJSON(nil))
+			if printable != strings.Contains(enc, `"error":"`+string(b)+`"`) {
+				t.Fatalf("byte %#x at %d encoded as %s", c, pos, enc)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -60,6 +61,26 @@ func (s *scanner) ws() {
 			return
 		}
 	}
+}
+
+// plainPrefix returns how many leading bytes of b are plain: printable ASCII
+// other than '"' and '\\'. It tests eight bytes at a time.
+func plainPrefix(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q, bs := w^('"'*ones), w^('\\'*ones)
+		// A high bit survives for a byte < 0x20, a zero byte of q or bs (a
+		// quote or a backslash), or a byte >= 0x80.
+		if ((w-' '*ones)&^w|(q-ones)&^q|(bs-ones)&^bs|w)&highs != 0 {
+			break
+		}
+	}
+	for i < len(b) && plain[b[i]] {
+		i++
+	}
+	return i
 }
 
 // plain marks the bytes a string may hold without the slow path: printable
@@ -266,10 +287,7 @@ func (s *scanner) stringBytes() ([]byte, error) {
 	d := s.data
 	start := s.pos
 	// Fast path: printable ASCII up to the closing quote.
-	i := start
-	for i < len(d) && plain[d[i]] {
-		i++
-	}
+	i := start + plainPrefix(d[start:])
 	if i < len(d) && d[i] == '"' {
 		s.pos = i + 1
 		return d[start:i], nil

@@ -88,21 +88,34 @@ func parseHexID[S string | []byte](dst []byte, s S) error {
 	if len(s) != 2*len(dst) {
 		return ErrBadTraceContext
 	}
-	nonzero := false
+	var or, bad byte
+	_ = s[2*len(dst)-1]
 	for i := range dst {
-		hi, ok1 := unhex(s[2*i])
-		lo, ok2 := unhex(s[2*i+1])
-		if !ok1 || !ok2 {
-			return ErrBadTraceContext
-		}
-		dst[i] = hi<<4 | lo
-		nonzero = nonzero || dst[i] != 0
+		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+		or |= dst[i]
 	}
-	if !nonzero {
+	if bad&0xf0 != 0 || or == 0 {
 		return ErrBadTraceContext
 	}
 	return nil
 }
+
+// hexValue maps lowercase hex digits to their value and every other byte to
+// 0xff, so that one OR over a whole id tells whether any digit was bad.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
 
 // unhex accepts lowercase hex only, as W3C trace context requires.
 func unhex(c byte) (byte, bool) {

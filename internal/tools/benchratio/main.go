@@ -1,7 +1,8 @@
 // Command benchratio reads `go test -bench` output and prints, for every
 // benchmark group that has a sub-benchmark whose name starts with "baseline",
 // each member's time per op as a ratio to that baseline from the same run.
-// Figures measured on shared machines only mean something as such ratios.
+// With -count > 1 it uses the median of each benchmark's runs. Figures
+// measured on shared machines only mean something as such ratios.
 //
 //	go test -run '^$' -bench . -benchmem ./... | tee bench.out
 //	go run ./internal/tools/benchratio bench.out
@@ -12,13 +13,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 type result struct {
 	name    string
-	nsPerOp float64
+	nsPerOp float64 // median over the runs
+	runs    []float64
 	allocs  string
 }
 
@@ -72,7 +75,18 @@ func report(in io.Reader, out io.Writer) error {
 		if _, ok := groups[group]; !ok {
 			order = append(order, group)
 		}
-		groups[group] = append(groups[group], r)
+		merged := false
+		for i := range groups[group] {
+			if g := &groups[group][i]; g.name == name {
+				g.runs = append(g.runs, ns)
+				g.nsPerOp = median(g.runs)
+				merged = true
+			}
+		}
+		if !merged {
+			r.runs = []float64{ns}
+			groups[group] = append(groups[group], r)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -89,7 +103,7 @@ func report(in io.Reader, out io.Writer) error {
 		if base == nil {
 			continue
 		}
-		fmt.Fprintf(out, "%s (baseline %s: %.1f ns/op)\n", g, sub(*base), base.nsPerOp)
+		fmt.Fprintf(out, "%s (baseline %s: %.1f ns/op, median of %d)\n", g, sub(*base), base.nsPerOp, len(base.runs))
 		for _, r := range groups[g] {
 			if r.name == base.name {
 				continue
@@ -103,4 +117,13 @@ func report(in io.Reader, out io.Writer) error {
 		fmt.Fprintln(out, "no benchmark group with a baseline found")
 	}
 	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -58,9 +58,10 @@ type Config struct {
 	// (same Nats-Msg-Id, so never duplicated) and, when retries run out,
 	// counted and passed to OnPublishError. [Bus.Flush] waits for them.
 	SyncPublish bool
-	// PublishTimeout bounds how long Publish may block — waiting for room
-	// among pending acks, or for the ack itself when SyncPublish is set — and
-	// how long an async acknowledgement may take (default 5 s).
+	// PublishTimeout bounds the wait for an acknowledgement: the ack itself
+	// when SyncPublish is set, an async ack otherwise (default 5 s). An async
+	// Publish blocks only when MaxPendingAcks are outstanding, and then at
+	// most 200 ms (nats.go's stall wait) before it fails.
 	PublishTimeout time.Duration
 	// MaxPendingAcks bounds unacknowledged async publishes (default 4096).
 	MaxPendingAcks int

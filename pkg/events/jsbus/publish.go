@@ -44,18 +44,40 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if b.batcher != nil {
 		return b.batcher.add(ev)
 	}
-	data := ev.AppendJSON(make([]byte, 0, 512))
-	if len(data) > b.maxPayload {
-		return b.tooLarge(ev, len(data))
+	msg := newMsg(ev)
+	if len(msg.Data) > b.maxPayload {
+		return b.tooLarge(ev, len(msg.Data))
 	}
-	m := ev.Metadata()
-	msg := &nats.Msg{Subject: events.Subject(m.Type, m.Source), Data: data, Header: headers(m, m.ID, 0)}
 	if err := b.send(ctx, msg); err != nil {
 		return err
 	}
 	b.stats.published.Add(1)
 	return nil
 }
+
+// NewMsg returns the message [Bus.Publish] sends for ev (unbatched): its
+// subject, wire-form data, Nats-Msg-Id, CloudEvents and traceparent headers.
+// It fails like [events.Event.Validate].
+func NewMsg(ev events.Event) (*nats.Msg, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	return newMsg(ev), nil
+}
+
+func newMsg(ev events.Event) *nats.Msg {
+	m := ev.Metadata()
+	// Encode into a pooled scratch buffer, then keep an exact-size copy: the
+	// message owns its data until acknowledged (retries re-send it).
+	scratch := scratchPool.Get().(*[]byte)
+	enc := ev.AppendJSON((*scratch)[:0])
+	data := append(make([]byte, 0, len(enc)), enc...)
+	*scratch = enc
+	scratchPool.Put(scratch)
+	return &nats.Msg{Subject: events.Subject(m.Type, m.Source), Data: data, Header: headers(m, m.ID, 0)}
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (b *Bus) tooLarge(ev events.Event, size int) error {
 	return fmt.Errorf("jsbus: publish %s: %w: %d bytes exceeds the limit of %d",
@@ -104,7 +126,9 @@ func (b *Bus) send(ctx context.Context, msg *nats.Msg) error {
 		}
 		return nil
 	}
-	if _, err := b.js.PublishMsgAsync(msg, jetstream.WithStallWait(b.cfg.PublishTimeout)); err != nil {
+	// No publish options: nats.go's fast path. A publisher stalled on
+	// MaxPendingAcks waits at most nats.go's stall wait (200 ms).
+	if _, err := b.js.PublishMsgAsync(msg); err != nil {
 		return fmt.Errorf("jsbus: publish %s: %w", msg.Subject, err)
 	}
 	return nil
@@ -166,7 +190,7 @@ func (b *Bus) retryLoop() {
 			}
 			b.stats.publishRetries.Add(1)
 			again := &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: msg.Header}
-			if _, err := b.js.PublishMsgAsync(again, jetstream.WithStallWait(b.cfg.PublishTimeout)); err != nil {
+			if _, err := b.js.PublishMsgAsync(again); err != nil {
 				b.onAsyncError(b.js, again, err)
 				b.sleep(context.Background(), b.cfg.ReconnectWait)
 			}
@@ -186,22 +210,23 @@ func (b *Bus) fail(msg *nats.Msg, err error) {
 
 // batcher collects events per subject into JSON-array messages.
 type batcher struct {
-	b      *Bus
-	mu     sync.Mutex
-	open   map[string]*openBatch
-	timer  *time.Timer // armed while any batch is open
-	closed bool
+	b        *Bus
+	mu       sync.Mutex
+	open     map[string]*openBatch
+	sizeHint map[string]int // bytes of each subject's last batch
+	timer    *time.Timer    // armed while any batch is open
+	closed   bool
 }
 
 type openBatch struct {
-	buf     []byte // "[" then the events, comma-separated
+	buf     []byte // "[" then the events, comma-separated; sized for a full batch
 	n       int
 	first   events.Meta // headers come from the first event
 	started time.Time
 }
 
 func newBatcher(b *Bus) *batcher {
-	return &batcher{b: b, open: map[string]*openBatch{}}
+	return &batcher{b: b, open: map[string]*openBatch{}, sizeHint: map[string]int{}}
 }
 
 // add appends ev to its subject's batch and sends the batch when it is full.
@@ -216,7 +241,7 @@ func (bt *batcher) add(ev events.Event) error {
 	}
 	ob := bt.open[subject]
 	if ob == nil {
-		ob = bt.start(subject, m)
+		ob = bt.start(subject, m, bt.sizeHint[subject])
 	}
 	mark := len(ob.buf)
 	if ob.n > 0 {
@@ -236,7 +261,7 @@ func (bt *batcher) add(ev events.Event) error {
 		item := append([]byte(nil), ob.buf[mark+1:]...)
 		ob.buf = ob.buf[:mark]
 		err := bt.seal(subject, ob)
-		ob = bt.start(subject, m)
+		ob = bt.start(subject, m, len(ob.buf))
 		ob.buf = append(ob.buf, item...)
 		if err != nil {
 			return err
@@ -250,9 +275,11 @@ func (bt *batcher) add(ev events.Event) error {
 	return nil
 }
 
-// start opens a batch for subject whose first event is m. Caller holds mu.
-func (bt *batcher) start(subject string, m *events.Meta) *openBatch {
-	ob := &openBatch{buf: append(make([]byte, 0, 16<<10), '['), first: *m, started: time.Now()}
+// start opens a batch for subject whose first event is m, with room for
+// sizeHint bytes (the size of the subject's last batch). Caller holds mu.
+func (bt *batcher) start(subject string, m *events.Meta, sizeHint int) *openBatch {
+	size := min(max(sizeHint+sizeHint/8, 4<<10), bt.b.maxPayload+1)
+	ob := &openBatch{buf: append(make([]byte, 0, size), '['), first: *m, started: time.Now()}
 	bt.open[subject] = ob
 	if bt.timer == nil {
 		bt.timer = time.AfterFunc(bt.b.cfg.BatchMaxDelay, bt.flushDue)
@@ -263,6 +290,7 @@ func (bt *batcher) start(subject string, m *events.Meta) *openBatch {
 // seal sends ob and forgets it. Caller holds mu.
 func (bt *batcher) seal(subject string, ob *openBatch) error {
 	delete(bt.open, subject)
+	bt.sizeHint[subject] = len(ob.buf) + 1
 	id := events.NewID()
 	msg := &nats.Msg{Subject: subject, Data: append(ob.buf, ']'), Header: headers(&ob.first, id, ob.n)}
 	bt.b.stats.batches.Add(1)
