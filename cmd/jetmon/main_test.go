@@ -29,6 +29,8 @@ func TestRunCommands(t *testing.T) {
 		{"bad flag", []string{"up", "--rate", "many"}, 2, "invalid value \"many\""},
 		{"bad rate", []string{"up", "--rate", "0"}, 2, "rate 0"},
 		{"bad level", []string{"up", "--log-level", "loud"}, 2, `"loud"`},
+		{"bad transport", []string{"up", "--transport", "carrier-pigeon", "--data-dir", "x"}, 1, `transport "carrier-pigeon"`},
+		{"bad port", []string{"up", "--nats-port", "70000"}, 2, "nats-port 70000"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -41,14 +43,25 @@ func TestRunCommands(t *testing.T) {
 	}
 }
 
-// TestUpBinary builds the real binary, runs `jetmon up`, and stops it with
-// SIGTERM: it must print events and a summary and exit 0.
+// TestUpBinary builds the real binary, runs `jetmon up` on the embedded
+// JetStream server twice on one data dir, and stops it with SIGTERM each
+// time: it must print events and a summary, exit 0, and resume its store.
 func TestUpBinary(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "jetmon")
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.CommandContext(t.Context(), bin, "up", "--summary-every", "500ms")
+	dataDir := filepath.Join(t.TempDir(), "data")
+	runUp(t, bin, dataDir)
+	stderr := runUp(t, bin, dataDir)
+	if strings.Contains(stderr, `"outcome":"created"`) || strings.Contains(stderr, "outcome=created") {
+		t.Errorf("the second start re-created streams instead of resuming the data dir:\n%s", stderr)
+	}
+}
+
+func runUp(t *testing.T, bin, dataDir string) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), bin, "up", "--summary-every", "500ms", "--data-dir", dataDir)
 	cmd.Env = append(os.Environ(), "JETMON_RATE=100")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -78,4 +91,5 @@ func TestUpBinary(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopped") {
 		t.Errorf("stderr lacks the shutdown line:\n%s", stderr.String())
 	}
+	return stderr.String()
 }

@@ -66,7 +66,8 @@ func NewLogger(w io.Writer, level string, pretty bool) (zerolog.Logger, error) {
 		return zerolog.Nop(), fmt.Errorf("log level %q: %w", level, err)
 	}
 	if pretty {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		f, isFile := w.(*os.File)
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isFile || !IsTerminal(f)}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

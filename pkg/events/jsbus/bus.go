@@ -141,7 +141,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		b.batcher = newBatcher(b)
 	}
 	b.wg.Go(b.retryLoop)
-	log.Info().Str("server", b.nc.ConnectedUrlRedacted()).Bool("batching", b.batcher != nil).Msg("connected")
+	log.Info().Str("server", b.nc.ConnectedServerName()).Bool("batching", b.batcher != nil).Msg("connected")
 	return b, nil
 }
 
