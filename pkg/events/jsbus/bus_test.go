@@ -364,11 +364,14 @@ func TestOnPublishErrorWhenServerGone(t *testing.T) {
 		failed = append(failed, m.Header.Get(jsbus.HeaderMsgID))
 		mu.Unlock()
 	}
+	cfg.BufferWhileDisconnected = true
 	bus := connect(t, cfg)
 	srv.Stop()
 	ev := eventstest.NewEvent(events.SystemError, "lost")
 	start := time.Now()
-	_ = bus.Publish(t.Context(), ev) // buffered for reconnect, or refused: either way bounded
+	if err := bus.Publish(t.Context(), ev); err != nil { // into the reconnect buffer; the ack never comes
+		t.Fatalf("Publish with BufferWhileDisconnected: %v", err)
+	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Publish blocked %s with the server down", d)
 	}
@@ -412,5 +415,20 @@ func TestMutualTLS(t *testing.T) {
 	badCA.TLS = jsbus.TLSConfig{CAFile: files.ClientCert + ".missing"}
 	if _, err := jsbus.Connect(t.Context(), badCA); err == nil || !strings.Contains(err.Error(), "TLS.CAFile") {
 		t.Errorf("a missing CA file: %v, want an error naming TLS.CAFile", err)
+	}
+}
+
+func TestPublishFailsFastWhenDisconnected(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := testConfig(srv.ClientURL())
+	cfg.CloseTimeout = time.Second
+	bus := connect(t, cfg)
+	defer func() { _ = bus.Close() }()
+	srv.Stop()
+	waitUntil(t, "the client to notice", 10*time.Second, func() bool { return !bus.IsConnected() })
+	start := time.Now()
+	err := bus.Publish(t.Context(), eventstest.NewEvent(events.SystemError, "x"))
+	if !errors.Is(err, jsbus.ErrNotConnected) || time.Since(start) > 10*time.Millisecond {
+		t.Errorf("Publish while disconnected: %v after %s, want ErrNotConnected at once", err, time.Since(start))
 	}
 }

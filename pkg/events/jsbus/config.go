@@ -68,6 +68,11 @@ type Config struct {
 	// PublishRetries is how often a failed async publish is re-sent
 	// (default 3; negative: never).
 	PublishRetries int
+	// BufferWhileDisconnected lets Publish hand messages to nats.go's
+	// reconnect buffer while the connection is down. By default Publish
+	// fails at once with [ErrNotConnected] instead, so that a wrapping
+	// breaker (pkg/breaker) can spool the event without waiting.
+	BufferWhileDisconnected bool
 	// OnPublishError receives async publishes that failed for good, with
 	// their message (subject, data, headers) so that a caller can spool it.
 	// It is called from a bus goroutine and must not block.

@@ -2,6 +2,7 @@ package jsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -27,6 +28,25 @@ const (
 	HeaderBatch = "Jetmon-Batch"
 )
 
+// ErrNotConnected is returned by Publish while the connection to NATS is down
+// (unless Config.BufferWhileDisconnected). It is transient.
+var ErrNotConnected = errors.New("not connected to NATS")
+
+// ReportFailedEvents adapts fn to Config.OnPublishError: it decodes the
+// failed message (a single event or a batch) and calls fn for each event,
+// e.g. (*breaker.Publisher).Failed, which spools them for a later re-send
+// with their original ids.
+func ReportFailedEvents(fn func(events.Event, error)) func(*nats.Msg, error) {
+	dec := events.Decoder{MaxPayload: -1}
+	return func(msg *nats.Msg, err error) {
+		_ = dec.EachInBatch(msg.Data, func(it events.BatchItem) {
+			if it.Err == nil {
+				fn(it.Event, err)
+			}
+		})
+	}
+}
+
 // Publish validates ev and publishes it on its subject. By default it returns
 // once the message is handed to the connection (see Config.SyncPublish); it
 // blocks at most PublishTimeout when too many acks are pending. With batching
@@ -40,6 +60,9 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	}
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("jsbus: publish: %w", err)
+	}
+	if !b.cfg.BufferWhileDisconnected && !b.nc.IsConnected() {
+		return fmt.Errorf("jsbus: publish %s: %w", ev.Metadata().Type, ErrNotConnected)
 	}
 	if b.batcher != nil {
 		return b.batcher.add(ev)
