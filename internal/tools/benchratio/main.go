@@ -94,24 +94,20 @@ func report(in io.Reader, out io.Writer) error {
 	printed := false
 	for _, g := range order {
 		sub := func(r result) string { return strings.TrimPrefix(r.name, g+"/") }
-		var base *result
-		for i, r := range groups[g] {
-			if r.name != g && strings.HasPrefix(sub(r), "baseline") {
-				base = &groups[g][i]
-			}
-		}
-		if base == nil {
-			continue
-		}
-		fmt.Fprintf(out, "%s (baseline %s: %.1f ns/op, median of %d)\n", g, sub(*base), base.nsPerOp, len(base.runs))
-		for _, r := range groups[g] {
-			if r.name == base.name {
+		for _, base := range groups[g] {
+			if base.name == g || !strings.HasPrefix(sub(base), "baseline") {
 				continue
 			}
-			fmt.Fprintf(out, "  %-28s %10.1f ns/op  %5.2fx the baseline's time  (%.2fx its speed)  allocs/op %s\n",
-				sub(r), r.nsPerOp, r.nsPerOp/base.nsPerOp, base.nsPerOp/r.nsPerOp, r.allocs)
+			fmt.Fprintf(out, "%s (baseline %s: %.1f ns/op, median of %d)\n", g, sub(base), base.nsPerOp, len(base.runs))
+			for _, r := range groups[g] {
+				if strings.HasPrefix(sub(r), "baseline") {
+					continue
+				}
+				fmt.Fprintf(out, "  %-28s %10.1f ns/op  %5.2fx the baseline's time  (%.2fx its speed)  allocs/op %s\n",
+					sub(r), r.nsPerOp, r.nsPerOp/base.nsPerOp, base.nsPerOp/r.nsPerOp, r.allocs)
+			}
+			printed = true
 		}
-		printed = true
 	}
 	if !printed {
 		fmt.Fprintln(out, "no benchmark group with a baseline found")
