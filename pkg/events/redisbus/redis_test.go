@@ -1,0 +1,216 @@
+package redisbus_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/jetmon/jetmon/internal/redistest"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/eventstest"
+	"github.com/jetmon/jetmon/pkg/events/redisbus"
+)
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPendingEntriesAreClaimed: a group member takes entries and dies
+// without acknowledging them; another member claims them after ClaimTimeout.
+func TestPendingEntriesAreClaimed(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := testConfig(srv.Addr)
+	cfg.ClaimTimeout = 500 * time.Millisecond
+	bus := connect(t, cfg)
+	defer func() { _ = bus.Close() }()
+	ctx := t.Context()
+
+	// The group exists from a first member that leaves at once.
+	first, err := bus.Subscribe(ctx, "system.>", eventstest.NewCollector(), events.Group("workers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Unsubscribe()
+	for i := range 5 {
+		if err := bus.Publish(ctx, eventstest.NewEvent(events.SystemError, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A member that reads and then dies holding all five.
+	taken, err := bus.Client().XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: "workers", Consumer: "crashed", Streams: []string{bus.Stream(events.FamilySystem), ">"}, Count: 10,
+	}).Result()
+	if err != nil || len(taken[0].Messages) != 5 {
+		t.Fatalf("the doomed member took %v: %v", taken, err)
+	}
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	col := eventstest.NewCollector()
+	h := events.HandlerFunc(func(ctx context.Context, ev events.Event) error {
+		d, _ := events.DeliveryFromContext(ctx)
+		mu.Lock()
+		attempts[eventstest.Tag(ev)] = d.Attempt
+		mu.Unlock()
+		return col.Handle(ctx, ev)
+	})
+	if _, err := bus.Subscribe(ctx, "system.>", h, events.Group("workers")); err != nil {
+		t.Fatal(err)
+	}
+	got := col.WaitFor(t, 5, 10*time.Second)
+	if len(got) != 5 || bus.Stats().Claimed != 5 {
+		t.Errorf("claimed %d, delivered %d; want 5 and 5", bus.Stats().Claimed, len(got))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for tag, a := range attempts {
+		if a < 2 {
+			t.Errorf("event %s claimed with attempt %d, want at least 2", tag, a)
+		}
+	}
+	waitUntil(t, "the claimed entries to be acknowledged", 5*time.Second, func() bool {
+		p, err := bus.Client().XPending(ctx, bus.Stream(events.FamilySystem), "workers").Result()
+		return err == nil && p.Count == 0
+	})
+}
+
+func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
+	srv := redistest.Start(t)
+	bus := connect(t, testConfig(srv.Addr))
+	defer func() { _ = bus.Close() }()
+	ctx := t.Context()
+	col := eventstest.NewCollector()
+	if _, err := bus.Subscribe(ctx, "performance.>", col, events.Durable("audit")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Client().XAdd(ctx, &redis.XAddArgs{
+		Stream: bus.Stream(events.FamilyPerformance),
+		Values: []any{redisbus.FieldSubject, "performance.operation.complete.x", redisbus.FieldData, "not json at all"},
+	}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(ctx, eventstest.NewEvent(events.OperationComplete, "good")); err != nil {
+		t.Fatal(err)
+	}
+	col.WaitFor(t, 1, 10*time.Second)
+	waitUntil(t, "a dead letter", 5*time.Second, func() bool { return bus.Stats().DeadLettered == 1 })
+	dl, err := bus.Client().XRange(ctx, bus.DeadLetterStream(), "-", "+").Result()
+	if err != nil || len(dl) != 1 || dl[0].Values[redisbus.FieldData] != "not json at all" ||
+		!strings.Contains(dl[0].Values[redisbus.FieldReason].(string), "undecodable") {
+		t.Errorf("dead letters %v: %v", dl, err)
+	}
+	if p, err := bus.Client().XPending(ctx, bus.Stream(events.FamilyPerformance), "audit").Result(); err != nil || p.Count != 0 {
+		t.Errorf("entries left pending: %+v %v", p, err)
+	}
+}
+
+// TestRestartLosesNoAcknowledgedEvent kills redis-server (SIGKILL) in the
+// middle of a stream of publishes and restarts it: every event Publish
+// acknowledged reaches the durable consumer.
+func TestRestartLosesNoAcknowledgedEvent(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	bus := connect(t, testConfig(srv.Addr))
+	defer func() { _ = bus.Close() }()
+	ctx := t.Context()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	if _, err := bus.Subscribe(ctx, "performance.>", events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+		mu.Lock()
+		seen[ev.Metadata().ID] = true
+		mu.Unlock()
+		return nil
+	}), events.Durable("restart-test")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1500
+	var acked []string
+	failures := 0
+	for i := range n {
+		if i == n/2 {
+			srv.Restart(true)
+		}
+		ev := eventstest.NewEvent(events.OperationComplete, fmt.Sprint(i))
+		for {
+			err := bus.Publish(ctx, ev)
+			if err == nil {
+				acked = append(acked, ev.Metadata().ID)
+				break
+			}
+			failures++
+			if failures > 500 {
+				t.Fatalf("publishing keeps failing after the restart: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("%d events acknowledged; %d publish attempts failed around the restart", len(acked), failures)
+	waitUntil(t, "every acknowledged event to be delivered", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range acked {
+			if !seen[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestStreamLengthIsCapped(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := testConfig(srv.Addr)
+	cfg.MaxLen = 500
+	bus := connect(t, cfg)
+	defer func() { _ = bus.Close() }()
+	for i := range 3000 {
+		if err := bus.Publish(t.Context(), eventstest.NewEvent(events.SystemError, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := bus.Client().XLen(t.Context(), bus.Stream(events.FamilySystem)).Result()
+	if err != nil || n < 500 || n > 1000 {
+		t.Errorf("stream length %d after 3000 events with MaxLen ~500: %v", n, err)
+	}
+}
+
+func TestAuthAndSecrets(t *testing.T) {
+	const secret = "correct-horse-redis"
+	srv := redistest.Start(t, "--requirepass", secret)
+	cfg := testConfig(srv.Addr)
+	cfg.Password = secret
+	bus := connect(t, cfg)
+	if !bus.IsConnected() {
+		t.Error("not connected with the right password")
+	}
+	_ = bus.Close()
+	cfg.Password = "wrong-" + secret
+	_, err := redisbus.Connect(t.Context(), cfg)
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), srv.Addr) {
+		t.Errorf("a wrong password: %v (must fail, name the server, and not echo the password)", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []redisbus.Config{{Port: 70000}, {DB: -1}, {PoolSize: -1}, {BlockFor: -time.Second}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if _, err := redisbus.Connect(t.Context(), redisbus.RedisConfig("127.0.0.1", 1)); err == nil {
+		t.Error("connected to a closed port")
+	}
+	if d := redisbus.RedisConfig("h", 1); d.MaxLen != 1_000_000 || d.Prefix != "jetmon:" || d.Addr() != "h:1" {
+		t.Errorf("defaults %+v", d)
+	}
+}
