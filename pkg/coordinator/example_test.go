@@ -111,3 +111,58 @@ func ExampleNewValidationMonitoringService() {
 	}
 	// Output: 1 12
 }
+
+// A Switchable coordinator changes mode at run time; Direct aggregates
+// survive the switches.
+func ExampleNewSwitchable() {
+	bus := events.NewMemoryBus(events.MemoryOptions{})
+	defer func() { _ = bus.Close() }()
+	c, err := coordinator.NewSwitchable(coordinator.Direct, bus, coordinator.Options{Source: "svc"})
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = c.Close(context.Background()) }()
+	c.OperationComplete(context.Background(), "op", time.Millisecond)
+	_ = c.SetMode(coordinator.Disabled)
+	c.OperationComplete(context.Background(), "op", time.Millisecond) // not recorded
+	o, _ := c.Direct().Snapshot().Operation("op")
+	fmt.Println(c.Mode(), o.Count)
+	// Output: disabled 1
+}
+
+// Follow one request through the system by its trace.
+func ExampleTraceFlow() {
+	bus := events.NewMemoryBus(events.MemoryOptions{})
+	defer func() { _ = bus.Close() }()
+	tracer, err := coordinator.TraceFlow(context.Background(), bus, ">", 1000)
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = tracer.Stop() }()
+	root := events.NewRootTrace()
+	for _, typ := range []events.Type{events.ValidationStarted, events.ValidationCompleted} {
+		ev := events.NewValidationEvent(typ, "orders", "order-7")
+		ev.SetTrace(root.Child())
+		_ = bus.Publish(context.Background(), ev)
+	}
+	for len(tracer.ByTrace(root.TraceID)) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, ev := range tracer.ByTrace(root.TraceID) {
+		fmt.Println(ev.Metadata().Type)
+	}
+	// Output:
+	// validation.started
+	// validation.completed
+}
+
+// Check the wiring of the monitoring at start-up.
+func ExampleVerifyIntegration() {
+	bus := events.NewMemoryBus(events.MemoryOptions{})
+	defer func() { _ = bus.Close() }()
+	c := coordinator.NewDirect()
+	vms := coordinator.NewValidationMonitoringService(bus, c)
+	report := coordinator.VerifyIntegration(bus, c, vms)
+	fmt.Println(report.OK(), report.Problems)
+	// Output: false [the validation monitoring service has no subscription (not started?)]
+}
