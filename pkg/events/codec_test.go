@@ -256,3 +256,47 @@ func TestPlainPrefixAgreesWithByteLoop(t *testing.T) {
 		}
 	}
 }
+
+func TestAggregateEvent(t *testing.T) {
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	ev := events.NewAggregateEvent(events.OperationComplete, "checkout", "db.query", start, start.Add(10*time.Second))
+	ev.Count, ev.ErrorCount, ev.Sum, ev.Avg, ev.Min, ev.Max = 4, 1, 40, 10, 2, 25.5
+	ev.P50, ev.P90, ev.P95, ev.P99 = 9, 20, 24, 25.5
+	ev.Sketch = []byte{0, 1, 2, 250, 251}
+	data, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"aggregated_type":"performance.operation.complete"`, `"window_start":"2026-11-27T10:00:00Z"`,
+		`"count":4`, `"error_count":1`, `"avg_duration":10`, `"p95_duration":24`, `"max_duration":25.5`, `"sketch":"AAEC+vs="`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("wire form lacks %s:\n%s", want, data)
+		}
+	}
+	got, err := events.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.AppendJSON(nil)) != string(data) {
+		t.Errorf("round trip changed the event:\n%s\n%s", got.AppendJSON(nil), data)
+	}
+	again := events.NewAggregateEvent(events.OperationComplete, "checkout", "db.query", start, start.Add(10*time.Second))
+	other := events.NewAggregateEvent(events.OperationComplete, "checkout", "db.query", start.Add(10*time.Second), start.Add(20*time.Second))
+	if again.ID != ev.ID || other.ID == ev.ID || !ev.Timestamp.Equal(ev.WindowEnd) {
+		t.Errorf("ids must depend on series and window only: %s %s %s", ev.ID, again.ID, other.ID)
+	}
+	bad := *ev
+	bad.WindowEnd = bad.WindowStart
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "window_end") {
+		t.Errorf("empty window: %v", err)
+	}
+	bad = *ev
+	bad.AggregatedType = events.SystemError
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "aggregated_type") {
+		t.Errorf("non-performance aggregated type: %v", err)
+	}
+	p := events.NewPerformanceEvent(events.MetricAggregated, "s")
+	if err := p.Validate(); err == nil {
+		t.Error("a PerformanceEvent claimed to be an aggregate")
+	}
+}

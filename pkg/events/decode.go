@@ -343,6 +343,8 @@ func decodeField(ev Event, s *scanner, key []byte, seen *fieldSet) (bool, error)
 		return e.decodeField(s, key, seen)
 	case *SystemEvent:
 		return e.decodeField(s, key, seen)
+	case *AggregateEvent:
+		return e.decodeField(s, key, seen)
 	}
 	return false, nil
 }

@@ -4,8 +4,8 @@ import (
 	"time"
 )
 
-// Event is one typed jetmon event: a [*PerformanceEvent], [*HealthEvent],
-// [*ControlEvent], [*ValidationEvent] or [*SystemEvent]. The set is closed; the
+// Event is one typed jetmon event: a [*PerformanceEvent], [*AggregateEvent],
+// [*HealthEvent], [*ControlEvent], [*ValidationEvent] or [*SystemEvent]. The set is closed; the
 // event's [Type] decides which Go type carries it.
 //
 // Events are plain values: they are not safe for concurrent mutation, and a bus
@@ -93,8 +93,9 @@ const (
 	ModeDisabled    = "disabled"
 )
 
-// PerformanceEvent carries every performance.* event: phases, operations,
-// metrics and resources.
+// PerformanceEvent carries the performance.* events of phases, operations,
+// metrics and resources; performance.metric.aggregated has its own
+// [AggregateEvent].
 type PerformanceEvent struct {
 	Meta
 	// FieldPath is the field or path being processed (e.g. "user.address.zip").
@@ -242,6 +243,9 @@ func newForType(t Type) Event {
 	}
 	switch t.Family() {
 	case FamilyPerformance:
+		if t == MetricAggregated {
+			return &AggregateEvent{}
+		}
 		return &PerformanceEvent{}
 	case FamilyHealth:
 		return &HealthEvent{}

@@ -215,9 +215,7 @@ func (e *PerformanceEvent) validateFields(seen fieldSet) error {
 			return missing("value")
 		}
 	case MetricAggregated:
-		if e.Operation == "" && e.Metric == "" {
-			return missing("operation")
-		}
+		return invalid("event_type", "performance.metric.aggregated is carried by an AggregateEvent")
 	case ResourceAllocated, ResourceReleased:
 		if e.Resource == "" {
 			return missing("resource")

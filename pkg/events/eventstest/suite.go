@@ -142,6 +142,10 @@ func NewEvent(typ events.Type, tag string) events.Event {
 		e.ContextID = "ctx-" + tag
 	case *events.SystemEvent:
 		e.Error = "boom"
+	case *events.AggregateEvent:
+		e.Operation, e.AggregatedType, e.Count, e.Avg = "op", events.OperationComplete, 3, 1.5
+		e.WindowStart = e.Timestamp.Add(-10 * time.Second)
+		e.WindowEnd = e.Timestamp
 	}
 	return ev
 }
