@@ -30,11 +30,11 @@ type AggregateEvent struct {
 	Count, ErrorCount uint64
 	// LateCount counts events that arrived after the window was emitted
 	// (they are not in Count).
-	LateCount uint64
-	Sum, Avg, Min, Max     float64
-	P50, P90, P95, P99     float64
-	Unit                   string
-	Sketch                 []byte
+	LateCount          uint64
+	Sum, Avg, Min, Max float64
+	P50, P90, P95, P99 float64
+	Unit               string
+	Sketch             []byte
 }
 
 // AggregateID is the id of the aggregate of a series over the window
@@ -97,8 +97,16 @@ func (e *AggregateEvent) validateFields(fieldSet) error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"sum_duration", e.Sum}, {"avg_duration", e.Avg}, {"min_duration", e.Min}, {"max_duration", e.Max},
-		{"p50_duration", e.P50}, {"p90_duration", e.P90}, {"p95_duration", e.P95}, {"p99_duration", e.P99}} {
+	}{
+		{"sum_duration", e.Sum},
+		{"avg_duration", e.Avg},
+		{"min_duration", e.Min},
+		{"max_duration", e.Max},
+		{"p50_duration", e.P50},
+		{"p90_duration", e.P90},
+		{"p95_duration", e.P95},
+		{"p99_duration", e.P99},
+	} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return invalid(f.name, "must be finite")
 		}
@@ -128,8 +136,16 @@ func (e *AggregateEvent) AppendJSON(dst []byte) []byte {
 	for _, f := range []struct {
 		key string
 		v   float64
-	}{{`,"sum_duration":`, e.Sum}, {`,"avg_duration":`, e.Avg}, {`,"min_duration":`, e.Min}, {`,"max_duration":`, e.Max},
-		{`,"p50_duration":`, e.P50}, {`,"p90_duration":`, e.P90}, {`,"p95_duration":`, e.P95}, {`,"p99_duration":`, e.P99}} {
+	}{
+		{`,"sum_duration":`, e.Sum},
+		{`,"avg_duration":`, e.Avg},
+		{`,"min_duration":`, e.Min},
+		{`,"max_duration":`, e.Max},
+		{`,"p50_duration":`, e.P50},
+		{`,"p90_duration":`, e.P90},
+		{`,"p95_duration":`, e.P95},
+		{`,"p99_duration":`, e.P99},
+	} {
 		dst = appendNumber(append(dst, f.key...), f.v)
 	}
 	dst = appendStringField(dst, `,"unit":`, e.Unit)

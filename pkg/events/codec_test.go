@@ -267,8 +267,10 @@ func TestAggregateEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"aggregated_type":"performance.operation.complete"`, `"window_start":"2026-11-27T10:00:00Z"`,
-		`"count":4`, `"error_count":1`, `"avg_duration":10`, `"p95_duration":24`, `"max_duration":25.5`, `"sketch":"AAEC+vs="`} {
+	for _, want := range []string{
+		`"aggregated_type":"performance.operation.complete"`, `"window_start":"2026-11-27T10:00:00Z"`,
+		`"count":4`, `"error_count":1`, `"avg_duration":10`, `"p95_duration":24`, `"max_duration":25.5`, `"sketch":"AAEC+vs="`,
+	} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("wire form lacks %s:\n%s", want, data)
 		}
