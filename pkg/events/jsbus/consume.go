@@ -575,9 +575,15 @@ func isBatch(msg jetstream.Msg) bool {
 	return false
 }
 
-// deadLetter stores data on "deadletter.<subject>" with the reason and the
-// original position in headers, and waits for the server to store it. idx is
-// the batch item, or -1 for the whole message.
+// DeadLetter stores data — msg's payload, or item idx of its batch (idx -1
+// for the whole message) — on "deadletter.<subject>" with the reason, the
+// original subject, stream, sequence and delivery count in headers, and waits
+// for the server to store it. Consumers that drive JetStream themselves (the
+// aggregator) use it to dead-letter like the bus does.
+func (b *Bus) DeadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, data []byte, idx int, reason string) error {
+	return b.deadLetter(msg, md, data, idx, reason)
+}
+
 func (b *Bus) deadLetter(msg jetstream.Msg, md *jetstream.MsgMetadata, data []byte, idx int, reason string) error {
 	h := nats.Header{}
 	for k, v := range msg.Headers() {

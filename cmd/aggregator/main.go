@@ -1,0 +1,283 @@
+// Command aggregator aggregates performance events into windows per series
+// and publishes performance.metric.aggregated events. See pkg/aggregator.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/internal/cli"
+	"github.com/jetmon/jetmon/internal/httpd"
+	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/aggregator"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+)
+
+func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)) }
+
+// common are the flags of every subcommand.
+type common struct {
+	natsURL, creds, user, password, caFile string
+	logLevel                               string
+	logJSON                                bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated (env NATS_URL too)")
+	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
+	fs.StringVar(&c.user, "user", "", "NATS user")
+	fs.StringVar(&c.password, "password", "", "NATS password (prefer the env variable)")
+	fs.StringVar(&c.caFile, "tls-ca", "", "CA file to verify the NATS server")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of console text")
+}
+
+func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*jsbus.Bus, error) {
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = strings.Split(c.natsURL, ",")
+	cfg.CredsFile, cfg.User, cfg.Password = c.creds, c.user, c.password
+	cfg.TLS.CAFile = c.caFile
+	cfg.Name = "jetmon-aggregator"
+	cfg.Logger = log
+	return jsbus.Connect(ctx, cfg)
+}
+
+// envLookup adds NATS_URL as a fallback for AGGREGATOR_NATS_URL.
+func envLookup(env func(string) (string, bool)) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		if v, ok := env(k); ok {
+			return v, ok
+		}
+		if k == "AGGREGATOR_NATS_URL" {
+			return env("NATS_URL")
+		}
+		return "", false
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	if len(args) > 0 && args[0] == "replay" {
+		return replay(ctx, args[1:], stdout, stderr, env)
+	}
+	if len(args) > 0 && args[0] == "run" {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	name := fs.String("name", "aggregator", "durable consumer name (instances with one name share the work)")
+	window := fs.Duration("window", 10*time.Second, "tumbling window length")
+	lateness := fs.Duration("lateness", 5*time.Second, "how long after its end a window still takes events")
+	maxSeries := fs.Int("max-series-per-source", 1000, "series per source before new ones go to an overflow series")
+	fromBeginning := fs.Bool("from-beginning", false, "a new consumer starts at the oldest stored event")
+	httpAddr := fs.String("http", "127.0.0.1:9102", "address of /healthz, /readyz, /metrics and /api/v1 (empty: off)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := cli.ParseWithEnv(fs, "AGGREGATOR", args, envLookup(env)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "aggregator: %v\n", err)
+		return 2
+	}
+	switch {
+	case *window <= 0:
+		fmt.Fprintf(stderr, "aggregator: window %s: must be positive\n", *window)
+		return 2
+	case *lateness < 0:
+		fmt.Fprintf(stderr, "aggregator: lateness %s: must not be negative\n", *lateness)
+		return 2
+	}
+	log, err := cli.NewLogger(stderr, c.logLevel, !c.logJSON)
+	if err != nil {
+		fmt.Fprintf(stderr, "aggregator: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bus, err := c.connect(ctx, &log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot connect")
+		return 1
+	}
+	defer func() { _ = bus.Close() }()
+	reg := httpd.NewRegistry()
+	svc, err := aggregator.New(aggregator.Config{
+		Bus: bus, Name: *name, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries,
+		FromBeginning: *fromBeginning, Logger: &log, Registerer: reg,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	mux := httpd.Mux(reg)
+	svc.Mount(mux)
+	errc := make(chan error, 2)
+	go func() {
+		errc <- httpd.Serve(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") })
+	}()
+	go func() { errc <- svc.Run(ctx) }()
+	var runErr error
+	for range 2 {
+		if err := <-errc; err != nil && runErr == nil {
+			runErr = err
+			stop()
+		}
+	}
+	if runErr != nil {
+		log.Error().Err(runErr).Msg("stopped with an error")
+		return 1
+	}
+	log.Info().Msg("stopped")
+	return 0
+}
+
+func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	fs := flag.NewFlagSet("aggregator replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	from := fs.String("from", "", "start of the range, RFC 3339 (required)")
+	to := fs.String("to", "", "end of the range, RFC 3339 (default: the last stored event)")
+	window := fs.Duration("window", 10*time.Second, "tumbling window length")
+	output := fs.String("output", "-", "NDJSON file of the recomputed windows (- for stdout)")
+	subject := fs.String("subject", "", "also publish each window (core NATS) on SUBJECT.<source>")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: aggregator replay --from TIME [--to TIME] [flags]\n\nRecomputes the windows of a time range from the stored events, without\ntouching live consumers, and writes them as NDJSON.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := cli.ParseWithEnv(fs, "AGGREGATOR", args, envLookup(env)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "aggregator replay: %v\n", err)
+		return 2
+	}
+	var o jsbus.ReplayOptions
+	var err error
+	if *from == "" {
+		fmt.Fprintln(stderr, "aggregator replay: --from is required")
+		return 2
+	}
+	if o.From, err = time.Parse(time.RFC3339Nano, *from); err != nil {
+		fmt.Fprintf(stderr, "aggregator replay: --from %q: not an RFC 3339 time\n", *from)
+		return 2
+	}
+	if *to != "" {
+		if o.To, err = time.Parse(time.RFC3339Nano, *to); err != nil {
+			fmt.Fprintf(stderr, "aggregator replay: --to %q: not an RFC 3339 time\n", *to)
+			return 2
+		}
+	}
+	log, err := cli.NewLogger(stderr, c.logLevel, !c.logJSON)
+	if err != nil {
+		fmt.Fprintf(stderr, "aggregator replay: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := stdout
+	if *output != "-" {
+		f, err := os.Create(*output)
+		if err != nil {
+			fmt.Fprintf(stderr, "aggregator replay: --output: %v\n", err)
+			return 1
+		}
+		defer func() { _ = f.Close() }()
+		out = f
+	}
+	bus, err := c.connect(ctx, &log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot connect")
+		return 1
+	}
+	defer func() { _ = bus.Close() }()
+	agg := aggregate.New(aggregate.Options{Window: *window, Lateness: time.Nanosecond})
+	enc := json.NewEncoder(out)
+	written := 0
+	write := func(ws []*events.AggregateEvent) error {
+		for _, w := range ws {
+			if err := enc.Encode(w); err != nil {
+				return err
+			}
+			if *subject != "" {
+				data, _ := events.Marshal(w)
+				if err := bus.Conn().Publish(*subject+"."+events.SubjectToken(w.Source), data); err != nil {
+					return err
+				}
+			}
+			written++
+		}
+		return nil
+	}
+	bar := newProgress(stderr, *quiet)
+	o.Progress = bar.update
+	var werr error
+	st, err := bus.Replay(ctx, "performance.>", o, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+		agg.Add(ev)
+		if werr == nil {
+			werr = write(agg.Closed())
+		}
+		return werr
+	}))
+	bar.done()
+	if err == nil {
+		err = write(agg.Flush())
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("replay failed")
+		return 1
+	}
+	log.Info().Uint64("messages", st.Messages).Uint64("events", st.Events).Int("windows", written).Msg("replayed")
+	return 0
+}
+
+// progress draws a one-line progress bar on a terminal-like writer.
+type progress struct {
+	w     io.Writer
+	off   bool
+	start time.Time
+	last  time.Time
+	n     uint64
+}
+
+func newProgress(w io.Writer, off bool) *progress {
+	return &progress{w: w, off: off, start: time.Now()}
+}
+
+func (p *progress) update(stream string, seq, last uint64) {
+	p.n++
+	if p.off || time.Since(p.last) < 200*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	frac := float64(seq) / float64(max(last, 1))
+	const width = 30
+	filled := int(frac * width)
+	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-9)
+	fmt.Fprintf(p.w, "\rreplay %-12s [%s%s] %5.1f%%  %d/%d  %.0f msg/s ", stream,
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100, seq, last, rate)
+}
+
+func (p *progress) done() {
+	if !p.off && !p.last.IsZero() {
+		fmt.Fprintln(p.w)
+	}
+}

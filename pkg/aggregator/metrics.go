@@ -1,0 +1,33 @@
+package aggregator
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	events  *prometheus.CounterVec
+	bad     *prometheus.CounterVec
+	emitted prometheus.Counter
+	open    prometheus.Gauge
+	series  prometheus.Gauge
+	pending prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_events_total", Help: "Input events by outcome: added, late, not_aggregated.",
+		}, []string{"outcome"}),
+		bad: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_bad_input_total", Help: "Input that could not be aggregated, by reason; each is dead-lettered.",
+		}, []string{"reason"}),
+		emitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_windows_emitted_total", Help: "Aggregated windows published.",
+		}),
+		open:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_open_windows", Help: "Windows still open."}),
+		series:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_series", Help: "Live series."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_pending_messages", Help: "Input messages held unacknowledged until their windows are published."}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.events, m.bad, m.emitted, m.open, m.series, m.pending}
+}
