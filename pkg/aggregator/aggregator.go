@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -320,9 +321,7 @@ func (s *Service) emit(ctx context.Context, closed []*events.AggregateEvent) err
 	defer s.mu.Unlock()
 	s.stats.Emitted += uint64(len(closed))
 	s.m.emitted.Add(float64(len(closed)))
-	for _, w := range closed {
-		s.recent = append(s.recent, w)
-	}
+	s.recent = append(s.recent, closed...)
 	if over := len(s.recent) - s.cfg.Recent; over > 0 {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
 	}
@@ -365,10 +364,7 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.BadInput = map[string]uint64{}
-	for k, v := range s.stats.BadInput {
-		st.BadInput[k] = v
-	}
+	st.BadInput = maps.Clone(s.stats.BadInput)
 	as := s.agg.Stats()
 	st.OpenWindows, st.Series, st.Pending = as.OpenWindows, as.Series, len(s.pending)
 	return st
