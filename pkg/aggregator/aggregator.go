@@ -137,25 +137,55 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// consumer finds or creates the durable consumer.
+// consumer finds or creates the durable consumer. A consumer found with
+// messages delivered but not acknowledged — held by a previous run that
+// crashed — is rewound to its ack floor, so that those messages come back at
+// once and in order, before any window they belong to can close. (Without
+// the rewind they would return only after AckWait, behind newer messages,
+// and count as late.) Messages acked above the floor come back too; their
+// windows were published, and a recomputation is dropped by dedup.
 func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	js := s.cfg.Bus.JetStream()
-	cc := jetstream.ConsumerConfig{
-		Durable:        s.cfg.Name,
-		Description:    "jetmon aggregator",
-		FilterSubjects: InputSubjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        max(5*time.Minute, 4*(s.cfg.Window+s.cfg.Lateness)),
-		MaxAckPending:  s.cfg.MaxPending,
-		MaxDeliver:     -1,
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	}
-	if s.cfg.FromBeginning {
-		cc.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
 	cons, err := js.Consumer(ctx, streams.Performance, s.cfg.Name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = js.CreateConsumer(ctx, streams.Performance, cc)
+	switch {
+	case err == nil:
+		info := cons.CachedInfo()
+		if info.NumAckPending == 0 {
+			return cons, nil
+		}
+		start := info.AckFloor.Stream + 1
+		if info.AckFloor.Stream == 0 {
+			start = max(info.Config.OptStartSeq, 1)
+		}
+		cfg := info.Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, start, nil
+		if err := js.DeleteConsumer(ctx, streams.Performance, s.cfg.Name); err != nil {
+			return nil, fmt.Errorf("aggregator: rewind consumer %s: %w", s.cfg.Name, err)
+		}
+		s.log.Info().Uint64("from_seq", start).Int("unacked", info.NumAckPending).Msg("rewound the consumer to its ack floor")
+		cons, err = js.CreateConsumer(ctx, streams.Performance, cfg)
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		// Start after the last stored message (or at the first), recorded as
+		// a sequence so that a rewind knows where the consumer began.
+		stream, serr := js.Stream(ctx, streams.Performance)
+		if serr != nil {
+			return nil, fmt.Errorf("aggregator: stream %s: %w", streams.Performance, serr)
+		}
+		start := stream.CachedInfo().State.LastSeq + 1
+		if s.cfg.FromBeginning {
+			start = 1
+		}
+		cons, err = js.CreateConsumer(ctx, streams.Performance, jetstream.ConsumerConfig{
+			Durable:        s.cfg.Name,
+			Description:    "jetmon aggregator",
+			FilterSubjects: InputSubjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        max(5*time.Minute, 4*(s.cfg.Window+s.cfg.Lateness)),
+			MaxAckPending:  s.cfg.MaxPending,
+			MaxDeliver:     -1,
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    start,
+		})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: consumer %s on %s: %w", s.cfg.Name, streams.Performance, err)
