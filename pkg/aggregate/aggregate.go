@@ -183,6 +183,15 @@ func (a *Aggregator) Add(ev events.Event) Outcome {
 	return Added
 }
 
+// SeriesName returns the name s is aggregated under: its own, or
+// OverflowName when its source has hit the series limit.
+func (a *Aggregator) SeriesName(s Series) string {
+	if _, ok := a.series[s]; ok {
+		return s.Name
+	}
+	return OverflowName
+}
+
 // Watermark returns the current watermark.
 func (a *Aggregator) Watermark() time.Time { return a.watermark }
 

@@ -210,7 +210,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.setReady(true)
 	defer s.setReady(false)
 	s.log.Info().Str("consumer", s.cfg.Name).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
-	lastInput := time.Now()
+	lastInput, lastLag := time.Now(), time.Time{}
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		switch {
@@ -235,6 +235,12 @@ func (s *Service) Run(ctx context.Context) error {
 			continue
 		}
 		lastInput = time.Now()
+		if time.Since(lastLag) > 5*time.Second {
+			lastLag = time.Now()
+			if info, err := cons.Info(ctx); err == nil {
+				s.m.lag.Set(float64(info.NumPending))
+			}
+		}
 		s.handle(msg)
 		s.mu.Lock()
 		closed := s.agg.Closed()
@@ -276,6 +282,12 @@ func (s *Service) handle(msg jetstream.Msg) {
 		switch out {
 		case aggregate.Added:
 			added = true
+			if series, v, _, ok := aggregate.SeriesOf(it.Event); ok {
+				s.m.perSeries.WithLabelValues(string(series.Type), series.Source, s.agg.SeriesName(series)).Inc()
+				if series.Type != events.MetricRecorded {
+					s.m.durations.Observe(v)
+				}
+			}
 			if start := it.Event.Metadata().Timestamp.Truncate(s.cfg.Window); start.After(maxStart) {
 				maxStart = start
 			}

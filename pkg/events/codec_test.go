@@ -1,8 +1,10 @@
 package events_test
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -301,4 +303,55 @@ func TestAggregateEvent(t *testing.T) {
 	if err := p.Validate(); err == nil {
 		t.Error("a PerformanceEvent claimed to be an aggregate")
 	}
+}
+
+// TestFastFormattersMatchTheStandardLibrary checks the encoder's fast paths
+// for numbers and times against strconv and time.RFC3339Nano.
+func TestFastFormattersMatchTheStandardLibrary(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	check := func(v float64) {
+		ev := events.NewPerformanceEvent(events.MetricRecorded, "s")
+		ev.Metric, ev.Value = "m", v
+		got := string(ev.AppendJSON(nil))
+		want := `"value":` + string(mustJSON(t, v))
+		if !strings.Contains(got, want) {
+			t.Fatalf("value %v encoded as %s, want %s", v, got, want)
+		}
+	}
+	for range 200_000 {
+		switch r.IntN(4) {
+		case 0:
+			check(float64(r.Int64N(1e15)-5e14) / 1000)
+		case 1:
+			check(math.Round(r.NormFloat64()*1e6) / 100)
+		case 2:
+			check(r.Float64() * math.Pow(10, float64(r.IntN(30)-10)))
+		default:
+			check(float64(r.IntN(100000)) / 1000)
+		}
+	}
+	for _, v := range []float64{0.001, 0.1, 0.3, 1.005, 12.75, -0.5, 999999999999.999, 1e12, 1e-3, 123456789.123} {
+		check(v)
+	}
+	for range 100_000 {
+		ts := time.Unix(r.Int64N(1<<34)-1<<33, r.Int64N(1e9)).UTC()
+		if r.IntN(3) == 0 {
+			ts = ts.Truncate(time.Millisecond)
+		}
+		ev := events.NewSystemEvent(events.SystemError, "s", "e")
+		ev.Timestamp = ts
+		want := `"timestamp":"` + ts.Format(time.RFC3339Nano) + `"`
+		if got := string(ev.AppendJSON(nil)); !strings.Contains(got, want) {
+			t.Fatalf("time %v encoded as %s, want %s", ts, got, want)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -42,7 +42,7 @@ func (m *Meta) appendMeta(dst []byte) []byte {
 	dst = appendStringField(dst, `,"source":`, m.Source)
 	if !m.Timestamp.IsZero() {
 		dst = append(dst, `,"timestamp":"`...)
-		dst = m.Timestamp.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = appendTime(dst, m.Timestamp)
 		dst = append(dst, '"')
 	}
 	if !m.TraceID.IsZero() {
@@ -184,17 +184,86 @@ func appendNumberField(dst []byte, key string, v float64) []byte {
 	return appendNumber(append(dst, key...), v)
 }
 
+// appendTime writes t in UTC as RFC 3339 with trailing-zero-trimmed
+// nanoseconds — exactly what time.RFC3339Nano gives — without the general
+// formatter's cost for the common case (years 0000-9999).
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	hour, minute, sec := t.Clock()
+	dst = append(dst,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10))
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		dst = append(dst, frac[:n]...)
+	}
+	return append(dst, 'Z')
+}
+
 // appendNumber writes v the way encoding/json does; non-finite values become null.
 func appendNumber(dst []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return append(dst, "null"...)
+	}
+	// Fast path: durations and metrics usually have at most three decimals.
+	// When v is exactly n/1000 for an integer n of moderate size, the
+	// shortest round-tripping form is n's digits with the point moved —
+	// the same text strconv would produce, at a fraction of the cost.
+	if a := math.Abs(v); a >= 1e-3 && a < 1e12 {
+		if n := math.Round(v * 1000); n/1000 == v {
+			return appendMilli(dst, int64(n))
+		}
 	}
 	abs := math.Abs(v)
 	fmt := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		fmt = 'e'
 	}
-	return strconv.AppendFloat(dst, v, fmt, -1, 64)
+	dst = strconv.AppendFloat(dst, v, fmt, -1, 64)
+	if fmt == 'e' {
+		// Two-digit negative exponents lose their leading zero, as in
+		// encoding/json: 1e-07 becomes 1e-7.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+// appendMilli writes n/1000 in decimal with trailing zeros trimmed.
+func appendMilli(dst []byte, n int64) []byte {
+	if n < 0 {
+		dst = append(dst, '-')
+		n = -n
+	}
+	dst = strconv.AppendInt(dst, n/1000, 10)
+	if f := n % 1000; f != 0 {
+		d := [4]byte{'.', byte('0' + f/100), byte('0' + f/10%10), byte('0' + f%10)}
+		k := 4
+		for d[k-1] == '0' {
+			k--
+		}
+		dst = append(dst, d[:k]...)
+	}
+	return dst
 }
 
 func appendStringMap(dst []byte, m map[string]string) []byte {

@@ -137,6 +137,9 @@ func checkText(field, v string, maxLen int, required bool) error {
 	if len(v) > maxLen {
 		return invalid(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
 	}
+	if plainPrefixString(v) == len(v) { // printable ASCII: nothing more to check
+		return nil
+	}
 	if !utf8.ValidString(v) {
 		return invalid(field, "not valid UTF-8")
 	}

@@ -49,7 +49,12 @@ func report(in io.Reader, out io.Writer) error {
 	groups := map[string][]result{}
 	var order []string
 	sc := bufio.NewScanner(in)
+	pkg := ""
 	for sc.Scan() {
+		if p, ok := strings.CutPrefix(sc.Text(), "pkg: "); ok {
+			pkg = p[strings.LastIndexByte(p, '/')+1:] + "."
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || f[3] != "ns/op" {
 			continue
@@ -62,6 +67,7 @@ func report(in io.Reader, out io.Writer) error {
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
 			name = name[:i] // drop the GOMAXPROCS suffix
 		}
+		name = pkg + name // benchmarks of one name in two packages are two groups
 		r := result{name: name, nsPerOp: ns}
 		for i := 4; i+1 < len(f); i++ {
 			if f[i+1] == "allocs/op" {

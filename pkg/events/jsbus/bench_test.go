@@ -94,6 +94,7 @@ func BenchmarkPublish(b *testing.B) {
 	}{
 		{"jetmon_async", nil},
 		{"jetmon_batched_100", func(c *jsbus.Config) { c.BatchMaxEvents = 100 }},
+		{"jetmon_batched_500", func(c *jsbus.Config) { c.BatchMaxEvents = 500 }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			bus := benchBus(b, srv, c.mutate)

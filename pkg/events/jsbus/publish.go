@@ -128,7 +128,7 @@ func headers(m *events.Meta, msgID string, batch int) nats.Header {
 	set(HeaderID, msgID)
 	set(HeaderType, string(m.Type))
 	set(HeaderSource, m.Source)
-	set(HeaderTime, m.Timestamp.UTC().Format(time.RFC3339Nano))
+	set(HeaderTime, m.Timestamp.UTC().Format(time.RFC3339Nano)) // once per message, not per event
 	set(HeaderContentType, "application/json")
 	if !m.TraceID.IsZero() {
 		set(HeaderTraceparent, m.Trace().Traceparent())
@@ -232,16 +232,23 @@ func (b *Bus) fail(msg *nats.Msg, err error) {
 }
 
 // batcher collects events per subject into JSON-array messages.
+// batchKey identifies a subject without building its string on every event.
+type batchKey struct {
+	typ    events.Type
+	source string
+}
+
 type batcher struct {
 	b        *Bus
 	mu       sync.Mutex
-	open     map[string]*openBatch
-	sizeHint map[string]int // bytes of each subject's last batch
-	timer    *time.Timer    // armed while any batch is open
+	open     map[batchKey]*openBatch
+	sizeHint map[batchKey]int // bytes of each subject's last batch
+	timer    *time.Timer      // armed while any batch is open
 	closed   bool
 }
 
 type openBatch struct {
+	subject string
 	buf     []byte // "[" then the events, comma-separated; sized for a full batch
 	n       int
 	first   events.Meta // headers come from the first event
@@ -249,13 +256,13 @@ type openBatch struct {
 }
 
 func newBatcher(b *Bus) *batcher {
-	return &batcher{b: b, open: map[string]*openBatch{}, sizeHint: map[string]int{}}
+	return &batcher{b: b, open: map[batchKey]*openBatch{}, sizeHint: map[batchKey]int{}}
 }
 
 // add appends ev to its subject's batch and sends the batch when it is full.
 func (bt *batcher) add(ev events.Event) error {
 	m := ev.Metadata()
-	subject := events.Subject(m.Type, m.Source)
+	subject := batchKey{m.Type, m.Source}
 	limit := bt.b.maxPayload
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
@@ -300,9 +307,9 @@ func (bt *batcher) add(ev events.Event) error {
 
 // start opens a batch for subject whose first event is m, with room for
 // sizeHint bytes (the size of the subject's last batch). Caller holds mu.
-func (bt *batcher) start(subject string, m *events.Meta, sizeHint int) *openBatch {
+func (bt *batcher) start(subject batchKey, m *events.Meta, sizeHint int) *openBatch {
 	size := min(max(sizeHint+sizeHint/8, 4<<10), bt.b.maxPayload+1)
-	ob := &openBatch{buf: append(make([]byte, 0, size), '['), first: *m, started: time.Now()}
+	ob := &openBatch{subject: events.Subject(m.Type, m.Source), buf: append(make([]byte, 0, size), '['), first: *m, started: time.Now()}
 	bt.open[subject] = ob
 	if bt.timer == nil {
 		bt.timer = time.AfterFunc(bt.b.cfg.BatchMaxDelay, bt.flushDue)
@@ -311,11 +318,11 @@ func (bt *batcher) start(subject string, m *events.Meta, sizeHint int) *openBatc
 }
 
 // seal sends ob and forgets it. Caller holds mu.
-func (bt *batcher) seal(subject string, ob *openBatch) error {
+func (bt *batcher) seal(subject batchKey, ob *openBatch) error {
 	delete(bt.open, subject)
 	bt.sizeHint[subject] = len(ob.buf) + 1
 	id := events.NewID()
-	msg := &nats.Msg{Subject: subject, Data: append(ob.buf, ']'), Header: headers(&ob.first, id, ob.n)}
+	msg := &nats.Msg{Subject: ob.subject, Data: append(ob.buf, ']'), Header: headers(&ob.first, id, ob.n)}
 	bt.b.stats.batches.Add(1)
 	bt.b.stats.batchedEvents.Add(uint64(ob.n))
 	if err := bt.b.send(context.Background(), msg); err != nil {
