@@ -79,11 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	name := fs.String("name", "aggregator", "durable consumer name (instances with one name share the work)")
+	name := fs.String("name", "aggregator", "durable consumer name (prefix, with --partitions); without --partitions run one instance per name")
 	window := fs.Duration("window", 10*time.Second, "tumbling window length")
 	lateness := fs.Duration("lateness", 5*time.Second, "how long after its end a window still takes events")
 	maxSeries := fs.Int("max-series-per-source", 1000, "series per source before new ones go to an overflow series")
 	fromBeginning := fs.Bool("from-beginning", false, "a new consumer starts at the oldest stored event")
+	partitions := fs.Int("partitions", 0, "scale out over this many partitions (0: one consumer, one instance); every instance must agree")
+	instance := fs.String("instance", "", "this instance's name among its peers (default host-pid)")
 	httpAddr := fs.String("http", "127.0.0.1:9102", "address of /healthz, /readyz, /metrics and /api/v1 (empty: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
@@ -120,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	reg := httpd.NewRegistry()
 	svc, err := aggregator.New(aggregator.Config{
 		Bus: bus, Name: *name, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries,
-		FromBeginning: *fromBeginning, Logger: &log, Registerer: reg,
+		FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

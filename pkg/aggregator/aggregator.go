@@ -1,22 +1,39 @@
-// Package aggregator is the aggregator daemon's embeddable runtime: a
-// durable JetStream consumer on the performance events driving an
-// [aggregate.Aggregator], publishing one performance.metric.aggregated event
+// Package aggregator is the aggregator daemon's embeddable runtime: durable
+// JetStream consumers on the performance events driving
+// [aggregate.Aggregator]s, publishing one performance.metric.aggregated event
 // per series per window.
 //
 // Exactly-once effect: an input message is acknowledged only after every
 // window it contributed to has been published and acknowledged by the
-// server. A crash therefore loses nothing — the next run gets every
-// unacknowledged message again and recomputes the open windows — and can
-// double nothing: a window recomputed from a partial redelivery has the id
-// of the window already published, and the server's deduplication drops it.
-// Undecodable or invalid events are counted by reason and dead-lettered.
+// server. A crash therefore loses nothing — the unacknowledged messages come
+// back and the open windows are recomputed — and can double nothing: a window
+// recomputed from a partial redelivery has the id of the window already
+// published, and the server's deduplication drops it. Undecodable or invalid
+// events are counted by reason and dead-lettered.
+//
+// Scale-out (Config.Partitions > 0): the events to aggregate are sourced into
+// the work-queue stream AGGREGATE_INPUT with a subject transform whose first
+// token is partition(n, source), so every series lands in exactly one
+// partition. Each partition has one durable consumer in the pinned priority
+// group "aggregators": the server delivers a partition to one instance at a
+// time. Instances announce themselves in the key-value bucket
+// jetmon_aggregators and split the partitions by rendezvous hashing; an
+// instance that leaves (or dies: its key expires) has its partitions taken
+// over by the others. A partition handed over gracefully has its held
+// messages negatively acknowledged so the next owner gets them at once; after
+// a crash the new owner holds its windows open until the dead owner's
+// messages have come back (AckWait).
 package aggregator
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,11 +53,19 @@ import (
 // aggregates themselves (performance.metric.aggregated) are not among them.
 var InputSubjects = []string{"performance.operation.*.*", "performance.phase.end.*", "performance.metric.recorded.*"}
 
+// Names used in partitioned mode.
+const (
+	InputStream   = "AGGREGATE_INPUT"
+	MembersBucket = "jetmon_aggregators"
+	PriorityGroup = "aggregators"
+)
+
 // Config configures a [Service].
 type Config struct {
 	// Bus is the connected JetStream bus; the service does not close it.
 	Bus *jsbus.Bus
-	// Name is the durable consumer's name (default "aggregator").
+	// Name is the durable consumer's name, or the prefix of the partition
+	// consumers' names (default "aggregator").
 	Name string
 	// Window, Lateness and MaxSeriesPerSource configure the windows (see
 	// aggregate.Options).
@@ -57,6 +82,18 @@ type Config struct {
 	MaxPending int
 	// Recent is how many emitted windows the JSON API keeps (default 1000).
 	Recent int
+
+	// Partitions > 0 turns on scale-out over that many partitions (fixed
+	// when the input stream is first created).
+	Partitions int
+	// Instance names this instance among its peers (default host-pid).
+	Instance string
+	// MemberTTL is how long an instance that stopped announcing itself still
+	// counts as alive (default 6 s); PinnedTTL how long the server keeps a
+	// silent instance pinned to a partition (default 10 s); AckWait how long
+	// before a dead owner's held messages are redelivered (default 30 s).
+	MemberTTL, PinnedTTL, AckWait time.Duration
+
 	// Logger receives the service's logs; nil discards them.
 	Logger *zerolog.Logger
 	// Registerer, when set, registers the Prometheus metrics.
@@ -82,6 +119,19 @@ func (c Config) withDefaults() Config {
 	if c.Recent <= 0 {
 		c.Recent = 1000
 	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.MemberTTL <= 0 {
+		c.MemberTTL = 6 * time.Second
+	}
+	if c.PinnedTTL <= 0 {
+		c.PinnedTTL = 10 * time.Second
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
 	return c
 }
 
@@ -90,6 +140,8 @@ type Stats struct {
 	Messages, Events, Late, NotAggregated, Emitted, Redelivered uint64
 	BadInput                                                    map[string]uint64
 	OpenWindows, Series, Pending                                int
+	// Partitions lists the partitions this instance owns (partitioned mode).
+	Partitions []int
 }
 
 // Service is a running aggregator. Its methods are safe for concurrent use.
@@ -98,19 +150,11 @@ type Service struct {
 	log zerolog.Logger
 	m   *metrics
 
-	mu       sync.Mutex
-	agg      *aggregate.Aggregator
-	stats    Stats
-	recent   []*events.AggregateEvent
-	ready    bool
-	pending  []pendingMsg
-	inFlight map[uint64]bool // stream sequences held unacknowledged
-}
-
-type pendingMsg struct {
-	msg      jetstream.Msg
-	seq      uint64
-	maxStart time.Time // latest window start it contributed to
+	mu     sync.Mutex
+	stats  Stats
+	recent []*events.AggregateEvent
+	ready  bool
+	parts  map[int]*partition // running partitions (-1: unpartitioned)
 }
 
 // New checks cfg and returns a service that Run starts.
@@ -118,14 +162,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Bus == nil {
 		return nil, errors.New("aggregator: Config.Bus is required")
 	}
-	cfg = cfg.withDefaults()
-	s := &Service{
-		cfg: cfg, log: zerolog.Nop(), m: newMetrics(),
-		agg:      aggregate.New(aggregate.Options{Window: cfg.Window, Lateness: cfg.Lateness, MaxSeriesPerSource: cfg.MaxSeriesPerSource}),
-		inFlight: map[uint64]bool{}, stats: Stats{BadInput: map[string]uint64{}},
+	if cfg.Partitions < 0 || cfg.Partitions > 1024 {
+		return nil, fmt.Errorf("aggregator: Partitions %d: must be between 0 and 1024", cfg.Partitions)
 	}
+	cfg = cfg.withDefaults()
+	s := &Service{cfg: cfg, log: zerolog.Nop(), m: newMetrics(), stats: Stats{BadInput: map[string]uint64{}}, parts: map[int]*partition{}}
 	if cfg.Logger != nil {
-		s.log = cfg.Logger.With().Str("component", "aggregator").Logger()
+		s.log = cfg.Logger.With().Str("component", "aggregator").Str("instance", cfg.Instance).Logger()
 	}
 	if cfg.Registerer != nil {
 		for _, c := range s.m.collectors() {
@@ -137,14 +180,30 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// consumer finds or creates the durable consumer. A consumer found with
-// messages delivered but not acknowledged — held by a previous run that
-// crashed — is rewound to its ack floor, so that those messages come back at
-// once and in order, before any window they belong to can close. (Without
-// the rewind they would return only after AckWait, behind newer messages,
-// and count as late.) Messages acked above the floor come back too; their
-// windows were published, and a recomputation is dropped by dedup.
-func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
+// Run consumes until ctx ends. At shutdown, held messages of partitions are
+// negatively acknowledged so that a peer takes them at once; open windows
+// are never flushed incomplete.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.Partitions == 0 {
+		cons, err := s.unpartitionedConsumer(ctx)
+		if err != nil {
+			return err
+		}
+		p := s.newPartition(-1, cons, time.Time{})
+		s.setReady(true)
+		defer s.setReady(false)
+		return p.run(ctx)
+	}
+	return s.runPartitioned(ctx)
+}
+
+// unpartitionedConsumer finds or creates the durable consumer on the
+// PERFORMANCE stream. A consumer found with messages delivered but not
+// acknowledged — held by a previous run that crashed — is rewound to its ack
+// floor, so that those messages come back at once and in order, before any
+// window they belong to can close. Messages acked above the floor come back
+// too; their windows were published, and a recomputation is dropped by dedup.
+func (s *Service) unpartitionedConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	js := s.cfg.Bus.JetStream()
 	cons, err := js.Consumer(ctx, streams.Performance, s.cfg.Name)
 	switch {
@@ -176,15 +235,10 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			start = 1
 		}
 		cons, err = js.CreateConsumer(ctx, streams.Performance, jetstream.ConsumerConfig{
-			Durable:        s.cfg.Name,
-			Description:    "jetmon aggregator",
-			FilterSubjects: InputSubjects,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        max(5*time.Minute, 4*(s.cfg.Window+s.cfg.Lateness)),
-			MaxAckPending:  s.cfg.MaxPending,
-			MaxDeliver:     -1,
-			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:    start,
+			Durable: s.cfg.Name, Description: "jetmon aggregator", FilterSubjects: InputSubjects,
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: max(5*time.Minute, 4*(s.cfg.Window+s.cfg.Lateness)),
+			MaxAckPending: s.cfg.MaxPending, MaxDeliver: -1,
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
 		})
 	}
 	if err != nil {
@@ -193,68 +247,307 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// Run consumes until ctx ends. Open windows are not flushed at shutdown:
-// their messages are unacknowledged and the next run recomputes them.
-func (s *Service) Run(ctx context.Context) error {
-	cons, err := s.consumer(ctx)
+// ensureInput creates the partitioned input stream if it is missing, and
+// checks the partition count of an existing one.
+func (s *Service) ensureInput(ctx context.Context) error {
+	js := s.cfg.Bus.JetStream()
+	n := s.cfg.Partitions
+	want := jetstream.StreamConfig{
+		Name: InputStream, Description: fmt.Sprintf("performance events to aggregate, in %d partitions by source", n),
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
+		Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		Sources: []*jetstream.StreamSource{{
+			Name:         streams.Performance,
+			OptStartTime: new(time.Now()),
+			SubjectTransforms: []jetstream.SubjectTransformConfig{
+				{Source: "performance.operation.*.*", Destination: fmt.Sprintf("{{partition(%d,2)}}.performance.operation.{{wildcard(1)}}.{{wildcard(2)}}", n)},
+				{Source: "performance.phase.end.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.phase.end.{{wildcard(1)}}", n)},
+				{Source: "performance.metric.recorded.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.metric.recorded.{{wildcard(1)}}", n)},
+			},
+		}},
+	}
+	st, err := js.Stream(ctx, InputStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = js.CreateStream(ctx, want); err == nil {
+			return nil
+		}
+		// A peer may have created it meanwhile (with its own start time).
+		if st, err = js.Stream(ctx, InputStream); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if have := st.CachedInfo().Config.Description; have != want.Description {
+		return fmt.Errorf("aggregator: stream %s exists with another partitioning (%q); delete it to change Partitions", InputStream, have)
+	}
+	return nil
+}
+
+// partitionConsumer finds or creates the durable consumer of partition p.
+func (s *Service) partitionConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+	js := s.cfg.Bus.JetStream()
+	cons, err := js.CreateOrUpdateConsumer(ctx, InputStream, jetstream.ConsumerConfig{
+		Durable: fmt.Sprintf("%s-p%d", s.cfg.Name, p), Description: "jetmon aggregator partition " + strconv.Itoa(p),
+		FilterSubject: strconv.Itoa(p) + ".>", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: s.cfg.AckWait, MaxAckPending: s.cfg.MaxPending, MaxDeliver: -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned, PinnedTTL: s.cfg.PinnedTTL, PriorityGroups: []string{PriorityGroup},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: partition %d consumer: %w", p, err)
+	}
+	return cons, nil
+}
+
+// runPartitioned announces this instance, and starts and stops partition
+// runners as the membership changes, until ctx ends.
+func (s *Service) runPartitioned(ctx context.Context) error {
+	if err := s.ensureInput(ctx); err != nil {
+		return fmt.Errorf("aggregator: input stream: %w", err)
+	}
+	kv, err := s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+	})
+	if err != nil {
+		return fmt.Errorf("aggregator: members bucket: %w", err)
+	}
+	type runner struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	running := map[int]runner{}
+	stopRunner := func(p int) {
+		r := running[p]
+		r.cancel()
+		<-r.done
+		delete(running, p)
+		s.mu.Lock()
+		delete(s.parts, p)
+		s.mu.Unlock()
+	}
+	defer func() {
+		for p := range running {
+			stopRunner(p)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = kv.Delete(dctx, s.cfg.Instance)
+		cancel()
+		s.setReady(false)
+	}()
+	tick := time.NewTicker(max(s.cfg.MemberTTL/3, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("announcing this instance failed")
+		}
+		members, err := kv.Keys(ctx)
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			members, err = []string{s.cfg.Instance}, nil
+		}
+		if err == nil {
+			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
+			for p := range running {
+				if !owned[p] {
+					s.log.Info().Int("partition", p).Msg("handing the partition over")
+					stopRunner(p)
+				}
+			}
+			for p := range owned {
+				if _, ok := running[p]; ok {
+					continue
+				}
+				cons, err := s.partitionConsumer(ctx, p)
+				if err != nil {
+					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
+					continue
+				}
+				hold := time.Time{}
+				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+					// A previous owner vanished holding messages: they come
+					// back within AckWait; keep windows open until then.
+					hold = time.Now().Add(s.cfg.AckWait + 2*time.Second)
+				}
+				pctx, cancel := context.WithCancel(ctx)
+				r := runner{cancel: cancel, done: make(chan struct{})}
+				part := s.newPartition(p, cons, hold)
+				go func() {
+					defer close(r.done)
+					if err := part.run(pctx); err != nil {
+						s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
+					}
+				}()
+				running[p] = r
+				s.log.Info().Int("partition", p).Bool("recovering", !hold.IsZero()).Msg("took the partition")
+			}
+			s.setReady(true)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Assign returns the partitions that instance owns among members, by
+// rendezvous hashing: every instance computes the same split, and a change of
+// membership moves only the partitions of the instance that came or went.
+func Assign(partitions int, members []string, instance string) map[int]bool {
+	owned := map[int]bool{}
+	for p := range partitions {
+		best, bestScore := "", uint64(0)
+		for _, m := range members {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte(m))
+			// FNV alone keeps the order of similar names across partitions;
+			// the splitmix64 finaliser makes every (member, partition) pair
+			// an independent draw.
+			x := h.Sum64() ^ (uint64(p)+1)*0x9e3779b97f4a7c15
+			x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+			x = (x ^ x>>27) * 0x94d049bb133111eb
+			if score := x ^ x>>31; best == "" || score > bestScore || (score == bestScore && m < best) {
+				best, bestScore = m, score
+			}
+		}
+		if best == instance {
+			owned[p] = true
+		}
+	}
+	return owned
+}
+
+// partition consumes one consumer into one aggregator.
+type partition struct {
+	s        *Service
+	id       int
+	cons     jetstream.Consumer
+	agg      *aggregate.Aggregator
+	hold     time.Time // no window closes before this
+	pending  []pendingMsg
+	inFlight map[uint64]bool // stream sequences held unacknowledged
+}
+
+type pendingMsg struct {
+	msg      jetstream.Msg
+	seq      uint64
+	maxStart time.Time // latest window start it contributed to
+}
+
+func (s *Service) newPartition(id int, cons jetstream.Consumer, hold time.Time) *partition {
+	p := &partition{
+		s: s, id: id, cons: cons, hold: hold, inFlight: map[uint64]bool{},
+		agg: aggregate.New(aggregate.Options{Window: s.cfg.Window, Lateness: s.cfg.Lateness, MaxSeriesPerSource: s.cfg.MaxSeriesPerSource}),
+	}
+	s.mu.Lock()
+	s.parts[id] = p
+	s.mu.Unlock()
+	return p
+}
+
+// run consumes until ctx ends; then it hands back what it holds.
+func (p *partition) run(ctx context.Context) error {
+	s := p.s
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(512)}
+	if p.id >= 0 {
+		opts = append(opts, jetstream.PullPriorityGroup(PriorityGroup))
+	}
+	it, err := p.cons.Messages(opts...)
 	if err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	s.setReady(true)
-	defer s.setReady(false)
-	s.log.Info().Str("consumer", s.cfg.Name).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
-	lastInput, lastLag := time.Now(), time.Time{}
+	defer p.release()
+	s.log.Info().Int("partition", p.id).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
+	lastInput, lastLag, lastKeep := time.Now(), time.Time{}, time.Now()
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
-			if time.Since(lastInput) >= s.cfg.IdleAfter {
+			// Idle with windows open: move the watermark to the wall clock so
+			// that they close. With nothing open the watermark stays, so
+			// history arriving later is aggregated, not counted late.
+			if time.Since(lastInput) >= s.cfg.IdleAfter && time.Now().After(p.hold) {
 				s.mu.Lock()
-				closed := s.agg.Advance(time.Now())
+				var closed []*events.AggregateEvent
+				if p.agg.Stats().OpenWindows > 0 {
+					closed = p.agg.Advance(time.Now())
+				}
 				s.mu.Unlock()
-				if err := s.emit(ctx, closed); err != nil {
-					s.log.Warn().Err(err).Msg("emitting windows failed; will retry")
+				if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+					s.log.Warn().Err(err).Msg("emitting windows failed")
 				}
 			}
-			continue
 		case err != nil:
 			if ctx.Err() != nil {
 				return nil
 			}
-			s.log.Warn().Err(err).Msg("consume error")
+			s.log.Warn().Err(err).Int("partition", p.id).Msg("consume error")
 			time.Sleep(100 * time.Millisecond)
 			continue
-		}
-		lastInput = time.Now()
-		if time.Since(lastLag) > 5*time.Second {
-			lastLag = time.Now()
-			if info, err := cons.Info(ctx); err == nil {
-				s.m.lag.Set(float64(info.NumPending))
+		default:
+			lastInput = time.Now()
+			if time.Since(lastLag) > 5*time.Second {
+				lastLag = time.Now()
+				if info, err := p.cons.Info(ctx); err == nil {
+					s.m.lag.Set(float64(info.NumPending))
+				}
+			}
+			p.handle(msg)
+			if time.Now().After(p.hold) {
+				s.mu.Lock()
+				closed := p.agg.Closed()
+				s.mu.Unlock()
+				if len(closed) > 0 {
+					if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+						s.log.Warn().Err(err).Msg("emitting windows failed")
+					}
+				}
 			}
 		}
-		s.handle(msg)
-		s.mu.Lock()
-		closed := s.agg.Closed()
-		s.mu.Unlock()
-		if len(closed) > 0 {
-			if err := s.emit(ctx, closed); err != nil && ctx.Err() == nil {
-				s.log.Warn().Err(err).Msg("emitting windows failed; will retry")
-			}
+		if p.id >= 0 && time.Since(lastKeep) > s.cfg.AckWait/3 {
+			lastKeep = time.Now()
+			p.keepAlive()
 		}
 	}
 }
 
+// keepAlive tells the server the held messages are still being worked on,
+// so they are not redelivered while their windows are open.
+func (p *partition) keepAlive() {
+	p.s.mu.Lock()
+	held := append([]pendingMsg(nil), p.pending...)
+	p.s.mu.Unlock()
+	for _, m := range held {
+		_ = m.msg.InProgress()
+	}
+}
+
+// release hands held messages back (negative acknowledgement) so that the
+// next owner of the partition gets them at once. Unpartitioned, the consumer
+// is rewound at the next start instead.
+func (p *partition) release() {
+	s := p.s
+	s.mu.Lock()
+	held := p.pending
+	p.pending, p.inFlight = nil, map[uint64]bool{}
+	s.mu.Unlock()
+	if p.id < 0 {
+		return
+	}
+	for _, m := range held {
+		_ = m.msg.Nak()
+	}
+}
+
 // handle aggregates one message (an event or a batch).
-func (s *Service) handle(msg jetstream.Msg) {
+func (p *partition) handle(msg jetstream.Msg) {
+	s := p.s
 	md, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Nak()
@@ -262,7 +555,7 @@ func (s *Service) handle(msg jetstream.Msg) {
 	}
 	s.mu.Lock()
 	s.stats.Messages++
-	if s.inFlight[md.Sequence.Stream] { // redelivered while we hold it: already counted
+	if p.inFlight[md.Sequence.Stream] { // redelivered while we hold it: already counted
 		s.stats.Redelivered++
 		s.mu.Unlock()
 		return
@@ -277,21 +570,21 @@ func (s *Service) handle(msg jetstream.Msg) {
 			return
 		}
 		s.mu.Lock()
-		out := s.agg.Add(it.Event)
+		out := p.agg.Add(it.Event)
 		s.stats.Events++
 		switch out {
 		case aggregate.Added:
 			added = true
-			if series, v, _, ok := aggregate.SeriesOf(it.Event); ok {
-				s.m.perSeries.WithLabelValues(string(series.Type), series.Source, s.agg.SeriesName(series)).Inc()
-				if series.Type != events.MetricRecorded {
-					s.m.durations.Observe(v)
-				}
-			}
 			if start := it.Event.Metadata().Timestamp.Truncate(s.cfg.Window); start.After(maxStart) {
 				maxStart = start
 			}
 			s.m.events.WithLabelValues("added").Inc()
+			if series, v, _, ok := aggregate.SeriesOf(it.Event); ok {
+				s.m.perSeries.WithLabelValues(string(series.Type), series.Source, p.agg.SeriesName(series)).Inc()
+				if series.Type != events.MetricRecorded {
+					s.m.durations.Observe(v)
+				}
+			}
 		case aggregate.Late:
 			s.stats.Late++
 			s.m.events.WithLabelValues("late").Inc()
@@ -309,9 +602,8 @@ func (s *Service) handle(msg jetstream.Msg) {
 		return
 	}
 	s.mu.Lock()
-	s.pending = append(s.pending, pendingMsg{msg: msg, seq: md.Sequence.Stream, maxStart: maxStart})
-	s.inFlight[md.Sequence.Stream] = true
-	s.m.pending.Set(float64(len(s.pending)))
+	p.pending = append(p.pending, pendingMsg{msg: msg, seq: md.Sequence.Stream, maxStart: maxStart})
+	p.inFlight[md.Sequence.Stream] = true
 	s.mu.Unlock()
 }
 
@@ -336,10 +628,11 @@ func (s *Service) bad(msg jetstream.Msg, md *jetstream.MsgMetadata, raw []byte, 
 
 // emit publishes closed windows, waits for the server to store them, then
 // acknowledges the input messages whose windows are all published.
-func (s *Service) emit(ctx context.Context, closed []*events.AggregateEvent) error {
+func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) error {
+	s := p.s
 	bus := s.cfg.Bus
 	// The windows have left the aggregator: publish them until the server
-	// has them (or the service stops, and the next run recomputes them).
+	// has them (or the service stops, and they are recomputed).
 	for wait := 100 * time.Millisecond; len(closed) > 0; wait = min(2*wait, 5*time.Second) {
 		err := func() error {
 			for _, w := range closed {
@@ -369,22 +662,18 @@ func (s *Service) emit(ctx context.Context, closed []*events.AggregateEvent) err
 	}
 	// Windows starting at or before the cutoff are closed; so are the
 	// messages whose latest window starts there.
-	cutoff := s.agg.Watermark().Add(-s.cfg.Lateness - s.cfg.Window)
-	keep := s.pending[:0]
-	for _, p := range s.pending {
-		if !p.maxStart.After(cutoff) {
-			_ = p.msg.Ack()
-			delete(s.inFlight, p.seq)
+	cutoff := p.agg.Watermark().Add(-s.cfg.Lateness - s.cfg.Window)
+	keep := p.pending[:0]
+	for _, m := range p.pending {
+		if !m.maxStart.After(cutoff) {
+			_ = m.msg.Ack()
+			delete(p.inFlight, m.seq)
 			continue
 		}
-		keep = append(keep, p)
+		keep = append(keep, m)
 	}
-	clear(s.pending[len(keep):])
-	s.pending = keep
-	st := s.agg.Stats()
-	s.m.pending.Set(float64(len(s.pending)))
-	s.m.open.Set(float64(st.OpenWindows))
-	s.m.series.Set(float64(st.Series))
+	clear(p.pending[len(keep):])
+	p.pending = keep
 	return nil
 }
 
@@ -401,14 +690,26 @@ func (s *Service) Ready() bool {
 	return s.ready
 }
 
-// Stats returns the counters.
+// Stats returns the counters, summed over the partitions this instance runs.
 func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
 	st.BadInput = maps.Clone(s.stats.BadInput)
-	as := s.agg.Stats()
-	st.OpenWindows, st.Series, st.Pending = as.OpenWindows, as.Series, len(s.pending)
+	st.Partitions = []int{}
+	for id, p := range s.parts {
+		as := p.agg.Stats()
+		st.OpenWindows += as.OpenWindows
+		st.Series += as.Series
+		st.Pending += len(p.pending)
+		if id >= 0 {
+			st.Partitions = append(st.Partitions, id)
+		}
+	}
+	slices.Sort(st.Partitions)
+	s.m.open.Set(float64(st.OpenWindows))
+	s.m.series.Set(float64(st.Series))
+	s.m.pending.Set(float64(st.Pending))
 	return st
 }
 

@@ -170,6 +170,10 @@ func redactAll(urls []string) string {
 	return strings.Join(out, ",")
 }
 
+// StreamReplicas returns the replica count the bus applies to streams (0:
+// as in the definitions).
+func (b *Bus) StreamReplicas() int { return b.cfg.Streams.Replicas }
+
 // JetStream returns the underlying JetStream context, for administration.
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 

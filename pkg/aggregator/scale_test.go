@@ -1,0 +1,245 @@
+package aggregator_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/pkg/aggregator"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+)
+
+const partitions = 8
+
+type instance struct {
+	svc    *aggregator.Service
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (in *instance) stop() { in.cancel(); <-in.done }
+
+func startInstance(t *testing.T, url, name string) *instance {
+	t.Helper()
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{url}
+	bus, err := jsbus.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	if os.Getenv("AGG_DEBUG") == "" {
+		log = zerolog.Nop()
+	}
+	svc, err := aggregator.New(aggregator.Config{
+		Logger: &log, Bus: bus, Partitions: partitions, Instance: name, Window: time.Second, Lateness: 2 * time.Second,
+		IdleAfter: 500 * time.Millisecond, MemberTTL: 1500 * time.Millisecond, PinnedTTL: 2 * time.Second, AckWait: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{svc: svc, cancel: cancel, done: make(chan struct{})}
+	go func() { _ = svc.Run(ctx); _ = bus.Close(); close(in.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-in.done:
+		default:
+			in.stop()
+		}
+	})
+	return in
+}
+
+// waitSpread waits until the instances own every partition between them,
+// each at least one.
+func waitSpread(t *testing.T, ins []*instance, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		owned, ok := 0, true
+		for _, in := range ins {
+			n := len(in.svc.Stats().Partitions)
+			owned += n
+			ok = ok && n > 0
+		}
+		if ok && owned == partitions {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			var got [][]int
+			for _, in := range ins {
+				got = append(got, in.svc.Stats().Partitions)
+			}
+			t.Fatalf("partitions not spread within %s: %v", within, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dataset publishes a fixed workload: 24 sources × 4 operations, 24,000
+// events over 12 s of event time; durations are a function of the index.
+func publishDataset(t *testing.T, url string, base time.Time, from, to int) {
+	t.Helper()
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{url}
+	cfg.BatchMaxEvents = 50
+	bus, err := jsbus.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bus.Close() }()
+	for i := from; i < to; i++ {
+		ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprint("svc-", i%24))
+		ev.Operation = fmt.Sprint("op-", (i/24)%4)
+		ev.DurationMS = math.Round(math.Exp(float64(i%97)/30)*1000) / 1000
+		ev.Timestamp = base.Add(time.Duration(i) * 500 * time.Microsecond)
+		if err := bus.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collectWindows subscribes to the aggregates on srv until they count want
+// events.
+func collectWindows(t *testing.T, srv *natsserver.Server, want uint64, ins []*instance) map[string]*events.AggregateEvent {
+	t.Helper()
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{srv.ClientURL()}
+	bus, err := jsbus.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bus.Close() }()
+	var mu sync.Mutex
+	ws := map[string]*events.AggregateEvent{}
+	_, err = bus.Subscribe(t.Context(), "performance.metric.aggregated", events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+		mu.Lock()
+		ws[ev.Metadata().ID] = ev.(*events.AggregateEvent)
+		mu.Unlock()
+		return nil
+	}), events.DeliverAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		mu.Lock()
+		var n uint64
+		for _, w := range ws {
+			n += w.Count
+		}
+		mu.Unlock()
+		if n == want {
+			break
+		}
+		if n > want || time.Now().After(deadline) {
+			var sts []aggregator.Stats
+			for _, in := range ins {
+				sts = append(sts, in.svc.Stats())
+			}
+			t.Fatalf("windows count %d events, want %d; instances: %+v", n, want, sts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return maps.Clone(ws)
+}
+
+// TestScaleOutGivesIdenticalAggregates runs the same workload through 1, 2
+// and 3 instances: the windows are the same, with the same counts and
+// quantiles, and with more than one instance every instance has work.
+func TestScaleOutGivesIdenticalAggregates(t *testing.T) {
+	const total = 24_000
+	base := time.Now().Add(-time.Minute).Truncate(time.Second) // the same windows in every run
+	var results []map[string]*events.AggregateEvent
+	for _, n := range []int{1, 2, 3} {
+		srv := natstest.Start(t)
+		var ins []*instance
+		for i := range n {
+			ins = append(ins, startInstance(t, srv.ClientURL(), fmt.Sprint("i", i)))
+		}
+		waitSpread(t, ins, 30*time.Second)
+		publishDataset(t, srv.ClientURL(), base, 0, total)
+		results = append(results, collectWindows(t, srv, total, ins))
+		for _, in := range ins {
+			in.stop()
+		}
+	}
+	one := results[0]
+	for k, res := range results[1:] {
+		if len(res) != len(one) {
+			t.Fatalf("%d instances emitted %d windows, one instance %d", k+2, len(res), len(one))
+		}
+		for id, w := range one {
+			o := res[id]
+			if o == nil || o.Count != w.Count || o.ErrorCount != w.ErrorCount || o.Min != w.Min || o.Max != w.Max ||
+				math.Abs(o.P95-w.P95) > 0.01*w.P95 || math.Abs(o.P50-w.P50) > 0.01*w.P50 {
+				t.Fatalf("window %s with %d instances %+v, with one %+v", id, k+2, o, w)
+			}
+		}
+	}
+}
+
+// TestTakeoverAfterAnInstanceStops stops one of three instances mid-stream:
+// its partitions are taken over within 30 s and no event is lost.
+func TestTakeoverAfterAnInstanceStops(t *testing.T) {
+	const total = 24_000
+	srv := natstest.Start(t)
+	ins := []*instance{startInstance(t, srv.ClientURL(), "a"), startInstance(t, srv.ClientURL(), "b"), startInstance(t, srv.ClientURL(), "c")}
+	waitSpread(t, ins, 30*time.Second)
+	base := time.Now() // live: event time runs with the clock
+	publishDataset(t, srv.ClientURL(), base, 0, total/2)
+	time.Sleep(300 * time.Millisecond)
+	ins[1].stop()
+	took := waitSpread(t, []*instance{ins[0], ins[2]}, 30*time.Second)
+	t.Logf("partitions of the stopped instance taken over in %s", took)
+	publishDataset(t, srv.ClientURL(), base, total/2, total)
+	ws := collectWindows(t, srv, total, ins)
+	if len(ws) == 0 {
+		t.Fatal("no windows")
+	}
+}
+
+func TestAssignSpreadsAndMovesLittle(t *testing.T) {
+	members := []string{"a", "b", "c"}
+	counts := map[string]int{}
+	owner := map[int]string{}
+	for _, m := range members {
+		for p := range aggregator.Assign(64, members, m) {
+			counts[m]++
+			if owner[p] != "" {
+				t.Fatalf("partition %d owned by %s and %s", p, owner[p], m)
+			}
+			owner[p] = m
+		}
+	}
+	if len(owner) != 64 || counts["a"] < 10 || counts["b"] < 10 || counts["c"] < 10 {
+		t.Fatalf("64 partitions over 3 members: %v", counts)
+	}
+	moved := 0
+	for _, m := range []string{"a", "c"} {
+		for p := range aggregator.Assign(64, []string{"a", "c"}, m) {
+			if owner[p] != m && owner[p] != "b" {
+				moved++
+			}
+		}
+	}
+	if moved != 0 {
+		t.Errorf("%d partitions moved between the members that stayed", moved)
+	}
+}
