@@ -166,6 +166,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("aggregator: Partitions %d: must be between 0 and 1024", cfg.Partitions)
 	}
 	cfg = cfg.withDefaults()
+	if _, err := events.NewSubscribeConfig(events.Durable(cfg.Name)); err != nil {
+		return nil, fmt.Errorf("aggregator: Name: %w", err)
+	}
 	s := &Service{cfg: cfg, log: zerolog.Nop(), m: newMetrics(), stats: Stats{BadInput: map[string]uint64{}}, parts: map[int]*partition{}}
 	if cfg.Logger != nil {
 		s.log = cfg.Logger.With().Str("component", "aggregator").Str("instance", cfg.Instance).Logger()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/streams"
@@ -80,5 +81,93 @@ func BenchmarkReplay(b *testing.B) {
 		if err != nil || st.Events != uint64(b.N) || windows == 0 {
 			b.Fatalf("replayed %d of %d events into %d windows: %v", st.Events, b.N, windows, err)
 		}
+	})
+}
+
+// BenchmarkConsume compares the live path — the aggregator's durable
+// consumer decoding and aggregating b.N stored events — with a raw jetstream
+// Consume that only acknowledges the same messages.
+func BenchmarkConsume(b *testing.B) {
+	srv := natstest.Start(b)
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{srv.ClientURL()}
+	bus, err := jsbus.Connect(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = bus.Close() }()
+	ctx := context.Background()
+	fill := func(b *testing.B) {
+		b.Helper()
+		s, _ := bus.JetStream().Stream(ctx, streams.Performance)
+		if err := s.Purge(ctx); err != nil {
+			b.Fatal(err)
+		}
+		base := time.Now().Add(-time.Hour)
+		for i := range b.N {
+			ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprint("svc-", i%10))
+			ev.Operation, ev.DurationMS, ev.Timestamp = fmt.Sprint("op-", i%20), float64(i%997)/10, base.Add(time.Duration(i)*time.Millisecond)
+			if err := bus.Publish(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := bus.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("baseline_raw_consume", func(b *testing.B) {
+		fill(b)
+		cons, err := bus.JetStream().CreateConsumer(ctx, streams.Performance, jetstream.ConsumerConfig{
+			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 100_000,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		n := 0
+		b.ReportAllocs()
+		b.ResetTimer()
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			_ = m.Ack()
+			if n++; n == b.N {
+				close(done)
+			}
+		}, jetstream.PullMaxMessages(512))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		b.StopTimer()
+		cc.Stop()
+		_ = bus.JetStream().DeleteConsumer(ctx, streams.Performance, cons.CachedInfo().Name)
+	})
+	b.Run("jetmon_aggregator", func(b *testing.B) {
+		fill(b)
+		name := fmt.Sprintf("bench-%d-%d", b.N, time.Now().UnixNano())
+		svc, err := aggregator.New(aggregator.Config{Bus: bus, Name: name, FromBeginning: true, Window: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		stopped := make(chan error, 1)
+		b.ReportAllocs()
+		b.ResetTimer()
+		go func() { stopped <- svc.Run(rctx) }()
+		deadline := time.Now().Add(2 * time.Minute)
+		for svc.Stats().Events < uint64(b.N) {
+			select {
+			case err := <-stopped:
+				b.Fatalf("aggregator stopped: %v (stats %+v)", err, svc.Stats())
+			default:
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("aggregated %d of %d events", svc.Stats().Events, b.N)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.StopTimer()
+		cancel()
+		<-stopped
+		_ = bus.JetStream().DeleteConsumer(ctx, streams.Performance, name)
 	})
 }
