@@ -167,7 +167,9 @@ func BenchmarkConsume(b *testing.B) {
 		}
 		b.StopTimer()
 		cancel()
-		<-stopped
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
 		_ = bus.JetStream().DeleteConsumer(ctx, streams.Performance, name)
 	})
 }
