@@ -31,7 +31,13 @@ type subscription struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	stopped    atomic.Bool
+	done       chan struct{} // closed when run returns
+	inHandler  atomic.Int32
 }
+
+// returnedConsumer holds group entries that a stopping member had read but
+// not handled; the next member takes them first.
+const returnedConsumer = "_returned"
 
 var subSeq atomic.Uint64
 
@@ -83,6 +89,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, h events.Handler, o
 	}
 	s.client = redis.NewClient(b.cfg.options(2))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.done = make(chan struct{})
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
@@ -166,15 +173,25 @@ func (s *subscription) stop() {
 	s.b.mu.Lock()
 	delete(s.b.subs, s)
 	s.b.mu.Unlock()
+	// A blocking read in flight may still receive entries: wait for the
+	// loop to hand them back (unless a handler — perhaps the caller — runs).
+	if s.inHandler.Load() == 0 {
+		select {
+		case <-s.done:
+		case <-time.After(2*s.b.cfg.BlockFor + s.b.cfg.ReadTimeout):
+		}
+	}
 }
 
 // run is the subscription's read loop.
 func (s *subscription) run() {
 	b := s.b
 	defer b.wg.Done()
+	defer close(s.done)
 	defer func() { _ = s.client.Close() }()
 	if s.group != "" {
 		defer s.leaveGroup()
+		s.takeReturned()
 	}
 	backoff := 50 * time.Millisecond
 	lastClaim := time.Now()
@@ -220,9 +237,10 @@ func (s *subscription) run() {
 		}
 		backoff = 50 * time.Millisecond
 		for _, st := range res {
-			for _, msg := range st.Messages {
+			for i, msg := range st.Messages {
 				if s.stopped.Load() {
-					return
+					s.giveBack(st.Stream, st.Messages[i:])
+					continue
 				}
 				if s.group == "" {
 					s.advance(st.Stream, msg.ID)
@@ -237,6 +255,45 @@ func (s *subscription) advance(key, id string) {
 	for i, k := range s.keys {
 		if k == key {
 			s.cursors[i] = id
+		}
+	}
+}
+
+// giveBack moves entries this stopping member read but will not handle to
+// the returned-entries consumer, where the next member takes them at once.
+func (s *subscription) giveBack(key string, msgs []redis.XMessage) {
+	if s.group == "" || len(msgs) == 0 {
+		return
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.b.client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: key, Group: s.group, Consumer: returnedConsumer, MinIdle: 0, Messages: ids}).Err(); err != nil {
+		s.b.log.Warn().Err(err).Msg("handing back unhandled entries failed; another member claims them after ClaimTimeout")
+	}
+}
+
+// takeReturned claims the entries a stopped member handed back, and handles
+// them before anything new.
+func (s *subscription) takeReturned() {
+	for _, key := range s.keys {
+		p, err := s.client.XPendingExt(s.ctx, &redis.XPendingExtArgs{Stream: key, Group: s.group, Consumer: returnedConsumer, Start: "-", End: "+", Count: 1000}).Result()
+		if err != nil || len(p) == 0 {
+			continue
+		}
+		ids := make([]string, len(p))
+		for i, e := range p {
+			ids[i] = e.ID
+		}
+		msgs, err := s.client.XClaim(s.ctx, &redis.XClaimArgs{Stream: key, Group: s.group, Consumer: s.consumer, MinIdle: 0, Messages: ids}).Result()
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			s.deliver(key, m, 0)
 		}
 	}
 }
@@ -301,7 +358,9 @@ func (s *subscription) deliver(key string, msg redis.XMessage, before int) {
 			SubscriptionID: s.id, Subject: subject, Sequence: seqOf(msg.ID), Attempt: attempt,
 			Published: time.UnixMilli(int64(seqOf(msg.ID) >> seqBits)),
 		})
+		s.inHandler.Add(1)
 		herr := events.SafeHandle(ctx, s.h, ev)
+		s.inHandler.Add(-1)
 		if herr == nil {
 			b.delivered.Add(1)
 			s.ack(key, msg.ID)
