@@ -16,6 +16,28 @@ import (
 	"github.com/jetmon/jetmon/streams"
 )
 
+// fillPerformance replaces the PERFORMANCE stream's content with n stored
+// operation events, one per message, over 20 series.
+func fillPerformance(b *testing.B, bus *jsbus.Bus, n int) {
+	b.Helper()
+	ctx := context.Background()
+	s, _ := bus.JetStream().Stream(ctx, streams.Performance)
+	if err := s.Purge(ctx); err != nil {
+		b.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour)
+	for i := range n {
+		ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprint("svc-", i%10))
+		ev.Operation, ev.DurationMS, ev.Timestamp = fmt.Sprint("op-", i%20), float64(i%997)/10, base.Add(time.Duration(i)*time.Millisecond)
+		if err := bus.Publish(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bus.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkReplay compares recomputing windows from stored history (ordered
 // consumer, decode, aggregate) with a raw ordered consumer that only counts
 // the same stored messages. ns/op is per stored event (one per message).
@@ -29,24 +51,7 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	defer func() { _ = bus.Close() }()
 	ctx := context.Background()
-	fill := func(b *testing.B) {
-		b.Helper()
-		s, _ := bus.JetStream().Stream(ctx, streams.Performance)
-		if err := s.Purge(ctx); err != nil {
-			b.Fatal(err)
-		}
-		base := time.Now().Add(-time.Hour)
-		for i := range b.N {
-			ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprint("svc-", i%10))
-			ev.Operation, ev.DurationMS, ev.Timestamp = fmt.Sprint("op-", i%20), float64(i%997)/10, base.Add(time.Duration(i)*time.Millisecond)
-			if err := bus.Publish(ctx, ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := bus.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fill := func(b *testing.B) { b.Helper(); fillPerformance(b, bus, b.N) }
 	b.Run("baseline_raw_ordered_consumer", func(b *testing.B) {
 		fill(b)
 		b.ReportAllocs()
@@ -97,24 +102,7 @@ func BenchmarkConsume(b *testing.B) {
 	}
 	defer func() { _ = bus.Close() }()
 	ctx := context.Background()
-	fill := func(b *testing.B) {
-		b.Helper()
-		s, _ := bus.JetStream().Stream(ctx, streams.Performance)
-		if err := s.Purge(ctx); err != nil {
-			b.Fatal(err)
-		}
-		base := time.Now().Add(-time.Hour)
-		for i := range b.N {
-			ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprint("svc-", i%10))
-			ev.Operation, ev.DurationMS, ev.Timestamp = fmt.Sprint("op-", i%20), float64(i%997)/10, base.Add(time.Duration(i)*time.Millisecond)
-			if err := bus.Publish(ctx, ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := bus.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fill := func(b *testing.B) { b.Helper(); fillPerformance(b, bus, b.N) }
 	b.Run("baseline_raw_consume", func(b *testing.B) {
 		fill(b)
 		cons, err := bus.JetStream().CreateConsumer(ctx, streams.Performance, jetstream.ConsumerConfig{
