@@ -30,42 +30,24 @@ func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stder
 
 // common are the flags of every subcommand.
 type common struct {
-	natsURL, creds, user, password, caFile string
-	logLevel                               string
-	logJSON                                bool
+	nats     cli.NATSFlags
+	logLevel string
+	logJSON  bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated (env NATS_URL too)")
-	fs.StringVar(&c.creds, "creds", "", "NATS credentials file")
-	fs.StringVar(&c.user, "user", "", "NATS user")
-	fs.StringVar(&c.password, "password", "", "NATS password (prefer the env variable)")
-	fs.StringVar(&c.caFile, "tls-ca", "", "CA file to verify the NATS server")
+	c.nats.Register(fs)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of console text")
 }
 
 func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*jsbus.Bus, error) {
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = strings.Split(c.natsURL, ",")
-	cfg.CredsFile, cfg.User, cfg.Password = c.creds, c.user, c.password
-	cfg.TLS.CAFile = c.caFile
-	cfg.Name = "jetmon-aggregator"
-	cfg.Logger = log
-	return jsbus.Connect(ctx, cfg)
+	return jsbus.Connect(ctx, c.nats.Config("jetmon-aggregator", log))
 }
 
 // envLookup adds NATS_URL as a fallback for AGGREGATOR_NATS_URL.
 func envLookup(env func(string) (string, bool)) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		if v, ok := env(k); ok {
-			return v, ok
-		}
-		if k == "AGGREGATOR_NATS_URL" {
-			return env("NATS_URL")
-		}
-		return "", false
-	}
+	return cli.EnvWithNATSURL("AGGREGATOR", env)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
