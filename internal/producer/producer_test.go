@@ -143,6 +143,23 @@ func TestServe(t *testing.T) {
 			t.Fatalf("events seen: %v", got)
 		}
 	}
+	// Ready once the critical check has run.
+	waitReady := time.Now().Add(15 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(waitReady) {
+			t.Fatalf("/readyz still %d", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.json"} {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
 		resp, err := http.DefaultClient.Do(req)

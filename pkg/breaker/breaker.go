@@ -336,7 +336,10 @@ func (p *Publisher) attempt(ctx context.Context, ev events.Event) (err error) {
 
 // Failed reports that a publish which earlier returned nil failed
 // asynchronously (e.g. its JetStream ack never came): the failure counts
-// against the circuit, and ev goes to the spool with its original id. Wire
+// against the circuit, and ev goes to the spool with its original id. Such an
+// event may in fact have been stored (only its ack was lost); re-sending it
+// is harmless (server-side dedup), but if the spool is full it is counted as
+// dropped although it may have arrived. Wire
 // it to the transport's asynchronous error hook (jsbus.Config.OnPublishError
 // through jsbus.ReportFailedEvents).
 func (p *Publisher) Failed(ev events.Event, err error) {
