@@ -281,7 +281,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func TestAsyncFailuresAreSpooled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := &flakyBus{}
+		// The bus is down, so the drainer's attempts cannot succeed in
+		// between and reset the count of failures.
+		bus := &flakyBus{down: true}
 		p := newPublisher(t, bus, breaker.Options{ConsecutiveFailures: 2, OpenTimeout: time.Second})
 		defer func() { _ = p.Close() }()
 		ev := eventstest.NewEvent(events.OperationComplete, "late")
@@ -290,6 +292,7 @@ func TestAsyncFailuresAreSpooled(t *testing.T) {
 		if p.State() != breaker.Open {
 			t.Fatalf("two async failures: state %s, want open", p.State())
 		}
+		bus.set(false)
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		got := bus.appEvents()
