@@ -43,7 +43,10 @@ func startInstance(t *testing.T, url, name string) *instance {
 	}
 	svc, err := aggregator.New(aggregator.Config{
 		Logger: &log, Bus: bus, Partitions: partitions, Instance: name, Window: time.Second, Lateness: 2 * time.Second,
-		IdleAfter: 500 * time.Millisecond, MemberTTL: 1500 * time.Millisecond, PinnedTTL: 2 * time.Second, AckWait: 5 * time.Second,
+		// The dataset is history (fixed timestamps, so that every run has the
+		// same windows): idling closes its windows by the wall clock, so the
+		// idle time must outlast any pause in the input under a loaded CI.
+		IdleAfter: 3 * time.Second, MemberTTL: 1500 * time.Millisecond, PinnedTTL: 2 * time.Second, AckWait: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
