@@ -13,7 +13,7 @@
 // plus the allowed lateness; a closed window becomes one
 // performance.metric.aggregated event whose id is derived from series and
 // window, so recomputing a window always yields the same id. Events for a
-// window that was already closed are late: counted, never silently dropped.
+// window that was already emitted are late: counted, never silently dropped.
 package aggregate
 
 import (
@@ -107,12 +107,16 @@ type Aggregator struct {
 	perSource  map[string]int
 	watermark  time.Time
 	oldestOpen int64 // earliest open window start, for a cheap Advance
-	st         Stats
+	// closedThrough is the latest window start already emitted: an event
+	// for a window at or before it is late. (A window the watermark has
+	// passed but that was not emitted yet still takes events.)
+	closedThrough int64
+	st            Stats
 }
 
 // New returns an empty Aggregator.
 func New(o Options) *Aggregator {
-	return &Aggregator{o: o.withDefaults(), series: map[Series]*seriesState{}, perSource: map[string]int{}, oldestOpen: math.MaxInt64}
+	return &Aggregator{o: o.withDefaults(), series: map[Series]*seriesState{}, perSource: map[string]int{}, oldestOpen: math.MaxInt64, closedThrough: math.MinInt64}
 }
 
 // SeriesOf returns the series ev belongs to and its value, or false for a
@@ -143,7 +147,7 @@ func (a *Aggregator) Add(ev events.Event) Outcome {
 	}
 	ts := ev.Metadata().Timestamp
 	start := ts.Truncate(a.o.Window)
-	if !a.watermark.IsZero() && !start.Add(a.o.Window+a.o.Lateness).After(a.watermark) {
+	if start.UnixNano() <= a.closedThrough {
 		a.st.Late++
 		return Late
 	}
@@ -211,13 +215,18 @@ func (a *Aggregator) Closed() []*events.AggregateEvent {
 	if a.oldestOpen > cutoff {
 		return nil
 	}
+	a.closedThrough = max(a.closedThrough, cutoff)
 	return a.collect(func(start int64) bool { return start <= cutoff })
 }
 
 // Flush returns (and forgets) every open window: the end of a replay, or a
 // shutdown that will not come back for them.
 func (a *Aggregator) Flush() []*events.AggregateEvent {
-	return a.collect(func(int64) bool { return true })
+	out := a.collect(func(int64) bool { return true })
+	for _, w := range out {
+		a.closedThrough = max(a.closedThrough, w.WindowStart.UnixNano())
+	}
+	return out
 }
 
 func (a *Aggregator) collect(closed func(start int64) bool) []*events.AggregateEvent {

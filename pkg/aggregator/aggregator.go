@@ -366,10 +366,12 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
 					continue
 				}
-				hold := time.Time{}
+				// Keep windows open a while after taking a partition: a
+				// previous owner's handed-back messages arrive once the pin
+				// moves (PinnedTTL), mixed with new ones; one that vanished
+				// holding messages gets them redelivered within AckWait.
+				hold := time.Now().Add(s.cfg.PinnedTTL + 2*time.Second)
 				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-					// A previous owner vanished holding messages: they come
-					// back within AckWait; keep windows open until then.
 					hold = time.Now().Add(s.cfg.AckWait + 2*time.Second)
 				}
 				pctx, cancel := context.WithCancel(ctx)
