@@ -1,6 +1,7 @@
 package jsbus
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -151,30 +152,23 @@ func (c Config) withDefaults() Config {
 	if len(c.URLs) == 0 {
 		c.URLs = d.URLs
 	}
-	setDefault(&c.Name, d.Name)
-	setDefault(&c.ConnectTimeout, d.ConnectTimeout)
-	setDefault(&c.ReconnectWait, d.ReconnectWait)
-	setDefault(&c.MaxReconnects, d.MaxReconnects)
-	setDefault(&c.PingInterval, d.PingInterval)
-	setDefault(&c.MaxPingsOut, d.MaxPingsOut)
-	setDefault(&c.PublishTimeout, d.PublishTimeout)
-	setDefault(&c.MaxPendingAcks, d.MaxPendingAcks)
-	setDefault(&c.PublishRetries, d.PublishRetries)
-	setDefault(&c.BatchMaxDelay, d.BatchMaxDelay)
-	setDefault(&c.AckWait, d.AckWait)
-	setDefault(&c.MaxDeliver, d.MaxDeliver)
-	setDefault(&c.RedeliveryDelay, d.RedeliveryDelay)
-	setDefault(&c.MaxAckPending, d.MaxAckPending)
-	setDefault(&c.PullBatch, d.PullBatch)
-	setDefault(&c.CloseTimeout, d.CloseTimeout)
+	c.Name = cmp.Or(c.Name, d.Name)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, d.ConnectTimeout)
+	c.ReconnectWait = cmp.Or(c.ReconnectWait, d.ReconnectWait)
+	c.MaxReconnects = cmp.Or(c.MaxReconnects, d.MaxReconnects)
+	c.PingInterval = cmp.Or(c.PingInterval, d.PingInterval)
+	c.MaxPingsOut = cmp.Or(c.MaxPingsOut, d.MaxPingsOut)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, d.PublishTimeout)
+	c.MaxPendingAcks = cmp.Or(c.MaxPendingAcks, d.MaxPendingAcks)
+	c.PublishRetries = cmp.Or(c.PublishRetries, d.PublishRetries)
+	c.BatchMaxDelay = cmp.Or(c.BatchMaxDelay, d.BatchMaxDelay)
+	c.AckWait = cmp.Or(c.AckWait, d.AckWait)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, d.MaxDeliver)
+	c.RedeliveryDelay = cmp.Or(c.RedeliveryDelay, d.RedeliveryDelay)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, d.MaxAckPending)
+	c.PullBatch = cmp.Or(c.PullBatch, d.PullBatch)
+	c.CloseTimeout = cmp.Or(c.CloseTimeout, d.CloseTimeout)
 	return c
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Validate reports the first bad field, by name.

@@ -1,6 +1,7 @@
 package jsbus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,7 +94,7 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, h events.Handler, o
 	}
 	sub := &subscription{
 		b: b, id: "js-" + strconv.FormatUint(subSeq.Add(1), 10), pattern: pattern, cfg: cfg, h: h,
-		maxDeliver: cmp(cfg.MaxDeliver, b.cfg.MaxDeliver),
+		maxDeliver: cmp.Or(cfg.MaxDeliver, b.cfg.MaxDeliver), // events.MaxDeliver only allows >= 1
 	}
 	sub.ctx, sub.cancel = context.WithCancel(context.Background())
 	for _, stream := range names {
@@ -113,13 +114,6 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, h events.Handler, o
 	b.subs[sub] = struct{}{}
 	b.mu.Unlock()
 	return sub, nil
-}
-
-func cmp(v, def int) int {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 func (s *subscription) ID() string      { return s.id }

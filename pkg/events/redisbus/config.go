@@ -1,6 +1,7 @@
 package redisbus
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -81,26 +82,19 @@ func (c Config) withDefaults() Config {
 	if c.Port == 0 {
 		c.Port = d.Port
 	}
-	setDefault(&c.DialTimeout, d.DialTimeout)
-	setDefault(&c.ReadTimeout, d.ReadTimeout)
-	setDefault(&c.WriteTimeout, d.WriteTimeout)
-	setDefault(&c.Prefix, d.Prefix)
-	setDefault(&c.MaxLen, d.MaxLen)
-	setDefault(&c.MaxPayload, d.MaxPayload)
-	setDefault(&c.MaxDeliver, d.MaxDeliver)
-	setDefault(&c.RedeliveryDelay, d.RedeliveryDelay)
-	setDefault(&c.ClaimTimeout, d.ClaimTimeout)
-	setDefault(&c.BlockFor, d.BlockFor)
-	setDefault(&c.ReadCount, d.ReadCount)
-	setDefault(&c.CloseTimeout, d.CloseTimeout)
+	c.DialTimeout = cmp.Or(c.DialTimeout, d.DialTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, d.ReadTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
+	c.Prefix = cmp.Or(c.Prefix, d.Prefix)
+	c.MaxLen = cmp.Or(c.MaxLen, d.MaxLen)
+	c.MaxPayload = cmp.Or(c.MaxPayload, d.MaxPayload)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, d.MaxDeliver)
+	c.RedeliveryDelay = cmp.Or(c.RedeliveryDelay, d.RedeliveryDelay)
+	c.ClaimTimeout = cmp.Or(c.ClaimTimeout, d.ClaimTimeout)
+	c.BlockFor = cmp.Or(c.BlockFor, d.BlockFor)
+	c.ReadCount = cmp.Or(c.ReadCount, d.ReadCount)
+	c.CloseTimeout = cmp.Or(c.CloseTimeout, d.CloseTimeout)
 	return c
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Validate reports the first bad field, by name.
