@@ -1,0 +1,410 @@
+package alerting
+
+import (
+	"bytes"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/events"
+)
+
+// State is where an alert is in its lifecycle.
+type State string
+
+// Alert states: inactive → pending → firing → resolved. An alert whose
+// condition clears while pending goes back to inactive and is forgotten.
+const (
+	StateInactive State = "inactive"
+	StatePending  State = "pending"
+	StateFiring   State = "firing"
+	StateResolved State = "resolved"
+)
+
+// Alert is the state of one rule for one series.
+type Alert struct {
+	Fingerprint string            `json:"fingerprint"`
+	Rule        string            `json:"rule"`
+	Labels      Labels            `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	State       State             `json:"state"`
+	// Exceeding is the current condition (after hysteresis).
+	Exceeding bool `json:"exceeding"`
+	// Value is the last observed value; Threshold the threshold it was
+	// compared with (the learned one for anomaly rules, the status severity
+	// for health rules: 1 degraded, 2 failed).
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	// ActiveAt is when the condition became true; FiredAt when the alert
+	// fired; ResolvedAt when it resolved.
+	ActiveAt   time.Time `json:"active_at,omitzero"`
+	// Since is the event time of the sample that made the condition true:
+	// the same on every instance, so it identifies the episode.
+	Since      time.Time `json:"since,omitzero"`
+	FiredAt    time.Time `json:"fired_at,omitzero"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	// LastExceededAt is the last time the condition was seen true.
+	LastExceededAt time.Time `json:"last_exceeded_at,omitzero"`
+	// LastSeenAt is when the last sample arrived; LastEventAt that
+	// sample's event time (older samples are ignored, so redelivery and
+	// replay after a restart cannot move an alert backwards).
+	LastSeenAt  time.Time `json:"last_seen_at,omitzero"`
+	LastEventAt time.Time `json:"last_event_at,omitzero"`
+}
+
+func (a *Alert) clone() *Alert {
+	c := *a
+	c.Labels = maps.Clone(a.Labels)
+	c.Annotations = maps.Clone(a.Annotations)
+	return &c
+}
+
+// Transition is one change of an alert's state.
+type Transition struct {
+	From, To State
+	Alert    *Alert // a snapshot after the change
+	At       time.Time
+}
+
+// ResolvedRetention is how long a resolved alert is kept (for the API and
+// resolved notifications) before it is forgotten.
+const ResolvedRetention = 15 * time.Minute
+
+// Engine evaluates rules against events. It holds the alert state; it is
+// not safe for concurrent use and does no I/O, so that a caller can drive
+// it from one goroutine with any clock.
+type Engine struct {
+	rules     []*Rule
+	byName    map[string]*Rule
+	alerts    map[string]*Alert
+	detectors map[string]*detector
+	rates     map[string]*rateCounter
+	// seriesLabels names the series of detectors and rate counters.
+	seriesLabels map[string]Labels
+}
+
+// NewEngine returns an engine evaluating rules.
+func NewEngine(rules []*Rule) *Engine {
+	e := &Engine{alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, seriesLabels: map[string]Labels{}}
+	e.setRules(rules)
+	return e
+}
+
+func (e *Engine) setRules(rules []*Rule) {
+	e.rules = rules
+	e.byName = map[string]*Rule{}
+	for _, r := range rules {
+		e.byName[r.Name] = r
+	}
+}
+
+// Rules returns the rules being evaluated.
+func (e *Engine) Rules() []*Rule { return e.rules }
+
+// labels returns the alert labels of a series under r.
+func (r *Rule) labels(series Labels) Labels {
+	l := maps.Clone(series)
+	maps.Copy(l, r.Labels)
+	l["alertname"] = r.Name
+	return l
+}
+
+// Observe evaluates every rule against ev at now and returns the
+// transitions it causes.
+func (e *Engine) Observe(ev events.Event, now time.Time) []Transition {
+	var ts []Transition
+	for _, r := range e.rules {
+		s, ok := r.sampleOf(ev)
+		if !ok {
+			continue
+		}
+		labels := r.labels(s.series)
+		fp := labels.Fingerprint()
+		a := e.alerts[fp]
+		if a == nil {
+			a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: labels, State: StateInactive}
+		}
+		if !a.LastEventAt.IsZero() && s.at.Before(a.LastEventAt) && r.Kind != KindRate {
+			continue // older than what was applied already
+		}
+		a.LastSeenAt = now
+		if s.at.After(a.LastEventAt) {
+			a.LastEventAt = s.at
+		}
+		var cond bool
+		switch r.Kind {
+		case KindRate:
+			c := e.rates[fp]
+			if c == nil {
+				c = newRateCounter(r.Window.D())
+				e.rates[fp] = c
+				e.seriesLabels[fp] = labels
+			}
+			c.add(s.at, s.value)
+			cond = e.rateCondition(r, a, c.sum(now))
+		case KindAnomaly:
+			d := e.detectors[fp]
+			if d == nil {
+				d = newDetector(r.Anomaly)
+				e.detectors[fp] = d
+				e.seriesLabels[fp] = labels
+			}
+			cond, a.Threshold = d.observe(s.value)
+			a.Value = s.value
+		case KindHealth:
+			a.Value, a.Threshold = s.value, severity(r.Status)
+			cond = s.value >= a.Threshold
+		default:
+			a.Value, a.Threshold = s.value, *r.Threshold
+			cond = thresholdCondition(r, a.Exceeding, s.value)
+		}
+		if tr, ok := e.step(r, a, cond, s.at, now); ok {
+			ts = append(ts, tr)
+		}
+	}
+	return ts
+}
+
+func (e *Engine) rateCondition(r *Rule, a *Alert, v float64) bool {
+	a.Value, a.Threshold = v, *r.Threshold
+	return thresholdCondition(r, a.Exceeding, v)
+}
+
+// thresholdCondition applies op and, while exceeding, the recovery
+// threshold.
+func thresholdCondition(r *Rule, exceeding bool, v float64) bool {
+	if math.IsNaN(v) {
+		return false
+	}
+	if exceeding && r.Recover != nil {
+		return !recovered(r.Op, v, *r.Recover)
+	}
+	return compare(r.Op, v, *r.Threshold)
+}
+
+// step moves a through the lifecycle given its condition at now (at is
+// the event time of the sample, or now for a timer), stores it
+// and returns the transition, if any.
+func (e *Engine) step(r *Rule, a *Alert, cond bool, at, now time.Time) (Transition, bool) {
+	from := a.State
+	a.Exceeding = cond
+	if cond {
+		a.LastExceededAt = now
+	}
+	switch {
+	case cond && (a.State == StateInactive || a.State == StateResolved):
+		a.ActiveAt, a.Since, a.FiredAt, a.ResolvedAt = now, at, time.Time{}, time.Time{}
+		a.State = StatePending
+		if r.For <= 0 {
+			a.State, a.FiredAt = StateFiring, now
+		}
+	case cond && a.State == StatePending && now.Sub(a.ActiveAt) >= r.For.D():
+		a.State, a.FiredAt = StateFiring, now
+	case !cond && a.State == StatePending:
+		a.State = StateInactive
+	case !cond && a.State == StateFiring && now.Sub(a.LastExceededAt) >= r.KeepFiringFor.D():
+		a.State, a.ResolvedAt = StateResolved, now
+	}
+	if a.State == StateInactive {
+		delete(e.alerts, a.Fingerprint)
+	} else {
+		e.alerts[a.Fingerprint] = a
+	}
+	if a.State != StateInactive {
+		r.render(a) // annotations follow the latest value
+	}
+	if a.State == from {
+		return Transition{}, false
+	}
+	return Transition{From: from, To: a.State, Alert: a.clone(), At: now}, true
+}
+
+// Tick advances time-driven transitions to now: pending alerts whose for
+// has elapsed fire, firing alerts whose keep_firing_for has elapsed
+// resolve, series without samples for stale_after clear, rate windows
+// slide, and resolved alerts older than [ResolvedRetention] are forgotten.
+func (e *Engine) Tick(now time.Time) []Transition {
+	var ts []Transition
+	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
+		a := e.alerts[fp]
+		r := e.byName[a.Rule]
+		if r == nil {
+			continue
+		}
+		if a.State == StateResolved {
+			if now.Sub(a.ResolvedAt) >= ResolvedRetention {
+				e.forget(fp)
+			}
+			continue
+		}
+		cond := a.Exceeding
+		switch {
+		case r.Kind == KindRate && e.rates[fp] != nil:
+			cond = e.rateCondition(r, a, e.rates[fp].sum(now))
+		case (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && now.Sub(a.LastSeenAt) >= r.StaleAfter.D():
+			cond = false
+		}
+		if tr, ok := e.step(r, a, cond, now, now); ok {
+			ts = append(ts, tr)
+		}
+	}
+	return ts
+}
+
+// Next returns when [Engine.Tick] next has something to do after now, or
+// the zero time if nothing is scheduled.
+func (e *Engine) Next(now time.Time) time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for fp, a := range e.alerts {
+		r := e.byName[a.Rule]
+		if r == nil {
+			continue
+		}
+		switch a.State {
+		case StateResolved:
+			earlier(a.ResolvedAt.Add(ResolvedRetention))
+			continue
+		case StatePending:
+			if a.Exceeding {
+				earlier(a.ActiveAt.Add(r.For.D()))
+			}
+		case StateFiring:
+			if !a.Exceeding {
+				earlier(a.LastExceededAt.Add(r.KeepFiringFor.D()))
+			}
+		}
+		if c := e.rates[fp]; r.Kind == KindRate && c != nil {
+			if t := c.nextExpiry(now); !t.IsZero() {
+				earlier(t) // the window slides past a bucket
+			}
+		}
+		if (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && a.Exceeding {
+			earlier(a.LastSeenAt.Add(r.StaleAfter.D()))
+		}
+	}
+	return next
+}
+
+func (e *Engine) forget(fp string) {
+	delete(e.alerts, fp)
+	delete(e.rates, fp)
+	delete(e.detectors, fp)
+	delete(e.seriesLabels, fp)
+}
+
+// Alerts returns snapshots of every pending, firing and recently resolved
+// alert, sorted by fingerprint.
+func (e *Engine) Alerts() []*Alert {
+	out := make([]*Alert, 0, len(e.alerts))
+	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
+		out = append(out, e.alerts[fp].clone())
+	}
+	return out
+}
+
+// Restore loads saved alerts (e.g. from the KV store after a restart);
+// alerts of rules that no longer exist are dropped.
+func (e *Engine) Restore(alerts []*Alert) {
+	for _, a := range alerts {
+		if e.byName[a.Rule] == nil || a.State == StateInactive || a.Fingerprint == "" {
+			continue
+		}
+		if cur := e.alerts[a.Fingerprint]; cur != nil && !a.LastSeenAt.After(cur.LastSeenAt) {
+			continue
+		}
+		e.alerts[a.Fingerprint] = a.clone()
+	}
+}
+
+// Baselines returns what the anomaly detectors have learned, by series
+// fingerprint.
+func (e *Engine) Baselines() map[string]SeriesBaseline {
+	out := map[string]SeriesBaseline{}
+	for fp, d := range e.detectors {
+		sb := SeriesBaseline{Baseline: d.baseline()}
+		if a := e.alerts[fp]; a != nil {
+			sb.Labels = a.Labels
+		} else if l, ok := e.seriesLabels[fp]; ok {
+			sb.Labels = l
+		}
+		out[fp] = sb
+	}
+	return out
+}
+
+// SeriesBaseline is the learned baseline of one series of an anomaly rule.
+type SeriesBaseline struct {
+	Labels Labels `json:"labels"`
+	Baseline
+}
+
+// SetRules replaces the rules, keeping the state of alerts whose rule is
+// still there (their labels and annotations follow the new rule). Alerts
+// of removed rules resolve; their transitions are returned.
+func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
+	e.setRules(rules)
+	var ts []Transition
+	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
+		a := e.alerts[fp]
+		r := e.byName[a.Rule]
+		if r == nil {
+			from := a.State
+			e.forget(fp)
+			if from == StateFiring {
+				a.State, a.ResolvedAt = StateResolved, now
+				ts = append(ts, Transition{From: from, To: StateResolved, Alert: a.clone(), At: now})
+			}
+			continue
+		}
+		series := Labels{}
+		for _, k := range []string{"source", "operation", "metric", "component", "event_type"} {
+			if v, ok := a.Labels[k]; ok {
+				series[k] = v
+			}
+		}
+		labels := r.labels(series)
+		if nfp := labels.Fingerprint(); nfp != fp {
+			delete(e.alerts, fp)
+			a.Fingerprint, a.Labels = nfp, labels
+			e.alerts[nfp] = a
+			if c := e.rates[fp]; c != nil {
+				delete(e.rates, fp)
+				e.rates[nfp] = c
+			}
+			if d := e.detectors[fp]; d != nil {
+				delete(e.detectors, fp)
+				e.detectors[nfp] = d
+			}
+			delete(e.seriesLabels, fp)
+			e.seriesLabels[nfp] = labels
+		}
+		r.render(a)
+	}
+	return ts
+}
+
+// render executes the rule's annotation templates for a. Templates see
+// .Labels, .Value, .Threshold, .State and .Rule.
+func (r *Rule) render(a *Alert) {
+	if len(r.annotations) == 0 {
+		a.Annotations = nil
+		return
+	}
+	data := map[string]any{"Labels": map[string]string(a.Labels), "Value": a.Value, "Threshold": a.Threshold, "State": string(a.State), "Rule": r.Name}
+	a.Annotations = make(map[string]string, len(r.annotations))
+	var b bytes.Buffer
+	for k, t := range r.annotations {
+		b.Reset()
+		if err := t.Execute(&b, data); err != nil {
+			a.Annotations[k] = "template error: " + err.Error()
+			continue
+		}
+		a.Annotations[k] = b.String()
+	}
+}

@@ -1,0 +1,122 @@
+package alerting
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Mount adds the JSON API and /readyz to mux:
+//
+//	GET    /api/v1/alerts          pending, firing and recently resolved alerts
+//	GET    /api/v1/silences        silences
+//	POST   /api/v1/silences        create or update a silence (JSON [SilenceRequest])
+//	DELETE /api/v1/silences/{id}   expire a silence
+//	GET    /api/v1/rules           loaded rules
+//	GET    /api/v1/baselines       anomaly baselines and suggested thresholds
+//	GET    /readyz                 200 once running
+func (s *Service) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+		as, err := s.Alerts(r.Context())
+		reply(w, as, err)
+	})
+	mux.HandleFunc("GET /api/v1/silences", func(w http.ResponseWriter, r *http.Request) {
+		ss, err := s.Silences(r.Context())
+		reply(w, ss, err)
+	})
+	mux.HandleFunc("POST /api/v1/silences", func(w http.ResponseWriter, r *http.Request) {
+		var req SilenceRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("silence: %w", err))
+			return
+		}
+		sil, err := req.Silence(time.Now())
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err)
+			return
+		}
+		sil, err = s.PutSilence(r.Context(), sil)
+		if err != nil {
+			httpError(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w, sil, nil)
+	})
+	mux.HandleFunc("DELETE /api/v1/silences/{id}", func(w http.ResponseWriter, r *http.Request) {
+		sil, err := s.ExpireSilence(r.Context(), r.PathValue("id"))
+		if err != nil {
+			httpError(w, http.StatusNotFound, err)
+			return
+		}
+		reply(w, sil, nil)
+	})
+	mux.HandleFunc("GET /api/v1/rules", func(w http.ResponseWriter, r *http.Request) {
+		rs, err := s.RuleSummaries(r.Context())
+		reply(w, rs, err)
+	})
+	mux.HandleFunc("GET /api/v1/baselines", func(w http.ResponseWriter, r *http.Request) {
+		bs, err := s.Baselines(r.Context())
+		reply(w, bs, err)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+}
+
+// SilenceRequest is the body of POST /api/v1/silences. Give either EndsAt
+// or Duration (e.g. "2h").
+type SilenceRequest struct {
+	ID        string            `json:"id,omitempty"`
+	Matchers  map[string]string `json:"matchers"`
+	StartsAt  time.Time         `json:"starts_at,omitzero"`
+	EndsAt    time.Time         `json:"ends_at,omitzero"`
+	Duration  string            `json:"duration,omitempty"`
+	CreatedBy string            `json:"created_by,omitempty"`
+	Comment   string            `json:"comment,omitempty"`
+}
+
+// Silence returns the silence the request describes.
+func (r *SilenceRequest) Silence(now time.Time) (*Silence, error) {
+	s := &Silence{ID: r.ID, Matchers: r.Matchers, StartsAt: r.StartsAt, EndsAt: r.EndsAt, CreatedBy: r.CreatedBy, Comment: r.Comment}
+	if s.StartsAt.IsZero() {
+		s.StartsAt = now
+	}
+	if r.Duration != "" {
+		d, err := time.ParseDuration(r.Duration)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("silence: duration %q: want a positive duration such as 2h", r.Duration)
+		}
+		s.EndsAt = s.StartsAt.Add(d)
+	}
+	if s.EndsAt.IsZero() {
+		return nil, fmt.Errorf("silence: ends_at or duration is required")
+	}
+	if err := s.Compile(); err != nil {
+		return nil, fmt.Errorf("silence: %w", err)
+	}
+	return s, nil
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}

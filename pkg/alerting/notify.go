@@ -1,0 +1,310 @@
+package alerting
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+	"github.com/sony/gobreaker/v2"
+)
+
+// sender delivers one notification to one target.
+type sender interface {
+	send(ctx context.Context, n *Notification) error
+	kind() string
+}
+
+// integration is one target of a receiver with its own queue, retries and
+// circuit breaker, so that a failing target never holds up another.
+type integration struct {
+	receiver     string
+	idx          int
+	sender       sender
+	sendResolved bool
+	breaker      *gobreaker.CircuitBreaker[struct{}]
+
+	mu      sync.Mutex
+	pending map[string]*Notification // latest per group
+	order   []string
+	wake    chan struct{}
+}
+
+func newIntegration(receiver string, idx int, s sender, sendResolved bool) *integration {
+	return &integration{
+		receiver: receiver, idx: idx, sender: s, sendResolved: sendResolved,
+		breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:    receiver + "/" + s.kind(),
+			Timeout: 10 * time.Second,
+			ReadyToTrip: func(c gobreaker.Counts) bool {
+				return c.ConsecutiveFailures >= 5
+			},
+		}),
+		pending: map[string]*Notification{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// enqueue queues n; a queued notification of the same group is replaced,
+// since only the group's latest state matters.
+func (in *integration) enqueue(n *Notification) {
+	in.mu.Lock()
+	if _, ok := in.pending[n.GroupKey]; !ok {
+		in.order = append(in.order, n.GroupKey)
+	}
+	in.pending[n.GroupKey] = n
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (in *integration) pop() *Notification {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.order) == 0 {
+		return nil
+	}
+	k := in.order[0]
+	in.order = in.order[1:]
+	n := in.pending[k]
+	delete(in.pending, k)
+	return n
+}
+
+func sendResolvedOr(b *bool) bool { return b == nil || *b }
+
+// newSenders builds the integrations of a receiver.
+func newIntegrations(r *Receiver, client *http.Client, log *zerolog.Logger, externalURL string) ([]*integration, error) {
+	var out []*integration
+	if r.Log != nil {
+		out = append(out, newIntegration(r.Name, len(out), &logSender{log: log, receiver: r.Name}, sendResolvedOr(r.Log.SendResolved)))
+	}
+	if w := r.Webhook; w != nil {
+		s := &webhookSender{url: w.URL, client: client, timeout: timeoutOr(w.Timeout), receiver: r.Name, maxAlerts: w.MaxAlerts, externalURL: externalURL}
+		if w.BearerTokenFile != "" {
+			tok, err := os.ReadFile(w.BearerTokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("receiver %s: bearer_token_file: %w", r.Name, err)
+			}
+			s.token = strings.TrimSpace(string(tok))
+		}
+		out = append(out, newIntegration(r.Name, len(out), s, sendResolvedOr(w.SendResolved)))
+	}
+	if a := r.Alertmanager; a != nil {
+		s := &alertmanagerSender{url: strings.TrimSuffix(a.URL, "/") + "/api/v2/alerts", client: client, timeout: timeoutOr(a.Timeout), externalURL: externalURL}
+		out = append(out, newIntegration(r.Name, len(out), s, sendResolvedOr(a.SendResolved)))
+	}
+	return out, nil
+}
+
+func timeoutOr(d Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d.D()
+}
+
+// NotifyFunc is a receiver target written in Go. An error is retried like
+// a failed HTTP request; wrap it with backoff.Permanent to stop retries.
+type NotifyFunc func(ctx context.Context, n *Notification) error
+
+type funcSender NotifyFunc
+
+func (f funcSender) kind() string { return "func" }
+
+func (f funcSender) send(ctx context.Context, n *Notification) error { return f(ctx, n) }
+
+// logSender writes notifications to the process log.
+type logSender struct {
+	log      *zerolog.Logger
+	receiver string
+}
+
+func (l *logSender) kind() string { return "log" }
+
+func (l *logSender) send(_ context.Context, n *Notification) error {
+	for _, a := range n.Firing {
+		l.log.Warn().Str("receiver", l.receiver).Str("alert", a.Rule).Str("labels", a.Labels.String()).
+			Float64("value", a.Value).Float64("threshold", a.Threshold).Str("summary", a.Annotations["summary"]).Msg("alert firing")
+	}
+	for _, a := range n.Resolved {
+		l.log.Info().Str("receiver", l.receiver).Str("alert", a.Rule).Str("labels", a.Labels.String()).Msg("alert resolved")
+	}
+	return nil
+}
+
+// WebhookMessage is the Prometheus Alertmanager webhook payload, version 4.
+type WebhookMessage struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []WebhookAlert    `json:"alerts"`
+}
+
+// WebhookAlert is one alert of a [WebhookMessage].
+type WebhookAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// WebhookPayload builds the version 4 webhook message of n.
+func WebhookPayload(n *Notification, receiver, externalURL string, maxAlerts int) WebhookMessage {
+	m := WebhookMessage{
+		Version: "4", GroupKey: n.GroupKey, Status: "resolved", Receiver: receiver,
+		GroupLabels: map[string]string(n.GroupLabels), ExternalURL: externalURL,
+	}
+	if len(n.Firing) > 0 {
+		m.Status = "firing"
+	}
+	all := append(append([]*Alert{}, n.Firing...), n.Resolved...)
+	for _, a := range all {
+		wa := WebhookAlert{
+			Status: "firing", Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.ActiveAt,
+			GeneratorURL: generatorURL(externalURL, a), Fingerprint: a.Fingerprint,
+		}
+		if a.State == StateResolved {
+			wa.Status, wa.EndsAt = "resolved", a.ResolvedAt
+		}
+		if wa.Annotations == nil {
+			wa.Annotations = map[string]string{}
+		}
+		m.Alerts = append(m.Alerts, wa)
+	}
+	m.CommonLabels, m.CommonAnnotations = common(all, func(a *Alert) map[string]string { return a.Labels }),
+		common(all, func(a *Alert) map[string]string { return a.Annotations })
+	if maxAlerts > 0 && len(m.Alerts) > maxAlerts {
+		m.TruncatedAlerts = len(m.Alerts) - maxAlerts
+		m.Alerts = m.Alerts[:maxAlerts]
+	}
+	return m
+}
+
+func generatorURL(base string, a *Alert) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + "/api/v1/alerts/" + a.Fingerprint
+}
+
+// common returns the pairs every alert has.
+func common(as []*Alert, get func(*Alert) map[string]string) map[string]string {
+	out := map[string]string{}
+	if len(as) == 0 {
+		return out
+	}
+	maps.Copy(out, get(as[0]))
+	for _, a := range as[1:] {
+		m := get(a)
+		for k, v := range out {
+			if m[k] != v {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
+
+type webhookSender struct {
+	url, token, receiver, externalURL string
+	client                            *http.Client
+	timeout                           time.Duration
+	maxAlerts                         int
+}
+
+func (w *webhookSender) kind() string { return "webhook" }
+
+func (w *webhookSender) send(ctx context.Context, n *Notification) error {
+	body, err := json.Marshal(WebhookPayload(n, w.receiver, w.externalURL, w.maxAlerts))
+	if err != nil {
+		return backoff.Permanent(err)
+	}
+	return post(ctx, w.client, w.timeout, w.url, w.token, body)
+}
+
+// PostableAlert is an alert of the Prometheus Alertmanager API v2.
+type PostableAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt,omitzero"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+type alertmanagerSender struct {
+	url, externalURL string
+	client           *http.Client
+	timeout          time.Duration
+}
+
+func (s *alertmanagerSender) kind() string { return "alertmanager" }
+
+func (s *alertmanagerSender) send(ctx context.Context, n *Notification) error {
+	var alerts []PostableAlert
+	for _, a := range n.Firing {
+		// An Alertmanager resolves an alert that is not re-sent before
+		// EndsAt; re-sends come every repeat_interval.
+		alerts = append(alerts, PostableAlert{
+			Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.ActiveAt,
+			EndsAt: n.At.Add(4 * max(n.RepeatInterval, time.Minute)), GeneratorURL: generatorURL(s.externalURL, a),
+		})
+	}
+	for _, a := range n.Resolved {
+		alerts = append(alerts, PostableAlert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.ActiveAt, EndsAt: a.ResolvedAt, GeneratorURL: generatorURL(s.externalURL, a)})
+	}
+	body, err := json.Marshal(alerts)
+	if err != nil {
+		return backoff.Permanent(err)
+	}
+	return post(ctx, s.client, s.timeout, s.url, "", body)
+}
+
+// post sends body; 4xx answers (but 408 and 429) are permanent errors.
+func post(ctx context.Context, client *http.Client, timeout time.Duration, url, token string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return backoff.Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "jetmon-alertmanager")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	err = fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		return backoff.Permanent(err)
+	}
+	return err
+}

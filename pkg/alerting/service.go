@@ -1,0 +1,781 @@
+package alerting
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/pkg/events"
+)
+
+// AlertSink receives every alert transition, e.g. to keep a durable,
+// replayable alert history in the ALERTS stream. Publishing must be
+// idempotent by [TransitionID]: instances that see the same input publish
+// the same transitions.
+type AlertSink interface {
+	PublishAlert(ctx context.Context, t Transition) error
+}
+
+// Options configure a [Service].
+type Options struct {
+	// Config is the parsed rules file; RulesFile, if set, is re-read by
+	// [Service.ReloadFile] (SIGHUP, monitoring.config.changed).
+	Config    *Config
+	RulesFile string
+	// Bus delivers the input (aggregated windows, health and other events)
+	// and takes the health.threshold.* lifecycle events.
+	Bus events.Bus
+	// Alerts takes every transition (optional).
+	Alerts AlertSink
+	// Store keeps state shared by instances (default: a MemoryStore).
+	Store Store
+	// Instance names this instance among its peers (default host-pid).
+	Instance string
+	// Durable prefixes the names of the input consumers; empty gives
+	// consumers that end with the process.
+	Durable string
+	// ExternalURL is where people reach this instance's API (in payloads).
+	ExternalURL string
+	// RetryFor bounds the retries of one notification (default 1m);
+	// ClaimTTL how long a claimed notification log entry is held (default
+	// RetryFor + 30s).
+	RetryFor, ClaimTTL time.Duration
+	// SnapshotEvery is how often alert state is saved between transitions
+	// (default 5s).
+	SnapshotEvery time.Duration
+	// Notify adds Go functions as targets of the named receivers (which
+	// the rules file must define; it may give them no other target).
+	Notify     map[string]NotifyFunc
+	HTTPClient *http.Client
+	Logger     *zerolog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Service runs the rules against the bus, keeps alert state, and sends
+// notifications. Its state is owned by one goroutine (Run's loop); every
+// other method hands work to that loop.
+type Service struct {
+	opts  Options
+	log   zerolog.Logger
+	store Store
+	m     *metrics
+
+	// owned by the loop
+	cfg          *Config
+	engine       *Engine
+	disp         *Dispatcher
+	integrations map[string][]*integration
+	saved        map[string]bool
+	subs         map[string]events.Subscription
+	intCancel    context.CancelFunc
+	workers      sync.WaitGroup
+
+	input    chan observeReq
+	calls    chan func()
+	loopDone chan struct{}
+	ready   atomic.Bool
+	running atomic.Bool
+	runCtx  context.Context
+}
+
+type observeReq struct {
+	ev   events.Event
+	done chan struct{}
+}
+
+// New returns a service; Run starts it.
+func New(opts Options) (*Service, error) {
+	if opts.Config == nil {
+		return nil, errors.New("alerting: Options.Config is required")
+	}
+	if opts.Instance == "" {
+		host, _ := os.Hostname()
+		opts.Instance = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if opts.RetryFor <= 0 {
+		opts.RetryFor = time.Minute
+	}
+	if opts.ClaimTTL <= 0 {
+		opts.ClaimTTL = opts.RetryFor + 30*time.Second
+	}
+	if opts.SnapshotEvery <= 0 {
+		opts.SnapshotEvery = 5 * time.Second
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Store == nil {
+		opts.Store = NewMemoryStore()
+	}
+	log := zerolog.Nop()
+	if opts.Logger != nil {
+		log = *opts.Logger
+	}
+	s := &Service{
+		opts: opts, log: log.With().Str("component", "alertmanager").Logger(), store: opts.Store, m: newMetrics(),
+		cfg: opts.Config, engine: NewEngine(opts.Config.Rules), disp: NewDispatcher(opts.Config),
+		saved: map[string]bool{}, subs: map[string]events.Subscription{},
+		input: make(chan observeReq), calls: make(chan func()), loopDone: make(chan struct{}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range s.m.collectors() {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// Ready reports whether Run has restored state and subscribed.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Instance returns this instance's name.
+func (s *Service) Instance() string { return s.opts.Instance }
+
+// Run restores state, subscribes and evaluates until ctx ends. State is
+// saved before it returns.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("alerting: Run called twice")
+	}
+	s.runCtx = ctx
+	now := time.Now()
+	saved, err := s.store.LoadAlerts(ctx)
+	if err != nil {
+		return fmt.Errorf("load alert state: %w", err)
+	}
+	s.engine.Restore(saved)
+	for _, a := range s.engine.Alerts() {
+		s.saved[a.Fingerprint] = true
+		s.disp.Update(a, now)
+	}
+	silences := make(chan *Silence, 64)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if err := s.store.WatchSilences(watchCtx, func(sil *Silence) {
+		select {
+		case silences <- sil:
+		case <-watchCtx.Done():
+		}
+	}); err != nil {
+		return fmt.Errorf("watch silences: %w", err)
+	}
+	if err := s.startIntegrations(s.cfg); err != nil {
+		return err
+	}
+	defer s.stopIntegrations()
+	if err := s.subscribe(ctx); err != nil {
+		return err
+	}
+	defer s.unsubscribeAll()
+	defer close(s.loopDone) // before unsubscribing: handlers waiting on the loop give up
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.log.Info().Int("rules", len(s.cfg.Rules)).Int("restored_alerts", len(s.saved)).Str("instance", s.opts.Instance).Msg("alert manager running")
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	snapshot := time.NewTicker(s.opts.SnapshotEvery)
+	defer snapshot.Stop()
+	for {
+		s.dispatch(time.Now())
+		s.updateGauges()
+		wait := time.Hour
+		now := time.Now()
+		for _, t := range []time.Time{s.engine.Next(now), s.disp.Next()} {
+			if !t.IsZero() && t.Sub(now) < wait {
+				wait = max(t.Sub(now), 0)
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			s.snapshot(context.WithoutCancel(ctx))
+			return nil
+		case req := <-s.input:
+			s.m.input.Inc()
+			s.apply(ctx, s.engine.Observe(req.ev, time.Now()))
+			close(req.done)
+		case <-timer.C:
+			s.apply(ctx, s.engine.Tick(time.Now()))
+		case sil := <-silences:
+			s.disp.SetSilence(sil.ID, sil, time.Now())
+		case f := <-s.calls:
+			f()
+		case <-snapshot.C:
+			s.snapshot(ctx)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// do runs f on the loop and waits for it.
+func (s *Service) do(ctx context.Context, f func()) error {
+	if !s.ready.Load() {
+		return errors.New("alert manager not running")
+	}
+	done := make(chan struct{})
+	select {
+	case s.calls <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.loopDone:
+		return errStopped
+	}
+	<-done
+	return nil
+}
+
+// Observe evaluates ev and returns once its transitions are applied (state
+// saved, lifecycle published, notifications queued).
+func (s *Service) Observe(ctx context.Context, ev events.Event) error {
+	req := observeReq{ev: ev, done: make(chan struct{})}
+	select {
+	case s.input <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.loopDone:
+		return errStopped
+	}
+	<-req.done
+	return nil
+}
+
+var errStopped = errors.New("alert manager stopped")
+
+// apply saves, publishes and dispatches transitions.
+func (s *Service) apply(ctx context.Context, ts []Transition) {
+	for _, t := range ts {
+		s.m.transitions.WithLabelValues(string(t.To)).Inc()
+		a := t.Alert
+		ev := s.log.Info()
+		if t.To == StateFiring {
+			ev = s.log.Warn()
+		}
+		ev.Str("alert", a.Rule).Str("labels", a.Labels.String()).Str("from", string(t.From)).Str("to", string(t.To)).
+			Float64("value", a.Value).Float64("threshold", a.Threshold).Msg("alert state changed")
+		if t.To == StateInactive {
+			if s.saved[a.Fingerprint] {
+				if err := s.store.DeleteAlert(ctx, a.Fingerprint); err != nil {
+					s.log.Warn().Err(err).Msg("cannot delete alert state")
+				}
+				delete(s.saved, a.Fingerprint)
+			}
+		} else if err := s.store.SaveAlert(ctx, a); err != nil {
+			s.log.Warn().Err(err).Msg("cannot save alert state")
+		} else {
+			s.saved[a.Fingerprint] = true
+		}
+		s.publish(ctx, t)
+		s.disp.Update(a, t.At)
+	}
+}
+
+// TransitionID is the deterministic id of a transition: the same on every
+// instance that sees the same input, so the stream deduplicates it.
+func TransitionID(t Transition) string {
+	h := sha256.Sum256([]byte(t.Alert.Fingerprint + "\x00" + string(t.To) + "\x00" + t.Alert.Since.UTC().Format(time.RFC3339Nano)))
+	return hex.EncodeToString(h[:16])
+}
+
+// publish sends the health.threshold.* event and the alert record of t.
+func (s *Service) publish(ctx context.Context, t Transition) {
+	a := t.Alert
+	var typ events.Type
+	switch {
+	case t.To == StatePending || (t.To == StateFiring && t.From != StatePending):
+		typ = events.ThresholdExceeded
+	case t.To == StateResolved || (t.From == StatePending && t.To == StateInactive):
+		typ = events.ThresholdRecovered
+	}
+	if typ != "" && s.opts.Bus != nil {
+		source := a.Labels["source"]
+		if source == "" {
+			source = "jetmon-alertmanager"
+		}
+		component := a.Rule
+		for _, k := range []string{"component", "operation", "metric"} {
+			if v := a.Labels[k]; v != "" {
+				component = v
+				break
+			}
+		}
+		ev := events.NewHealthEvent(typ, source, component)
+		ev.ID = "thr-" + TransitionID(t)
+		ev.Timestamp = t.At.UTC()
+		ev.Metric = s.metricName(a.Rule)
+		ev.Value, ev.Threshold = finite(a.Value), finite(a.Threshold)
+		ev.Message = a.Annotations["summary"]
+		ev.Attributes = map[string]string{"alertname": a.Rule, "fingerprint": a.Fingerprint, "state": string(t.To)}
+		if err := s.opts.Bus.Publish(ctx, ev); err != nil {
+			s.m.publishErrors.Inc()
+			s.log.Warn().Err(err).Str("event", string(typ)).Msg("cannot publish threshold event")
+		}
+	}
+	if s.opts.Alerts != nil {
+		if err := s.opts.Alerts.PublishAlert(ctx, t); err != nil {
+			s.m.publishErrors.Inc()
+			s.log.Warn().Err(err).Msg("cannot publish alert record")
+		}
+	}
+}
+
+func finite(f float64) float64 {
+	if f != f || f > 1e300 || f < -1e300 {
+		return 0
+	}
+	return f
+}
+
+func (s *Service) metricName(rule string) string {
+	if r := s.engine.byName[rule]; r != nil {
+		switch r.Kind {
+		case KindHealth:
+			return "health_status"
+		case KindRate:
+			return "event_count"
+		}
+		return r.Field
+	}
+	return ""
+}
+
+// snapshot saves every alert whose state moved without a transition, and
+// forgets alerts the engine dropped.
+func (s *Service) snapshot(ctx context.Context) {
+	now := time.Now()
+	s.apply(ctx, s.engine.Tick(now))
+	live := map[string]bool{}
+	for _, a := range s.engine.Alerts() {
+		live[a.Fingerprint] = true
+		if err := s.store.SaveAlert(ctx, a); err == nil {
+			s.saved[a.Fingerprint] = true
+		}
+	}
+	for fp := range s.saved {
+		if !live[fp] {
+			_ = s.store.DeleteAlert(ctx, fp)
+			delete(s.saved, fp)
+		}
+	}
+}
+
+// dispatch hands the notifications due at now to their receivers.
+func (s *Service) dispatch(now time.Time) {
+	for _, n := range s.disp.Due(now) {
+		ins := s.integrations[n.Receiver]
+		if len(ins) == 0 {
+			s.log.Warn().Str("receiver", n.Receiver).Msg("no such receiver; notification dropped")
+			continue
+		}
+		for _, in := range ins {
+			in.enqueue(n)
+		}
+	}
+}
+
+func (s *Service) updateGauges() {
+	counts := map[State]int{StatePending: 0, StateFiring: 0, StateResolved: 0}
+	for _, a := range s.engine.alerts {
+		counts[a.State]++
+	}
+	for st, n := range counts {
+		s.m.alerts.WithLabelValues(string(st)).Set(float64(n))
+	}
+}
+
+// startIntegrations starts one worker per receiver target.
+func (s *Service) startIntegrations(cfg *Config) error {
+	all := map[string][]*integration{}
+	for _, r := range cfg.Receivers {
+		ins, err := newIntegrations(r, s.opts.HTTPClient, &s.log, s.opts.ExternalURL)
+		if err != nil {
+			return err
+		}
+		if f := s.opts.Notify[r.Name]; f != nil {
+			ins = append(ins, newIntegration(r.Name, len(ins), funcSender(f), true))
+		}
+		if len(ins) == 0 {
+			return fmt.Errorf("receiver %q has no target", r.Name)
+		}
+		all[r.Name] = ins
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.runCtx))
+	s.integrations, s.intCancel = all, cancel
+	for _, ins := range all {
+		for _, in := range ins {
+			s.workers.Go(func() { s.work(ctx, in) })
+		}
+	}
+	return nil
+}
+
+func (s *Service) stopIntegrations() {
+	if s.intCancel != nil {
+		s.intCancel()
+	}
+	s.workers.Wait()
+}
+
+// work delivers an integration's queued notifications one at a time.
+func (s *Service) work(ctx context.Context, in *integration) {
+	for {
+		for n := in.pop(); n != nil; n = in.pop() {
+			s.deliver(ctx, in, n)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.wake:
+		}
+	}
+}
+
+// deliver sends n through in exactly once across instances: it claims the
+// notification log entry with a compare-and-set, sends, and records what
+// was sent. A peer's live claim defers the group for a second.
+func (s *Service) deliver(ctx context.Context, in *integration, n *Notification) {
+	key := nflogKey(in.receiver, in.idx, n.GroupKey)
+	result := func(r string) {
+		s.m.notifications.WithLabelValues(in.receiver, in.sender.kind(), r).Inc()
+	}
+	var claimRev uint64
+	var prev NflogEntry
+	var send *Notification
+	for attempt := 0; ; attempt++ {
+		e, rev, err := s.store.Nflog(ctx, key)
+		if err != nil {
+			s.log.Warn().Err(err).Str("receiver", in.receiver).Msg("notification log unavailable; retrying later")
+			s.retryLater(n, time.Second)
+			result("error")
+			return
+		}
+		d, out := Decide(e, n, s.opts.Instance, time.Now())
+		switch d {
+		case Skip:
+			result("skipped")
+			return
+		case Busy:
+			s.retryLater(n, time.Second)
+			result("busy")
+			return
+		}
+		claim := e
+		claim.ClaimedBy, claim.ClaimExpires = s.opts.Instance, time.Now().Add(s.opts.ClaimTTL)
+		claimRev, err = s.store.PutNflog(ctx, key, claim, rev)
+		if errors.Is(err, ErrConflict) && attempt < 3 {
+			continue // a peer wrote in between: decide again on its entry
+		}
+		if err != nil {
+			s.retryLater(n, time.Second)
+			result("busy")
+			return
+		}
+		prev, send = e, out
+		break
+	}
+	toSend := *send
+	if !in.sendResolved {
+		toSend.Resolved = nil
+	}
+	start := time.Now()
+	var err error
+	if len(toSend.Firing)+len(toSend.Resolved) > 0 {
+		err = s.sendWithRetry(ctx, in, &toSend)
+	}
+	s.m.latency.WithLabelValues(in.sender.kind()).Observe(time.Since(start).Seconds())
+	entry := prev
+	entry.ClaimedBy, entry.ClaimExpires = "", time.Time{}
+	if err == nil {
+		entry.Firing, entry.SentAt = fingerprints(send.Firing), time.Now()
+	}
+	if _, perr := s.store.PutNflog(context.WithoutCancel(ctx), key, entry, claimRev); perr != nil {
+		s.log.Warn().Err(perr).Str("receiver", in.receiver).Msg("cannot record notification")
+	}
+	if err != nil {
+		result("failed")
+		s.log.Error().Err(err).Str("receiver", in.receiver).Str("integration", in.sender.kind()).Str("group", n.GroupKey).Msg("notification failed")
+		return
+	}
+	result("sent")
+}
+
+func (s *Service) sendWithRetry(ctx context.Context, in *integration, n *Notification) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, s.opts.RetryFor
+	return backoff.Retry(func() error {
+		_, err := in.breaker.Execute(func() (struct{}, error) { return struct{}{}, in.sender.send(ctx, n) })
+		if err != nil {
+			s.log.Debug().Err(err).Str("receiver", in.receiver).Msg("notification attempt failed")
+		}
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			return err
+		}
+		return err
+	}, backoff.WithContext(b, ctx))
+}
+
+// retryLater asks the loop to flush n's group again after d.
+func (s *Service) retryLater(n *Notification, d time.Duration) {
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.runCtx.Done():
+			return
+		}
+		_ = s.do(context.Background(), func() { s.disp.Retry(n, time.Now()) })
+	}()
+}
+
+// inputPatterns returns the event patterns the rules read, plus
+// monitoring.config.changed for reloads.
+func inputPatterns(cfg *Config) []string {
+	set := map[string]bool{}
+	for _, r := range cfg.Rules {
+		switch r.Kind {
+		case KindThreshold, KindAnomaly:
+			set[string(events.MetricAggregated)] = true
+		default:
+			set[r.Match.Type] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// subscribe makes the input subscriptions match the rules.
+func (s *Service) subscribe(ctx context.Context) error {
+	if s.opts.Bus == nil {
+		return nil
+	}
+	want := inputPatterns(s.cfg)
+	if s.opts.RulesFile != "" {
+		want = append(want, string(events.ConfigChanged))
+	}
+	for p, sub := range s.subs {
+		if !slices.Contains(want, p) {
+			go func() { _ = sub.Unsubscribe() }() // its handler may be waiting for this loop
+			delete(s.subs, p)
+		}
+	}
+	for _, p := range want {
+		if s.subs[p] != nil {
+			continue
+		}
+		var opts []events.SubscribeOption
+		h := events.HandlerFunc(func(hctx context.Context, ev events.Event) error { return s.Observe(hctx, ev) })
+		if p == string(events.ConfigChanged) {
+			h = s.onConfigChanged
+		} else if s.opts.Durable != "" {
+			sum := sha256.Sum256([]byte(p))
+			opts = append(opts, events.Durable(s.opts.Durable+"-"+hex.EncodeToString(sum[:4])))
+		}
+		sub, err := s.opts.Bus.Subscribe(ctx, p, h, opts...)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", p, err)
+		}
+		s.subs[p] = sub
+	}
+	return nil
+}
+
+func (s *Service) unsubscribeAll() {
+	for p, sub := range s.subs {
+		_ = sub.Unsubscribe()
+		delete(s.subs, p)
+	}
+}
+
+// ReloadComponent is the config.component value of a
+// monitoring.config.changed event that makes alert managers reload their
+// rules file.
+const ReloadComponent = "alertmanager"
+
+func (s *Service) onConfigChanged(ctx context.Context, ev events.Event) error {
+	c, ok := ev.(*events.ControlEvent)
+	if !ok || c.Config["component"] != ReloadComponent {
+		return nil // e.g. breaker reports
+	}
+	go func() {
+		if err := s.ReloadFile(context.WithoutCancel(ctx)); err != nil {
+			s.log.Error().Err(err).Msg("reload on config.changed failed")
+		}
+	}()
+	return nil
+}
+
+// ReloadFile re-reads the rules file and switches to it; on error the
+// running configuration stays.
+func (s *Service) ReloadFile(ctx context.Context) error {
+	if s.opts.RulesFile == "" {
+		return errors.New("no rules file to reload")
+	}
+	cfg, err := Load(s.opts.RulesFile)
+	if err != nil {
+		s.m.reloads.WithLabelValues("failure").Inc()
+		s.m.configOK.Set(0)
+		return err
+	}
+	return s.Reload(ctx, cfg)
+}
+
+// Reload switches to cfg, keeping the state of alerts whose rule remains.
+func (s *Service) Reload(ctx context.Context, cfg *Config) error {
+	var err error
+	derr := s.do(ctx, func() {
+		now := time.Now()
+		s.cfg = cfg
+		s.apply(ctx, s.engine.SetRules(cfg.Rules, now))
+		s.disp.SetConfig(cfg, now)
+		s.stopIntegrations()
+		if err = s.startIntegrations(cfg); err != nil {
+			return
+		}
+		err = s.subscribe(s.runCtx)
+	})
+	if derr != nil {
+		err = derr
+	}
+	if err != nil {
+		s.m.reloads.WithLabelValues("failure").Inc()
+		s.m.configOK.Set(0)
+		return err
+	}
+	s.m.reloads.WithLabelValues("success").Inc()
+	s.m.configOK.Set(1)
+	s.log.Info().Int("rules", len(cfg.Rules)).Msg("rules reloaded")
+	return nil
+}
+
+// AlertStatus is an alert with why it is or is not notified.
+type AlertStatus struct {
+	*Alert
+	SilencedBy  []string `json:"silenced_by,omitempty"`
+	InhibitedBy []string `json:"inhibited_by,omitempty"`
+}
+
+// Alerts returns the pending, firing and recently resolved alerts.
+func (s *Service) Alerts(ctx context.Context) ([]AlertStatus, error) {
+	var out []AlertStatus
+	err := s.do(ctx, func() {
+		now := time.Now()
+		for _, a := range s.engine.Alerts() {
+			out = append(out, AlertStatus{Alert: a, SilencedBy: s.disp.SilencedBy(a.Labels, now), InhibitedBy: s.disp.InhibitedBy(a)})
+		}
+	})
+	return out, err
+}
+
+// Silences returns every known silence.
+func (s *Service) Silences(ctx context.Context) ([]*Silence, error) {
+	var out []*Silence
+	err := s.do(ctx, func() { out = s.disp.Silences() })
+	return out, err
+}
+
+// PutSilence validates, stores and applies a silence; an empty ID makes a
+// new one, StartsAt defaults to now.
+func (s *Service) PutSilence(ctx context.Context, sil *Silence) (*Silence, error) {
+	now := time.Now()
+	if sil.ID == "" {
+		sil.ID = events.NewID()
+	}
+	if sil.StartsAt.IsZero() {
+		sil.StartsAt = now
+	}
+	sil.UpdatedAt = now
+	if err := sil.Compile(); err != nil {
+		return nil, err
+	}
+	if err := s.store.SaveSilence(ctx, sil); err != nil {
+		return nil, err
+	}
+	err := s.do(ctx, func() { s.disp.SetSilence(sil.ID, sil, time.Now()) })
+	return sil, err
+}
+
+// ExpireSilence ends a silence now.
+func (s *Service) ExpireSilence(ctx context.Context, id string) (*Silence, error) {
+	var cur *Silence
+	if err := s.do(ctx, func() {
+		for _, x := range s.disp.Silences() {
+			if x.ID == id {
+				c := *x
+				cur = &c
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("no silence %q", id)
+	}
+	now := time.Now()
+	if cur.EndsAt.After(now) {
+		cur.EndsAt = now
+		if !cur.EndsAt.After(cur.StartsAt) {
+			cur.StartsAt = now.Add(-time.Nanosecond)
+		}
+	}
+	return s.PutSilence(ctx, cur)
+}
+
+// Baselines returns the anomaly rules' learned baselines.
+func (s *Service) Baselines(ctx context.Context) (map[string]SeriesBaseline, error) {
+	var out map[string]SeriesBaseline
+	err := s.do(ctx, func() { out = s.engine.Baselines() })
+	return out, err
+}
+
+// RuleSummaries describes the loaded rules.
+func (s *Service) RuleSummaries(ctx context.Context) ([]*Rule, error) {
+	var out []*Rule
+	err := s.do(ctx, func() { out = slices.Clone(s.cfg.Rules) })
+	return out, err
+}
+
+// MarshalJSON renders a rule as written in the rules file.
+func (r *Rule) MarshalJSON() ([]byte, error) {
+	type plain Rule
+	p := (*plain)(r)
+	return json.Marshal(struct {
+		*plain
+		For           string `json:"for,omitempty"`
+		KeepFiringFor string `json:"keep_firing_for,omitempty"`
+		Window        string `json:"window,omitempty"`
+		StaleAfter    string `json:"stale_after,omitempty"`
+	}{plain: p, For: durStr(r.For), KeepFiringFor: durStr(r.KeepFiringFor), Window: durStr(r.Window), StaleAfter: durStr(r.StaleAfter)})
+}
+
+func durStr(d Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.D().String()
+}
