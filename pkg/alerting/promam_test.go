@@ -1,0 +1,129 @@
+package alerting_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/alerting"
+)
+
+// startPrometheusAlertmanager runs the real Prometheus Alertmanager (Debian
+// package prometheus-alertmanager) on a loopback port. Without it the test
+// skips, except under CI=true, where it fails.
+func startPrometheusAlertmanager(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		if bin, err = exec.LookPath("alertmanager"); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("prometheus-alertmanager not installed (apt-get install prometheus-alertmanager)")
+			}
+			t.Skip("prometheus-alertmanager not installed")
+		}
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://" + addr
+	waitFor(t, 20*time.Second, func() bool {
+		resp, err := http.Get(url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "prometheus-alertmanager ready")
+	return url
+}
+
+type gettableAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	EndsAt      time.Time         `json:"endsAt"`
+	Status      struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+func amAlerts(t *testing.T, url string) []gettableAlert {
+	t.Helper()
+	resp, err := http.Get(url + "/api/v2/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var as []gettableAlert
+	if err := json.NewDecoder(resp.Body).Decode(&as); err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
+func TestForwardToPrometheusAlertmanager(t *testing.T) {
+	am := startPrometheusAlertmanager(t)
+	cfg, err := alerting.Parse("am.yaml", []byte(fmt.Sprintf(`
+rules:
+  - alert: CheckoutSlow
+    field: p95
+    threshold: 250
+    labels: {severity: page}
+    annotations: {summary: "p95 is {{ .Value }} ms"}
+route: {receiver: am, group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: am
+    alertmanager: {url: %q}
+`, am)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := alerting.New(alerting.Options{Config: cfg, Instance: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, svc.Ready, "ready")
+
+	if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {
+		t.Fatal(err)
+	}
+	var got []gettableAlert
+	waitFor(t, 10*time.Second, func() bool { got = amAlerts(t, am); return len(got) == 1 }, "the alert in Alertmanager")
+	a := got[0]
+	if a.Labels["alertname"] != "CheckoutSlow" || a.Labels["source"] != "checkout" || a.Labels["severity"] != "page" ||
+		a.Annotations["summary"] != "p95 is 400 ms" || a.Status.State != "active" {
+		t.Fatalf("alert as Alertmanager sees it: %+v", a)
+	}
+	if err := svc.Observe(ctx, window("checkout", "charge", 100)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		got = amAlerts(t, am)
+		return len(got) == 0 || (!got[0].EndsAt.IsZero() && got[0].EndsAt.Before(time.Now().Add(time.Second)))
+	}, "the alert resolved in Alertmanager")
+}
