@@ -1,3 +1,11 @@
+// Package alerting is jetmon's alert manager as a library: a rules file
+// (threshold, health, rate and anomaly rules with for, keep_firing_for and
+// hysteresis), an [Engine] that moves alerts through inactive → pending →
+// firing → resolved, a [Dispatcher] that groups, inhibits and silences them,
+// receivers (log, Alertmanager webhook v4, Prometheus Alertmanager API v2)
+// with retries and a circuit breaker each, and a [Store] (JetStream KV) that
+// lets several instances share state and notify each alert exactly once.
+// [Service] runs it all on an event bus.
 package alerting
 
 import (
@@ -52,7 +60,7 @@ type Rule struct {
 	Name string `yaml:"alert" json:"alert,omitempty"`
 	// Kind is one of the Kind constants; default threshold.
 	Kind  string `yaml:"kind" json:"kind,omitempty"`
-	Match Match  `yaml:"match" json:"match,omitempty"`
+	Match Match  `yaml:"match" json:"match"`
 	// Field selects the value of an aggregated window: count, error_count,
 	// error_rate, late_count, rate (events per second), sum, avg, min, max,
 	// p50, p90, p95, p99.
@@ -283,8 +291,8 @@ func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 type validator struct {
 	allowEmptyReceivers bool
 	file                string
-	root *yaml.Node
-	errs []string
+	root                *yaml.Node
+	errs                []string
 }
 
 // addf records a problem at the field path p (keys and indexes).

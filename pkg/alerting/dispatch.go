@@ -54,8 +54,8 @@ type Notification struct {
 
 // routeOpts are a route's settings after inheritance.
 type routeOpts struct {
-	receiver                                string
-	groupBy                                 []string
+	receiver                                 string
+	groupBy                                  []string
 	groupWait, groupInterval, repeatInterval time.Duration
 }
 

@@ -38,7 +38,7 @@ type Alert struct {
 	Threshold float64 `json:"threshold"`
 	// ActiveAt is when the condition became true; FiredAt when the alert
 	// fired; ResolvedAt when it resolved.
-	ActiveAt   time.Time `json:"active_at,omitzero"`
+	ActiveAt time.Time `json:"active_at,omitzero"`
 	// Since is the event time of the sample that made the condition true:
 	// the same on every instance, so it identifies the episode.
 	Since      time.Time `json:"since,omitzero"`

@@ -34,13 +34,14 @@ func startPrometheusAlertmanager(t *testing.T) string {
 	if err := os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+	cmd := exec.CommandContext(context.Background(), bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -49,7 +50,7 @@ func startPrometheusAlertmanager(t *testing.T) string {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := "http://" + addr
 	waitFor(t, 20*time.Second, func() bool {
-		resp, err := http.Get(url + "/-/ready")
+		resp, err := httpGet(t, url+"/-/ready")
 		if err != nil {
 			return false
 		}
@@ -70,7 +71,7 @@ type gettableAlert struct {
 
 func amAlerts(t *testing.T, url string) []gettableAlert {
 	t.Helper()
-	resp, err := http.Get(url + "/api/v2/alerts")
+	resp, err := httpGet(t, url+"/api/v2/alerts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,4 +127,12 @@ receivers:
 		got = amAlerts(t, am)
 		return len(got) == 0 || (!got[0].EndsAt.IsZero() && got[0].EndsAt.Before(time.Now().Add(time.Second)))
 	}, "the alert resolved in Alertmanager")
+}
+
+func httpGet(t *testing.T, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
 }

@@ -89,6 +89,10 @@ func severity(status string) float64 {
 	return 0
 }
 
+// FieldOf returns the named value of an aggregated window (see
+// [Rule].Field), NaN for an unknown name.
+func FieldOf(a *events.AggregateEvent, field string) float64 { return fieldOf(a, field) }
+
 // fieldOf returns the named value of an aggregated window.
 func fieldOf(a *events.AggregateEvent, field string) float64 {
 	switch field {

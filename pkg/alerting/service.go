@@ -63,7 +63,7 @@ type Options struct {
 	Notify     map[string]NotifyFunc
 	HTTPClient *http.Client
 	Logger     *zerolog.Logger
-	Registerer    prometheus.Registerer
+	Registerer prometheus.Registerer
 }
 
 // Service runs the rules against the bus, keeps alert state, and sends
@@ -88,9 +88,9 @@ type Service struct {
 	input    chan observeReq
 	calls    chan func()
 	loopDone chan struct{}
-	ready   atomic.Bool
-	running atomic.Bool
-	runCtx  context.Context
+	ready    atomic.Bool
+	running  atomic.Bool
+	runCtx   context.Context
 }
 
 type observeReq struct {
@@ -531,10 +531,6 @@ func (s *Service) sendWithRetry(ctx context.Context, in *integration, n *Notific
 		_, err := in.breaker.Execute(func() (struct{}, error) { return struct{}{}, in.sender.send(ctx, n) })
 		if err != nil {
 			s.log.Debug().Err(err).Str("receiver", in.receiver).Msg("notification attempt failed")
-		}
-		var perm *backoff.PermanentError
-		if errors.As(err, &perm) {
-			return err
 		}
 		return err
 	}, backoff.WithContext(b, ctx))

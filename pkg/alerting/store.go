@@ -333,9 +333,8 @@ func (s *KVStore) Nflog(ctx context.Context, key string) (NflogEntry, uint64, er
 		return NflogEntry{}, 0, err
 	}
 	var ne NflogEntry
-	if err := json.Unmarshal(e.Value(), &ne); err != nil {
-		return NflogEntry{}, e.Revision(), nil
-	}
+	// An unreadable entry counts as empty: the next send overwrites it.
+	_ = json.Unmarshal(e.Value(), &ne)
 	return ne, e.Revision(), nil
 }
 

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestFlagsHelpAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - alert: X\n    field: p42\n    threshold: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "ALERTMANAGER_RULES"},
+		{[]string{"--rules", bad}, 2, bad + `:3: rules[0].field: "p42"`},
+		{[]string{"--rules", filepath.Join(dir, "missing.yaml")}, 2, "missing.yaml"},
+		{[]string{"check", "../../examples/rules.yaml"}, 0, "SUCCESS ../../examples/rules.yaml: 4 rules"},
+		{[]string{"check", bad}, 1, "FAILED " + bad},
+		{[]string{"check"}, 2, "at least one rules file"},
+		{[]string{"silence"}, 2, "silence add"},
+		{[]string{"silence", "add"}, 2, "--matcher is required"},
+		{[]string{"silence", "add", "--matcher", "nope"}, 2, `matcher "nope"`},
+		{[]string{"suggest", "--field", "p42"}, 2, `--field "p42"`},
+		{[]string{"suggest", "--help"}, 0, "SUGGESTED"[:0] + "median"},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		if code := run(context.Background(), c.args, &out, &out, noEnv); code != c.code || !strings.Contains(out.String(), c.want) {
+			t.Errorf("alertmanager %v: exit %d, output:\n%s\nwant exit %d and %q", c.args, code, out.String(), c.code, c.want)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+func build(t *testing.T, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// daemon starts a binary and waits until url answers 200.
+func daemon(t *testing.T, url string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), name, args...)
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", filepath.Base(name), logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := httpGet(t, url); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready:\n%s", name, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The real pipeline: events → aggregator → alertmanager → an HTTP webhook.
+// The window that crosses the threshold reaches the webhook within a second;
+// SIGHUP reloads the rules; the silence CLI talks to the API; SIGTERM stops
+// cleanly.
+func TestEndToEndWindowToWebhook(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := t.TempDir()
+	aggBin := build(t, dir, "../aggregator")
+	amBin := build(t, dir, "../alertmanager")
+
+	type hit struct {
+		at  time.Time
+		msg alerting.WebhookMessage
+	}
+	hits := make(chan hit, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m alerting.WebhookMessage
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		hits <- hit{time.Now(), m}
+	}))
+	defer hook.Close()
+	rules := filepath.Join(dir, "rules.yaml")
+	writeRules := func(extra string) {
+		if err := os.WriteFile(rules, fmt.Appendf(nil, `
+rules:
+  - alert: CheckoutSlow
+    match: {type: performance.operation.complete, source: checkout, operation: charge}
+    field: p95
+    threshold: 250
+    annotations: {summary: "p95 {{ .Value }}"}
+%s
+route: {receiver: hook, group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: hook
+    webhook: {url: %q}
+`, extra, hook.URL), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeRules("")
+
+	// Record when each aggregated window of the slow series is published.
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	windows := make(chan time.Time, 64)
+	sub, err := nc.Subscribe(string(events.MetricAggregated)+".>", func(m *nats.Msg) {
+		evs, _ := events.DecodeBatch(m.Data)
+		for _, ev := range evs {
+			if a, ok := ev.(*events.AggregateEvent); ok && a.P95 > 250 {
+				windows <- time.Now()
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	aggHTTP, amHTTP := freeAddr(t), freeAddr(t)
+	daemon(t, "http://"+aggHTTP+"/readyz", aggBin, "--nats-url", srv.ClientURL(), "--window", "1s", "--lateness", "100ms", "--http", aggHTTP)
+	am := daemon(t, "http://"+amHTTP+"/readyz", amBin, "--nats-url", srv.ClientURL(), "--rules", rules, "--http", amHTTP, "--instance", "e2e", "--log-json")
+
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{srv.ClientURL()}
+	bus, err := jsbus.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bus.Close() }()
+	stopLoad := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopLoad:
+				return
+			case <-tick.C:
+				ev := events.NewPerformanceEvent(events.OperationComplete, "checkout")
+				ev.Operation, ev.DurationMS, ev.Status = "charge", 400, events.StatusSuccess
+				_ = bus.Publish(context.Background(), ev)
+			}
+		}
+	}()
+	var h hit
+	select {
+	case h = <-hits:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook call")
+	}
+	close(stopLoad)
+	<-loadDone
+	first := <-windows // the first window over the threshold
+	latency := h.at.Sub(first)
+	t.Logf("aggregated window → webhook: %v", latency)
+	if latency > time.Second || latency < 0 {
+		t.Errorf("window to webhook took %v, want ≤ 1s", latency)
+	}
+	if h.msg.Version != "4" || h.msg.Status != "firing" || len(h.msg.Alerts) != 1 || h.msg.Alerts[0].Labels["alertname"] != "CheckoutSlow" {
+		t.Fatalf("webhook payload: %+v", h.msg)
+	}
+
+	// SIGHUP reloads the rules file.
+	writeRules("  - alert: ComponentFailed\n    kind: health\n")
+	if err := am.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var rs []json.RawMessage
+		if resp, err := httpGet(t, "http://"+amHTTP+"/api/v1/rules"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&rs)
+			_ = resp.Body.Close()
+		}
+		if len(rs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload: %d rules", len(rs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The silence CLI against the running instance.
+	var out bytes.Buffer
+	url := "http://" + amHTTP
+	if code := run(t.Context(), []string{"silence", "add", "--url", url, "--matcher", "alertname=CheckoutSlow", "--duration", "1h", "--comment", "e2e"}, &out, &out, noEnv); code != 0 {
+		t.Fatalf("silence add: %d %s", code, out.String())
+	}
+	id := strings.TrimSpace(out.String())
+	out.Reset()
+	if code := run(t.Context(), []string{"silence", "list", "--url", url}, &out, &out, noEnv); code != 0 || !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "active") {
+		t.Fatalf("silence list: %d %s", code, out.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"silence", "expire", "--url", url, id}, &out, &out, noEnv); code != 0 {
+		t.Fatalf("silence expire: %d %s", code, out.String())
+	}
+
+	if err := am.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- am.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func httpGet(t *testing.T, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}
