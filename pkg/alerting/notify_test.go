@@ -1,0 +1,62 @@
+package alerting_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/alerting"
+)
+
+// A failing webhook is retried with backoff while the other target of the
+// same receiver is notified at once; when the webhook recovers it gets the
+// notification.
+func TestFailingReceiverIsRetriedAndStallsNoOther(t *testing.T) {
+	hook := newWebhookReceiver(t)
+	hook.fail = true
+	cfg, err := alerting.ParseEmbedded("n.yaml", []byte(fmt.Sprintf(`
+rules:
+  - alert: Slow
+    field: p95
+    threshold: 250
+    labels: {team: payments}
+route: {receiver: both, group_by: [alertname], group_wait: 0s, group_interval: 1s}
+receivers:
+  - name: both
+    webhook: {url: %q}
+`, hook.srv.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	svc, err := alerting.New(alerting.Options{Config: cfg, Instance: "t", RetryFor: 30 * time.Second, ExternalURL: "http://am.example", Notify: map[string]alerting.NotifyFunc{"both": rec.notify}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Observe(ctx, window("cart", "add", 500)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, func() bool { return rec.count() >= 1 }, "the healthy target")
+	time.Sleep(time.Second) // the webhook keeps failing meanwhile
+	hook.mu.Lock()
+	hook.fail = false
+	hook.mu.Unlock()
+	waitFor(t, 15*time.Second, func() bool { n, _ := hook.counts("firing"); return n == 2 }, "the webhook after it recovered")
+	hook.mu.Lock()
+	m := hook.msgs[len(hook.msgs)-1] // the group's latest state holds both alerts
+	hook.mu.Unlock()
+	if m.Version != "4" || m.Status != "firing" || m.Receiver != "both" || m.GroupLabels["alertname"] != "Slow" ||
+		m.CommonLabels["team"] != "payments" || m.CommonLabels["source"] != "" || len(m.Alerts) != 2 ||
+		m.Alerts[0].GeneratorURL == "" || m.Alerts[0].StartsAt.IsZero() || m.GroupKey == "" {
+		t.Fatalf("webhook payload: %+v", m)
+	}
+}
