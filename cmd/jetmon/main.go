@@ -1,7 +1,7 @@
 // Command jetmon is the operator's CLI for jetmon. `jetmon up` runs the whole
-// pipeline in one process: an embedded NATS JetStream server, the streams, and
-// (today) the demo publisher and subscribers of internal/demo on the JetStream
-// bus. Later issues add the aggregator and the alert manager to it.
+// pipeline in one process (see internal/pipeline): an embedded NATS JetStream
+// server, the producer's ingest and a demo load, the aggregator and the alert
+// manager, with a live view.
 package main
 
 import (
@@ -10,17 +10,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/cli"
-	"github.com/jetmon/jetmon/internal/demo"
-	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/internal/pipeline"
+	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
 const usage = `jetmon: event-driven monitoring on NATS JetStream.
@@ -59,18 +60,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	fs := flag.NewFlagSet("jetmon up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := demo.DefaultOptions()
-	rate := fs.Int("rate", def.Rate, "operations per second the demo publisher emits")
-	duration := fs.Duration("duration", def.Duration, "stop after this long (0: run until Ctrl-C or SIGTERM)")
-	summaryEvery := fs.Duration("summary-every", def.SummaryEvery, "interval of the summary table")
-	quiet := fs.Bool("quiet", false, "print only the summary tables, not every event")
-	transport := fs.String("transport", "jetstream", "jetstream (embedded NATS server) or memory")
+	rate := fs.Int("rate", 50, "requests per second of the demo load (3 services each); 0: no demo workload")
+	window := fs.Duration("window", 5*time.Second, "aggregation window")
+	rules := fs.String("rules", "", "alerting rules file (default: the built-in demo rules; see examples/rules.yaml)")
+	httpAddr := fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
 	dataDir := fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
-	natsPort := fs.Int("nats-port", 0, "also listen for NATS clients on 127.0.0.1:PORT (e.g. 4222 for the nats CLI); 0: in-process only")
+	natsPort := fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on 127.0.0.1:PORT; 0: in-process only")
+	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C or SIGTERM)")
+	refresh := fs.Duration("refresh", 2*time.Second, "interval of the live view")
+	quiet := fs.Bool("quiet", false, "no live view, logs only")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of console text")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: jetmon up [flags]\n\nStarts an embedded NATS JetStream server, applies the streams, runs a demo\npublisher and subscribers on the JetStream bus, and prints every event and a\nperiodic summary.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), `Usage: jetmon up [flags]
+
+Runs the whole pipeline in one process: an embedded NATS JetStream server
+(streams applied, store in --data-dir), the producer's HTTP ingest behind the
+circuit breaker, a demo load (one slow operation, one flapping component), the
+aggregator and the alert manager, with a live view of the latest windows and
+alerts. Ctrl-C stops it; the next start resumes from the same data dir.
+
+Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
+`)
 		fs.PrintDefaults()
 	}
 	if err := cli.ParseWithEnv(fs, "JETMON", args, env); err != nil {
@@ -80,77 +91,61 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(s
 		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
 		return 2
 	}
+	switch {
+	case *rate < 0 || *rate > 100_000:
+		fmt.Fprintf(stderr, "jetmon up: rate %d: must be between 0 and 100000 requests per second\n", *rate)
+		return 2
+	case *natsPort < 0 || *natsPort > 65535:
+		fmt.Fprintf(stderr, "jetmon up: nats-port %d: must be 0 (no listener) or a TCP port\n", *natsPort)
+		return 2
+	case *window <= 0:
+		fmt.Fprintf(stderr, "jetmon up: window %s: must be positive\n", *window)
+		return 2
+	case *refresh <= 0:
+		fmt.Fprintf(stderr, "jetmon up: refresh %s: must be positive\n", *refresh)
+		return 2
+	case *duration < 0:
+		fmt.Fprintf(stderr, "jetmon up: duration %s: must not be negative\n", *duration)
+		return 2
+	}
+	if *rules != "" {
+		if _, err := alerting.Load(*rules); err != nil {
+			fmt.Fprintf(stderr, "jetmon up: --rules: %v\n", err)
+			return 2
+		}
+	}
 	log, err := cli.NewLogger(stderr, *logLevel, !*logJSON)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
 		return 2
 	}
-	opts := demo.Options{Rate: *rate, Duration: *duration, SummaryEvery: *summaryEvery, Quiet: *quiet}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
-		return 2
-	}
-	if *natsPort < 0 || *natsPort > 65535 {
-		fmt.Fprintf(stderr, "jetmon up: nats-port %d: must be 0 (no listener) or a TCP port\n", *natsPort)
-		return 2
-	}
-	log = log.With().Str("component", "jetmon-up").Logger()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	bus, shutdown, err := openBus(ctx, *transport, *dataDir, *natsPort, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
-		return 1
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
 	}
-	runErr := demo.Run(ctx, bus, opts, stdout, log)
-	closeErr := shutdown()
-	if err := errors.Join(runErr, closeErr); err != nil {
+	o := pipeline.Options{
+		DataDir: *dataDir, NATSPort: *natsPort, HTTP: *httpAddr, Window: *window, Rate: *rate, Rules: *rules,
+		ViewEvery: *refresh, Logger: log,
+	}
+	if !*quiet {
+		o.View = stdout
+		if f, ok := stdout.(*os.File); ok && cli.IsTerminal(f) {
+			o.ANSI = true
+			// Keep the redrawn view readable: only warnings and errors
+			// go to the log while it runs.
+			o.Logger = log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+			o.Ready = func(addr net.Addr, natsURL string) {
+				fmt.Fprintf(stderr, "jetmon up: http://%s  %s  (Ctrl-C stops)\n", addr, natsURL)
+			}
+		}
+	}
+	if err := pipeline.Run(ctx, o); err != nil {
 		log.Error().Err(err).Msg("stopped with an error")
 		return 1
 	}
 	log.Info().Msg("stopped")
 	return 0
-}
-
-// openBus starts the transport of `jetmon up` and returns the bus and a
-// shutdown function that closes the bus, then the server.
-func openBus(ctx context.Context, transport, dataDir string, natsPort int, log zerolog.Logger) (events.Bus, func() error, error) {
-	switch transport {
-	case "memory":
-		bus := events.NewMemoryBus(events.MemoryOptions{})
-		return bus, bus.Close, nil
-	case "jetstream":
-	default:
-		return nil, nil, fmt.Errorf("transport %q: must be jetstream or memory", transport)
-	}
-	srvLog := log.Level(zerolog.WarnLevel)
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: dataDir, Port: natsPort, Logger: &srvLog})
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded NATS server (data dir %s): %w", dataDir, err)
-	}
-	cfg := jsbus.DefaultConfig()
-	cfg.Conn, err = srv.Connect()
-	if err != nil {
-		srv.Stop()
-		return nil, nil, fmt.Errorf("connect to the embedded server: %w", err)
-	}
-	cfg.Logger = &log
-	cfg.Streams.MaxBytesScale = 0.25 // a laptop's share
-	bus, err := jsbus.Connect(ctx, cfg)
-	if err != nil {
-		cfg.Conn.Close()
-		srv.Stop()
-		return nil, nil, err
-	}
-	if url := srv.ClientURL(); url != "" {
-		log.Info().Str("url", url).Msg("NATS clients can connect, e.g. nats --server " + url + " sub 'performance.>'")
-	}
-	log.Info().Str("data_dir", dataDir).Msg("embedded NATS JetStream server running")
-	return bus, func() error {
-		err := bus.Close()
-		cfg.Conn.Close()
-		srv.Stop()
-		return err
-	}, nil
 }

@@ -3,13 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/ingest"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -27,10 +38,11 @@ func TestRunCommands(t *testing.T) {
 		{"types", []string{"types"}, 0, "performance.phase.start"},
 		{"up help", []string{"up", "--help"}, 0, "JETMON_RATE"},
 		{"bad flag", []string{"up", "--rate", "many"}, 2, "invalid value \"many\""},
-		{"bad rate", []string{"up", "--rate", "0"}, 2, "rate 0"},
+		{"bad rate", []string{"up", "--rate", "-1"}, 2, "rate -1"},
+		{"bad window", []string{"up", "--window", "0s"}, 2, "window 0s"},
 		{"bad level", []string{"up", "--log-level", "loud"}, 2, `"loud"`},
-		{"bad transport", []string{"up", "--transport", "carrier-pigeon", "--data-dir", "x"}, 1, `transport "carrier-pigeon"`},
 		{"bad port", []string{"up", "--nats-port", "70000"}, 2, "nats-port 70000"},
+		{"bad rules", []string{"up", "--rules", "nope.yaml"}, 2, "nope.yaml"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,53 +55,206 @@ func TestRunCommands(t *testing.T) {
 	}
 }
 
-// TestUpBinary builds the real binary, runs `jetmon up` on the embedded
-// JetStream server twice on one data dir, and stops it with SIGTERM each
-// time: it must print events and a summary, exit 0, and resume its store.
-func TestUpBinary(t *testing.T) {
+func freePort(t *testing.T) int {
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type upProcess struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	http, nats     string
+}
+
+func buildJetmon(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "jetmon")
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	runUp(t, bin, dataDir)
-	stderr := runUp(t, bin, dataDir)
-	if strings.Contains(stderr, `"outcome":"created"`) || strings.Contains(stderr, "outcome=created") {
-		t.Errorf("the second start re-created streams instead of resuming the data dir:\n%s", stderr)
+	return bin
+}
+
+// startUp runs `jetmon up` as a real process and waits until /readyz is 200.
+func startUp(t *testing.T, bin, dataDir string, args ...string) *upProcess {
+	t.Helper()
+	p := &upProcess{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	httpPort, natsPort := freePort(t), freePort(t)
+	p.http = fmt.Sprintf("127.0.0.1:%d", httpPort)
+	p.nats = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	args = append([]string{"up", "--data-dir", dataDir, "--http", p.http, "--nats-port", fmt.Sprint(natsPort), "--refresh", "300ms"}, args...)
+	p.cmd = exec.CommandContext(context.Background(), bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("jetmon up stderr:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.http+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jetmon up not ready:\n%s", p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func runUp(t *testing.T, bin, dataDir string) string {
+// stop sends SIGTERM and expects a clean exit.
+func (p *upProcess) stop(t *testing.T) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), bin, "up", "--summary-every", "500ms", "--data-dir", dataDir)
-	cmd.Env = append(os.Environ(), "JETMON_RATE=100")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1500 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- p.cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("jetmon up exited with %v\nstderr:\n%s", err, stderr.String())
+			t.Fatalf("jetmon up exited with %v\nstderr:\n%s", err, p.stderr.String())
 		}
 	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("jetmon up did not stop within 15 s of SIGTERM")
+		t.Fatal("jetmon up did not stop within 15 s of SIGTERM")
 	}
-	for _, want := range []string{"performance.operation.", "== summary =="} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+	if !strings.Contains(p.stderr.String(), "stopped") {
+		t.Errorf("stderr lacks the shutdown line:\n%s", p.stderr.String())
+	}
+}
+
+// TestUpEndToEnd starts `jetmon up` as a real process, sends events over
+// HTTP, and reads their aggregated windows and the alert they fire back over
+// NATS; the live view shows both; a restart resumes the data dir.
+func TestUpEndToEnd(t *testing.T) {
+	bin := buildJetmon(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p := startUp(t, bin, dataDir, "--window", "1s", "--rate", "20")
+
+	nc, err := nats.Connect(p.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	windows := make(chan *events.AggregateEvent, 256)
+	if _, err := nc.Subscribe(string(events.MetricAggregated)+".e2e", func(m *nats.Msg) {
+		evs, _ := events.DecodeBatch(m.Data)
+		for _, ev := range evs {
+			if a, ok := ev.(*events.AggregateEvent); ok {
+				windows <- a
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fired := make(chan alerting.AlertRecord, 16)
+	if _, err := nc.Subscribe("alerts.firing.>", func(m *nats.Msg) {
+		var r alerting.AlertRecord
+		if json.Unmarshal(m.Data, &r) == nil && r.Alert.Labels["source"] == "e2e" {
+			fired <- r
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Slow operations over HTTP, NDJSON, with one bad line that must be
+	// rejected on its own.
+	sent := 0
+	for range 10 {
+		var body bytes.Buffer
+		for range 10 {
+			fmt.Fprintf(&body, `{"event_type":"performance.operation.complete","source":"e2e","operation":"export","duration_ms":900,"status":"success"}`+"\n")
+			sent++
+		}
+		body.WriteString(`{"event_type":"performance.operation.complete","source":"e2e"}` + "\n")
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+p.http+"/v1/events", &body)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r ingest.Response
+		_ = json.NewDecoder(resp.Body).Decode(&r)
+		_ = resp.Body.Close()
+		if r.Accepted != 10 || len(r.Errors) != 1 {
+			t.Fatalf("ingest: HTTP %d, %+v", resp.StatusCode, r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	counted := uint64(0)
+	deadline := time.After(20 * time.Second)
+	for counted < uint64(sent) {
+		select {
+		case w := <-windows:
+			if w.Operation != "export" || w.P95 < 800 || w.P95 > 1000 {
+				t.Fatalf("window: %+v", w)
+			}
+			counted += w.Count
+		case <-deadline:
+			t.Fatalf("windows counted %d of %d events", counted, sent)
 		}
 	}
-	if !strings.Contains(stderr.String(), "stopped") {
-		t.Errorf("stderr lacks the shutdown line:\n%s", stderr.String())
+	select {
+	case r := <-fired:
+		if r.Alert.Rule != "OperationSlow" || r.Alert.Labels["operation"] != "export" || r.To != alerting.StateFiring {
+			t.Fatalf("alert record: %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no alerts.firing record for the slow operation")
 	}
-	return stderr.String()
+	waitView := time.Now().Add(5 * time.Second)
+	firingRow := regexp.MustCompile(`FIRING\s+OperationSlow\s+e2e/export p95 900 ms`)
+	for !firingRow.MatchString(p.stdout.String()) {
+		if time.Now().After(waitView) {
+			t.Fatalf("the live view does not show the alert:\n%s", p.stdout.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(p.stdout.String(), "e2e") || !strings.Contains(p.stdout.String(), "LATEST 1s WINDOWS") {
+		t.Errorf("the live view lacks the windows:\n%s", p.stdout.String())
+	}
+	p.stop(t)
+
+	// The next start resumes the data dir: no stream is created again, and
+	// the firing alert is restored.
+	p2 := startUp(t, bin, dataDir, "--rate", "0")
+	if s := p2.stderr.String(); strings.Contains(s, "outcome=created") {
+		t.Errorf("the second start re-created streams instead of resuming the data dir:\n%s", s)
+	}
+	if !strings.Contains(p2.stderr.String(), "restored_alerts=") || strings.Contains(p2.stderr.String(), "restored_alerts=0") {
+		t.Errorf("the second start restored no alerts:\n%s", p2.stderr.String())
+	}
+	p2.stop(t)
 }

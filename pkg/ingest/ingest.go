@@ -34,6 +34,11 @@ type Options struct {
 	MaxEvent int
 	// PublishTimeout bounds the publishing of one request (default 10 s).
 	PublishTimeout time.Duration
+	// AssignDefaults gives an event without an id a new one and an event
+	// without a timestamp the time it was received, so that a hand-written
+	// curl needs neither. Clients that retry should send their own ids:
+	// only those deduplicate.
+	AssignDefaults bool
 }
 
 // ItemError is the result of one rejected item.
@@ -79,7 +84,7 @@ func New(o Options) (*Handler, error) {
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 10 * time.Second
 	}
-	return &Handler{o: o, dec: events.Decoder{MaxPayload: o.MaxEvent}}, nil
+	return &Handler{o: o, dec: events.Decoder{MaxPayload: o.MaxEvent, SkipValidation: o.AssignDefaults}}, nil
 }
 
 // Mount registers the handler's routes on mux.
@@ -148,7 +153,18 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		resp.Errors = append(resp.Errors, e)
 		resp.Rejected++
 	}
+	received := time.Now().UTC()
 	take := func(i int, ev events.Event, err error) {
+		if err == nil && h.o.AssignDefaults {
+			md := ev.Metadata()
+			if md.ID == "" {
+				md.ID = events.NewID()
+			}
+			if md.Timestamp.IsZero() {
+				md.Timestamp = received
+			}
+			err = ev.Validate()
+		}
 		if err != nil {
 			reject(i, err, false)
 			return
@@ -165,7 +181,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "empty body: send a JSON event, a JSON array of events, or NDJSON"})
 		return
 	case trimmed[0] == '[':
-		if err := (events.Decoder{MaxPayload: -1}).EachInBatch(trimmed, func(it events.BatchItem) {
+		if err := (events.Decoder{MaxPayload: -1, SkipValidation: h.o.AssignDefaults}).EachInBatch(trimmed, func(it events.BatchItem) {
 			if it.Err == nil && len(it.Raw) > h.o.MaxEvent {
 				it.Event, it.Err = nil, events.ErrPayloadTooLarge
 			}

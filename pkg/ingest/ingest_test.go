@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
@@ -147,5 +148,35 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if _, err := ingest.New(ingest.Options{}); err == nil {
 		t.Error("New without a Publisher succeeded")
+	}
+}
+
+func TestAssignDefaults(t *testing.T) {
+	const bare = `{"event_type":"performance.operation.complete","source":"curl","operation":"hello","duration_ms":900}`
+	strict, _ := server(t, ingest.Options{})
+	if code, r := post(t, strict.URL, "application/json", bare); code != http.StatusBadRequest || r.Errors[0].Field != "id" {
+		t.Fatalf("strict: %d %+v", code, r)
+	}
+	lax, bus := server(t, ingest.Options{AssignDefaults: true})
+	body := bare + "\n" + `[1]` + "\n" + `{"event_type":"performance.operation.complete","source":"curl"}` + "\n"
+	code, r := post(t, lax.URL, "application/x-ndjson", body)
+	if code != http.StatusMultiStatus || r.Accepted != 1 || r.Rejected != 2 {
+		t.Fatalf("lax: %d %+v", code, r)
+	}
+	waitPublished(t, bus, 1)
+	md := bus.Published()[0].Metadata()
+	if md.ID == "" || md.Timestamp.IsZero() || time.Since(md.Timestamp) > time.Minute {
+		t.Fatalf("defaults not assigned: %+v", md)
+	}
+}
+
+func waitPublished(t *testing.T, bus *events.MemoryBus, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(bus.Published()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("published %d, want %d", len(bus.Published()), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

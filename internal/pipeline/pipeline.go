@@ -1,0 +1,293 @@
+// Package pipeline is `jetmon up`: the whole pipeline in one process. It
+// starts an embedded NATS JetStream server, applies the streams, and runs the
+// producer (HTTP ingest behind the circuit breaker, a load generator with a
+// slow operation, a flapping component), the aggregator and the alert
+// manager on it, with a live terminal view of the latest windows and alerts.
+package pipeline
+
+import (
+	"context"
+	_ "embed" // the demo rules
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/internal/httpd"
+	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/internal/producer"
+	"github.com/jetmon/jetmon/pkg/aggregator"
+	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/breaker"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/ingest"
+)
+
+//go:embed rules.yaml
+var demoRules []byte
+
+// DemoRules returns the rules run when Options.Rules is empty.
+func DemoRules() []byte { return demoRules }
+
+// Options configure [Run].
+type Options struct {
+	// DataDir is the embedded server's JetStream store; a restart resumes it.
+	DataDir string
+	// NATSPort, when positive, lets NATS clients (the nats CLI) connect on
+	// 127.0.0.1:NATSPort.
+	NATSPort int
+	// HTTP is the address of the one HTTP server (ingest, APIs, metrics).
+	HTTP string
+	// Window is the aggregation window (default 5s).
+	Window time.Duration
+	// Rate is the load generator's requests per second; 0 turns the demo
+	// workload (load, flapping component) off.
+	Rate int
+	// FlapEvery is how often the demo component changes state (default 20s).
+	FlapEvery time.Duration
+	// Rules is a rules file; empty runs [DemoRules].
+	Rules string
+	// View receives the live view every ViewEvery (default 2s); nil: none.
+	// ANSI says whether to redraw in place (a terminal).
+	View      io.Writer
+	ViewEvery time.Duration
+	ANSI      bool
+	Logger    zerolog.Logger
+	// Ready, if set, is called with the HTTP address once everything runs.
+	Ready func(httpAddr net.Addr, natsURL string)
+}
+
+// Run runs the pipeline until ctx ends, then stops every part in order.
+func Run(ctx context.Context, o Options) (err error) {
+	if o.Window <= 0 {
+		o.Window = 5 * time.Second
+	}
+	if o.FlapEvery <= 0 {
+		o.FlapEvery = 20 * time.Second
+	}
+	if o.ViewEvery <= 0 {
+		o.ViewEvery = 2 * time.Second
+	}
+	if o.HTTP == "" {
+		o.HTTP = "127.0.0.1:9100"
+	}
+	log := o.Logger
+	var rules *alerting.Config
+	if o.Rules == "" {
+		rules, err = alerting.Parse("demo rules", demoRules)
+	} else {
+		rules, err = alerting.Load(o.Rules)
+	}
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+
+	srvLog := log.Level(zerolog.WarnLevel)
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: o.DataDir, Port: o.NATSPort, Logger: &srvLog})
+	if err != nil {
+		return fmt.Errorf("embedded NATS server (data dir %s): %w", o.DataDir, err)
+	}
+	defer srv.Stop()
+	nc, err := srv.Connect()
+	if err != nil {
+		return fmt.Errorf("connect to the embedded server: %w", err)
+	}
+	defer nc.Close()
+	log.Info().Str("data_dir", o.DataDir).Msg("embedded NATS JetStream server running")
+
+	// One connection: publishers batch, the breaker retries.
+	var br atomic.Pointer[breaker.Publisher]
+	cfg := jsbus.DefaultConfig()
+	cfg.Conn, cfg.Logger = nc, &log
+	cfg.BatchMaxEvents = 100
+	cfg.PublishRetries = -1
+	cfg.Streams.MaxBytesScale = 0.25 // a laptop's share
+	cfg.OnPublishError = jsbus.ReportFailedEvents(func(ev events.Event, err error) {
+		if p := br.Load(); p != nil {
+			p.Failed(ev, err)
+		}
+	})
+	bus, err := jsbus.Connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, bus.Close()) }()
+	reg := httpd.NewRegistry()
+	pub, err := breaker.New(bus, breaker.Options{Name: "producer", Source: "jetmon-up", Logger: &log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	br.Store(pub)
+	defer func() { _ = pub.Close() }()
+
+	agg, err := aggregator.New(aggregator.Config{
+		Bus: bus, Window: o.Window, Lateness: max(o.Window/5, 200*time.Millisecond), Logger: &log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	store, err := alerting.NewKVStore(ctx, bus.JetStream(), 1, 0)
+	if err != nil {
+		return err
+	}
+	am, err := alerting.New(alerting.Options{
+		Config: rules, RulesFile: o.Rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
+		Instance: "jetmon-up", Durable: "alertmanager-jetmon-up", ExternalURL: "http://" + o.HTTP, Logger: &log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	ing, err := ingest.New(ingest.Options{Publisher: pub, AssignDefaults: true})
+	if err != nil {
+		return err
+	}
+
+	mux := httpd.Mux(reg)
+	ing.Mount(mux)
+	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
+	agg.Mount(aggMux)
+	am.Mount(amMux)
+	for _, p := range []string{"/api/v1/windows", "/api/v1/stats"} {
+		mux.Handle(p, aggMux)
+	}
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/silences/", "/api/v1/rules", "/api/v1/baselines"} {
+		mux.Handle(p, amMux)
+	}
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !agg.Ready() || !am.Ready() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type part struct {
+		name string
+		run  func(context.Context) error
+	}
+	var httpAddr atomic.Value
+	parts := []part{
+		{"aggregator", agg.Run},
+		{"alertmanager", am.Run},
+		{"http", func(ctx context.Context) error {
+			return httpd.Serve(ctx, o.HTTP, mux, func(a net.Addr) { httpAddr.Store(a) })
+		}},
+	}
+	if o.Rate > 0 {
+		parts = append(parts,
+			part{"loadgen", func(ctx context.Context) error { return demoLoad(ctx, pub, o.Rate) }},
+			part{"flapping component", func(ctx context.Context) error { return flap(ctx, pub, o.FlapEvery) }})
+	}
+	errc := make(chan error, len(parts))
+	for _, p := range parts {
+		go func() {
+			err := p.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", p.name, err)
+				cancel()
+			} else {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	viewDone := make(chan struct{})
+	go func() {
+		defer close(viewDone)
+		if !waitReady(ctx, func() bool { return agg.Ready() && am.Ready() && httpAddr.Load() != nil }) {
+			return
+		}
+		addr := httpAddr.Load().(net.Addr)
+		natsURL := srv.ClientURL()
+		printWhere(&log, addr, natsURL)
+		if o.Ready != nil {
+			o.Ready(addr, natsURL)
+		}
+		if o.View != nil {
+			v := &view{out: o.View, ansi: o.ANSI, agg: agg, am: am, bus: bus, window: o.Window, httpAddr: addr.String(), natsURL: natsURL}
+			v.run(ctx, o.ViewEvery)
+		}
+	}()
+	var first error
+	for range parts {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	<-viewDone
+	return first
+}
+
+func waitReady(ctx context.Context, ready func() bool) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+func printWhere(log *zerolog.Logger, addr net.Addr, natsURL string) {
+	base := "http://" + addr.String()
+	ev := log.Info().Str("ingest", base+"/v1/events").Str("windows", base+"/api/v1/windows").
+		Str("alerts", base+"/api/v1/alerts").Str("metrics", base+"/metrics")
+	if natsURL != "" {
+		ev = ev.Str("nats", natsURL)
+	}
+	ev.Msg("jetmon up: pipeline running (Ctrl-C stops it)")
+	if natsURL != "" {
+		log.Info().Msg("try: nats --server " + natsURL + " sub 'alerts.>'   or   nats --server " + natsURL + " sub 'performance.metric.aggregated.>'")
+	}
+	log.Info().Msg(`try: curl -s ` + base + `/v1/events -d '{"event_type":"performance.operation.complete","source":"me","operation":"hello","duration_ms":900}'`)
+}
+
+// SlowOperation is the demo's slow operation (p95 well above 250 ms).
+const SlowOperation = "checkout.charge"
+
+// FlappingComponent is the demo's component that fails and recovers.
+const FlappingComponent = "payments-db"
+
+// demoLoad runs the load generator until ctx ends.
+func demoLoad(ctx context.Context, pub events.Publisher, rate int) error {
+	_, err := producer.LoadGen(ctx, pub, producer.LoadOptions{
+		Rate: rate, Duration: 100 * 365 * 24 * time.Hour, Operations: 4, Sources: 3, Depth: 3,
+		MedianMS: 30, Sigma: 0.5, SlowOperation: SlowOperation, Quiet: true,
+	}, nil)
+	return err
+}
+
+// flap makes FlappingComponent fail and recover every `every`.
+func flap(ctx context.Context, pub events.Publisher, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		failed = !failed
+		typ, msg := events.ComponentHealthy, "connection pool recovered"
+		if failed {
+			typ, msg = events.ComponentFailed, "connection refused (simulated)"
+		}
+		ev := events.NewHealthEvent(typ, "svc-1", FlappingComponent)
+		ev.Message = msg
+		if err := pub.Publish(ctx, ev); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}

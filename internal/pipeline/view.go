@@ -1,0 +1,122 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/aggregator"
+	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+)
+
+// view draws the latest windows and the alerts.
+type view struct {
+	out               io.Writer
+	ansi              bool
+	agg               *aggregator.Service
+	am                *alerting.Service
+	bus               *jsbus.Bus
+	window            time.Duration
+	httpAddr, natsURL string
+
+	lastEvents uint64
+	lastAt     time.Time
+}
+
+func (v *view) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v.draw(ctx)
+		}
+	}
+}
+
+const maxWindowRows = 12
+
+func (v *view) draw(ctx context.Context) {
+	alerts, err := v.am.Alerts(ctx)
+	if err != nil {
+		return
+	}
+	st := v.agg.Stats()
+	now := time.Now()
+	rate := 0.0
+	if !v.lastAt.IsZero() {
+		rate = float64(st.Events-v.lastEvents) / now.Sub(v.lastAt).Seconds()
+	}
+	v.lastEvents, v.lastAt = st.Events, now
+
+	var b strings.Builder
+	if v.ansi {
+		b.WriteString("\x1b[H\x1b[2J")
+	} else {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "jetmon up  %s   http://%s", now.Format("15:04:05"), v.httpAddr)
+	if v.natsURL != "" {
+		fmt.Fprintf(&b, "   %s", v.natsURL)
+	}
+	fmt.Fprintf(&b, "\naggregated %d events (%.0f/s), %d windows emitted, %d series, %d late\n\n", st.Events, rate, st.Emitted, st.Series, st.Late)
+
+	// The latest window of each series.
+	latest := map[string]*events.AggregateEvent{}
+	for _, w := range v.agg.Recent() {
+		k := w.Source + "\x00" + w.Name()
+		if cur := latest[k]; cur == nil || w.WindowEnd.After(cur.WindowEnd) {
+			latest[k] = w
+		}
+	}
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "LATEST %s WINDOWS\tsource\toperation\tcount\terr%%\tp50 ms\tp95 ms\tp99 ms\t\n", v.window)
+	keys := slices.Sorted(maps.Keys(latest))
+	for i, k := range keys {
+		if i == maxWindowRows {
+			fmt.Fprintf(tw, "… %d more series (GET /api/v1/windows)\t\t\t\t\t\t\t\t\n", len(keys)-maxWindowRows)
+			break
+		}
+		w := latest[k]
+		errPct := 0.0
+		if w.Count > 0 {
+			errPct = 100 * float64(w.ErrorCount) / float64(w.Count)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", w.WindowEnd.Local().Format("15:04:05"), w.Source, w.Name(), w.Count, errPct, w.P50, w.P95, w.P99)
+	}
+	_ = tw.Flush()
+
+	b.WriteString("\nALERTS\n")
+	if len(alerts) == 0 {
+		b.WriteString("  none\n")
+	}
+	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, a := range alerts {
+		state := strings.ToUpper(string(a.State))
+		if len(a.SilencedBy) > 0 {
+			state += " (silenced)"
+		} else if len(a.InhibitedBy) > 0 {
+			state += " (inhibited)"
+		}
+		since := a.ActiveAt
+		if a.State == alerting.StateResolved {
+			since = a.ResolvedAt
+		}
+		summary := a.Annotations["summary"]
+		if summary == "" {
+			summary = a.Labels.String()
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tsince %s\n", state, a.Rule, summary, since.Local().Format("15:04:05"))
+	}
+	_ = tw.Flush()
+	_, _ = io.WriteString(v.out, b.String())
+}
