@@ -379,11 +379,12 @@ k·MAD) for a threshold rule.
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "TYPE\tSOURCE\tNAME\tWINDOWS\tMEDIAN %s\tSUGGESTED THRESHOLD\n", strings.ToUpper(*field))
 	for _, key := range slices.Sorted(maps.Keys(series)) {
+		parts := strings.SplitN(key, " ", 3)
 		b, ok := alerting.Suggest(series[key], *k, "up")
 		if !ok {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.4g\t(too few windows)\n", parts[0], parts[1], parts[2], len(series[key]), series[key][0])
 			continue
 		}
-		parts := strings.SplitN(key, " ", 3)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.4g\t%.4g\n", parts[0], parts[1], parts[2], b.Samples, b.Center, b.Upper)
 	}
 	_ = tw.Flush()

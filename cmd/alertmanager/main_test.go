@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -220,8 +221,6 @@ receivers:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no webhook call")
 	}
-	close(stopLoad)
-	<-loadDone
 	first := <-windows // the first window over the threshold
 	latency := h.at.Sub(first)
 	t.Logf("aggregated window → webhook: %v", latency)
@@ -230,6 +229,16 @@ receivers:
 	}
 	if h.msg.Version != "4" || h.msg.Status != "firing" || len(h.msg.Alerts) != 1 || h.msg.Alerts[0].Labels["alertname"] != "CheckoutSlow" {
 		t.Fatalf("webhook payload: %+v", h.msg)
+	}
+
+	// Threshold suggestions from the stored windows (a few more of them).
+	time.Sleep(2500 * time.Millisecond)
+	close(stopLoad)
+	<-loadDone
+	sug := &syncBuffer{}
+	if code := run(t.Context(), []string{"suggest", "--nats-url", srv.ClientURL(), "--field", "p95", "--since", "1h"}, sug, sug, noEnv); code != 0 ||
+		!regexp.MustCompile(`performance\.operation\.complete\s+checkout\s+charge\s+\d+\s+40\d`).MatchString(sug.String()) {
+		t.Errorf("suggest: exit %d:\n%s", code, sug.String())
 	}
 
 	// SIGHUP reloads the rules file.

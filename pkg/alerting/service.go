@@ -80,7 +80,9 @@ type Service struct {
 	engine       *Engine
 	disp         *Dispatcher
 	integrations map[string][]*integration
-	saved        map[string]bool
+	// saved maps the fingerprint of every alert in the store to the
+	// LastSeenAt it was saved with, so snapshots write only what moved.
+	saved map[string]time.Time
 	subs         map[string]events.Subscription
 	intCancel    context.CancelFunc
 	workers      sync.WaitGroup
@@ -129,7 +131,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: log.With().Str("component", "alertmanager").Logger(), store: opts.Store, m: newMetrics(),
 		cfg: opts.Config, engine: NewEngine(opts.Config.Rules), disp: NewDispatcher(opts.Config),
-		saved: map[string]bool{}, subs: map[string]events.Subscription{},
+		saved: map[string]time.Time{}, subs: map[string]events.Subscription{},
 		input: make(chan observeReq), calls: make(chan func()), loopDone: make(chan struct{}),
 	}
 	if opts.Registerer != nil {
@@ -156,13 +158,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.runCtx = ctx
 	now := time.Now()
-	saved, err := s.store.LoadAlerts(ctx)
+	stored, err := s.store.LoadAlerts(ctx)
 	if err != nil {
 		return fmt.Errorf("load alert state: %w", err)
 	}
-	s.engine.Restore(saved)
+	s.engine.Restore(stored)
 	for _, a := range s.engine.Alerts() {
-		s.saved[a.Fingerprint] = true
+		s.saved[a.Fingerprint] = a.LastSeenAt
 		s.disp.Update(a, now)
 	}
 	silences := make(chan *Silence, 64)
@@ -276,7 +278,7 @@ func (s *Service) apply(ctx context.Context, ts []Transition) {
 		ev.Str("alert", a.Rule).Str("labels", a.Labels.String()).Str("from", string(t.From)).Str("to", string(t.To)).
 			Float64("value", a.Value).Float64("threshold", a.Threshold).Msg("alert state changed")
 		if t.To == StateInactive {
-			if s.saved[a.Fingerprint] {
+			if _, ok := s.saved[a.Fingerprint]; ok {
 				if err := s.store.DeleteAlert(ctx, a.Fingerprint); err != nil {
 					s.log.Warn().Err(err).Msg("cannot delete alert state")
 				}
@@ -285,7 +287,7 @@ func (s *Service) apply(ctx context.Context, ts []Transition) {
 		} else if err := s.store.SaveAlert(ctx, a); err != nil {
 			s.log.Warn().Err(err).Msg("cannot save alert state")
 		} else {
-			s.saved[a.Fingerprint] = true
+			s.saved[a.Fingerprint] = a.LastSeenAt
 		}
 		s.publish(ctx, t)
 		s.disp.Update(a, t.At)
@@ -361,16 +363,19 @@ func (s *Service) metricName(rule string) string {
 	return ""
 }
 
-// snapshot saves every alert whose state moved without a transition, and
-// forgets alerts the engine dropped.
+// snapshot saves every alert that saw samples since it was last saved, and
+// deletes the alerts the engine forgot.
 func (s *Service) snapshot(ctx context.Context) {
 	now := time.Now()
 	s.apply(ctx, s.engine.Tick(now))
 	live := map[string]bool{}
 	for _, a := range s.engine.Alerts() {
 		live[a.Fingerprint] = true
+		if at, ok := s.saved[a.Fingerprint]; ok && at.Equal(a.LastSeenAt) {
+			continue
+		}
 		if err := s.store.SaveAlert(ctx, a); err == nil {
-			s.saved[a.Fingerprint] = true
+			s.saved[a.Fingerprint] = a.LastSeenAt
 		}
 	}
 	for fp := range s.saved {

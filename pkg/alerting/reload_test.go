@@ -1,0 +1,71 @@
+package alerting_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/events"
+)
+
+// A monitoring.config.changed event with config.component=alertmanager
+// reloads the rules file; one from another component (the breaker reports
+// its state that way) does not; a broken file keeps the running rules.
+func TestReloadOnConfigChangedEvent(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rules.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const one = "rules:\n  - alert: A\n    field: p95\n    threshold: 1\nreceivers: [{name: r, log: {}}]\n"
+	write(one)
+	cfg, err := alerting.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := events.NewMemoryBus(events.MemoryOptions{})
+	defer func() { _ = bus.Close() }()
+	svc, err := alerting.New(alerting.Options{Config: cfg, RulesFile: file, Bus: bus, Instance: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	rules := func() int {
+		rs, err := svc.RuleSummaries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	changed := func(component string) {
+		ev := events.NewControlEvent(events.ConfigChanged, "ops")
+		ev.Config = map[string]string{"component": component}
+		if err := bus.Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("rules:\n  - alert: A\n    field: p95\n    threshold: 1\n  - alert: B\n    kind: health\nreceivers: [{name: r, log: {}}]\n")
+	changed("breaker")
+	time.Sleep(300 * time.Millisecond)
+	if n := rules(); n != 1 {
+		t.Fatalf("a breaker config.changed reloaded the rules (%d rules)", n)
+	}
+	changed(alerting.ReloadComponent)
+	waitFor(t, 5*time.Second, func() bool { return rules() == 2 }, "reload on config.changed")
+
+	write("rules:\n  - alert: A\n    field: nope\n")
+	if err := svc.ReloadFile(ctx); err == nil {
+		t.Fatal("a broken rules file reloaded")
+	}
+	if n := rules(); n != 2 {
+		t.Fatalf("a failed reload changed the rules (%d)", n)
+	}
+}
