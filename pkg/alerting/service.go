@@ -82,10 +82,10 @@ type Service struct {
 	integrations map[string][]*integration
 	// saved maps the fingerprint of every alert in the store to the
 	// LastSeenAt it was saved with, so snapshots write only what moved.
-	saved map[string]time.Time
-	subs         map[string]events.Subscription
-	intCancel    context.CancelFunc
-	workers      sync.WaitGroup
+	saved     map[string]time.Time
+	subs      map[string]events.Subscription
+	intCancel context.CancelFunc
+	workers   sync.WaitGroup
 
 	input    chan observeReq
 	calls    chan func()
