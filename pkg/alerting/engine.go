@@ -102,6 +102,15 @@ func (e *Engine) setRules(rules []*Rule) {
 // Rules returns the rules being evaluated.
 func (e *Engine) Rules() []*Rule { return e.rules }
 
+// Input is the event pattern the rule reads: performance.metric.aggregated
+// for threshold and anomaly rules, Match.Type otherwise.
+func (r *Rule) Input() string {
+	if r.Kind == KindThreshold || r.Kind == KindAnomaly {
+		return string(events.MetricAggregated)
+	}
+	return r.Match.Type
+}
+
 // labels returns the alert labels of a series under r.
 func (r *Rule) labels(series Labels) Labels {
 	l := maps.Clone(series)
@@ -113,8 +122,18 @@ func (r *Rule) labels(series Labels) Labels {
 // Observe evaluates every rule against ev at now and returns the
 // transitions it causes.
 func (e *Engine) Observe(ev events.Event, now time.Time) []Transition {
+	return e.ObserveInput(ev, "", now)
+}
+
+// ObserveInput is Observe for the rules reading input pattern (see
+// [Rule.Input]) only; "" means every rule. A caller subscribed to several
+// overlapping patterns uses it so that no rule sees an event twice.
+func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Transition {
 	var ts []Transition
 	for _, r := range e.rules {
+		if input != "" && r.Input() != input {
+			continue
+		}
 		s, ok := r.sampleOf(ev)
 		if !ok {
 			continue

@@ -69,3 +69,55 @@ func TestReloadOnConfigChangedEvent(t *testing.T) {
 		t.Fatalf("a failed reload changed the rules (%d)", n)
 	}
 }
+
+// Rules reading overlapping patterns (health.> and health.component.*) see
+// each event once.
+func TestOverlappingInputsCountOnce(t *testing.T) {
+	cfg, err := alerting.Parse("o.yaml", []byte(`
+rules:
+  - alert: HealthChurn
+    kind: rate
+    match: {type: "health.>"}
+    window: 1h
+    threshold: 3
+  - alert: Down
+    kind: health
+receivers: [{name: r, log: {}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := events.NewMemoryBus(events.MemoryOptions{})
+	defer func() { _ = bus.Close() }()
+	svc, err := alerting.New(alerting.Options{Config: cfg, Bus: bus, Instance: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	churn := func() float64 {
+		as, err := svc.Alerts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if a.Rule == "HealthChurn" {
+				return a.Value
+			}
+		}
+		return 0
+	}
+	for range 4 {
+		if err := bus.Publish(ctx, health("checkout", "cache", "degraded")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool { return churn() >= 4 }, "4 events counted")
+	time.Sleep(200 * time.Millisecond)
+	if n := churn(); n != 4 {
+		t.Fatalf("4 events counted as %v", n)
+	}
+}

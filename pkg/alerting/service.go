@@ -96,8 +96,9 @@ type Service struct {
 }
 
 type observeReq struct {
-	ev   events.Event
-	done chan struct{}
+	ev    events.Event
+	input string // the subscription's pattern; "" for every rule
+	done  chan struct{}
 }
 
 // New returns a service; Run starts it.
@@ -212,7 +213,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case req := <-s.input:
 			s.m.input.Inc()
-			s.apply(ctx, s.engine.Observe(req.ev, time.Now()))
+			s.apply(ctx, s.engine.ObserveInput(req.ev, req.input, time.Now()))
 			close(req.done)
 		case <-timer.C:
 			s.apply(ctx, s.engine.Tick(time.Now()))
@@ -251,8 +252,10 @@ func (s *Service) do(ctx context.Context, f func()) error {
 
 // Observe evaluates ev and returns once its transitions are applied (state
 // saved, lifecycle published, notifications queued).
-func (s *Service) Observe(ctx context.Context, ev events.Event) error {
-	req := observeReq{ev: ev, done: make(chan struct{})}
+func (s *Service) Observe(ctx context.Context, ev events.Event) error { return s.observe(ctx, ev, "") }
+
+func (s *Service) observe(ctx context.Context, ev events.Event, input string) error {
+	req := observeReq{ev: ev, input: input, done: make(chan struct{})}
 	select {
 	case s.input <- req:
 	case <-ctx.Done():
@@ -363,6 +366,10 @@ func (s *Service) metricName(rule string) string {
 	return ""
 }
 
+// ExpiredSilenceRetention is how long an expired silence stays listed
+// before it is deleted.
+const ExpiredSilenceRetention = 24 * time.Hour
+
 // snapshot saves every alert that saw samples since it was last saved, and
 // deletes the alerts the engine forgot.
 func (s *Service) snapshot(ctx context.Context) {
@@ -376,6 +383,13 @@ func (s *Service) snapshot(ctx context.Context) {
 		}
 		if err := s.store.SaveAlert(ctx, a); err == nil {
 			s.saved[a.Fingerprint] = a.LastSeenAt
+		}
+	}
+	for _, sil := range s.disp.Silences() {
+		if now.Sub(sil.EndsAt) > ExpiredSilenceRetention {
+			if err := s.store.DeleteSilence(ctx, sil.ID); err == nil {
+				s.disp.SetSilence(sil.ID, nil, now)
+			}
 		}
 	}
 	for fp := range s.saved {
@@ -560,12 +574,7 @@ func (s *Service) retryLater(n *Notification, d time.Duration) {
 func inputPatterns(cfg *Config) []string {
 	set := map[string]bool{}
 	for _, r := range cfg.Rules {
-		switch r.Kind {
-		case KindThreshold, KindAnomaly:
-			set[string(events.MetricAggregated)] = true
-		default:
-			set[r.Match.Type] = true
-		}
+		set[r.Input()] = true
 	}
 	return slices.Sorted(maps.Keys(set))
 }
@@ -590,7 +599,7 @@ func (s *Service) subscribe(ctx context.Context) error {
 			continue
 		}
 		var opts []events.SubscribeOption
-		h := events.HandlerFunc(func(hctx context.Context, ev events.Event) error { return s.Observe(hctx, ev) })
+		h := events.HandlerFunc(func(hctx context.Context, ev events.Event) error { return s.observe(hctx, ev, p) })
 		if p == string(events.ConfigChanged) {
 			h = s.onConfigChanged
 		} else if s.opts.Durable != "" {

@@ -26,6 +26,7 @@ type Store interface {
 	SaveAlert(ctx context.Context, a *Alert) error
 	DeleteAlert(ctx context.Context, fingerprint string) error
 	SaveSilence(ctx context.Context, s *Silence) error
+	DeleteSilence(ctx context.Context, id string) error
 	// WatchSilences calls fn with every stored silence, then with every
 	// change until ctx ends; it returns once the stored ones were passed.
 	WatchSilences(ctx context.Context, fn func(*Silence)) error
@@ -105,6 +106,14 @@ func (m *MemoryStore) SaveSilence(_ context.Context, s *Silence) error {
 	for _, w := range ws {
 		w(decodeSilence(data))
 	}
+	return nil
+}
+
+// DeleteSilence implements Store.
+func (m *MemoryStore) DeleteSilence(_ context.Context, id string) error {
+	m.mu.Lock()
+	delete(m.silences, id)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -272,6 +281,15 @@ func (s *KVStore) SaveSilence(ctx context.Context, sil *Silence) error {
 		return err
 	}
 	_, err = s.silences.Put(ctx, sil.ID, data)
+	return err
+}
+
+// DeleteSilence implements Store.
+func (s *KVStore) DeleteSilence(ctx context.Context, id string) error {
+	err := s.silences.Purge(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
 	return err
 }
 

@@ -427,6 +427,12 @@ receivers:
 		if ss, _ := h.svc.Silences(context.Background()); len(ss) != 2 || ss[0].Active(time.Now()) || ss[1].Active(time.Now()) {
 			t.Fatalf("silences after expiry: %+v", ss)
 		}
+		// Expired silences are deleted a day later.
+		time.Sleep(alerting.ExpiredSilenceRetention + 10*time.Second)
+		synctest.Wait()
+		if ss, _ := h.svc.Silences(context.Background()); len(ss) != 0 {
+			t.Fatalf("expired silences kept: %d", len(ss))
+		}
 	})
 }
 
