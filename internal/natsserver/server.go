@@ -3,6 +3,7 @@
 package natsserver
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -58,6 +59,7 @@ type ClusterOptions struct {
 type Server struct {
 	*server.Server
 	opts Options
+	lock *os.File // the store dir's lock, released by Stop
 }
 
 // ErrNotReady reports a server that did not accept connections in time.
@@ -76,6 +78,26 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
+	}
+	lock, err := lockStore(o.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			_ = lock.Close()
+		}
+	}()
+	if o.Port > 0 {
+		// Fail at once, by name, instead of timing out below.
+		addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+		var lc net.ListenConfig
+		l, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("nats server: client port %s: %w (another nats-server? choose another port, or 0 for none)", addr, err)
+		}
+		_ = l.Close()
 	}
 	so := &server.Options{
 		ServerName: o.Name,
@@ -122,7 +144,8 @@ func Start(o Options) (*Server, error) {
 		s.Shutdown()
 		return nil, ErrNotReady
 	}
-	return &Server{Server: s, opts: o}, nil
+	ok = true
+	return &Server{Server: s, opts: o, lock: lock}, nil
 }
 
 // ClientURL returns the URL clients connect to; empty for an in-process-only
@@ -159,6 +182,9 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 func (s *Server) Stop() {
 	s.Shutdown()
 	s.WaitForShutdown()
+	if s.lock != nil {
+		_ = s.lock.Close()
+	}
 }
 
 // logAdapter sends the server's logs to zerolog.
