@@ -78,12 +78,13 @@ func (v *view) draw(ctx context.Context) {
 			latest[k] = w
 		}
 	}
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "LATEST %s WINDOWS\tsource\toperation\tcount\terr%%\tp50 ms\tp95 ms\tp99 ms\t\n", v.window)
+	fmt.Fprintf(&b, "LATEST %s WINDOWS\n", v.window)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ENDS\tSOURCE\tOPERATION\t COUNT\t ERR%%\t  P50 ms\t  P95 ms\t  P99 ms\n")
 	keys := slices.Sorted(maps.Keys(latest))
 	for i, k := range keys {
 		if i == maxWindowRows {
-			fmt.Fprintf(tw, "… %d more series (GET /api/v1/windows)\t\t\t\t\t\t\t\t\n", len(keys)-maxWindowRows)
+			fmt.Fprintf(tw, "  … %d more series (GET /api/v1/windows)\n", len(keys)-maxWindowRows)
 			break
 		}
 		w := latest[k]
@@ -91,7 +92,7 @@ func (v *view) draw(ctx context.Context) {
 		if w.Count > 0 {
 			errPct = 100 * float64(w.ErrorCount) / float64(w.Count)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", w.WindowEnd.Local().Format("15:04:05"), w.Source, w.Name(), w.Count, errPct, w.P50, w.P95, w.P99)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%6d\t%5.1f\t%8.1f\t%8.1f\t%8.1f\n", w.WindowEnd.Local().Format("15:04:05"), w.Source, w.Name(), w.Count, errPct, w.P50, w.P95, w.P99)
 	}
 	_ = tw.Flush()
 
@@ -99,6 +100,13 @@ func (v *view) draw(ctx context.Context) {
 	if len(alerts) == 0 {
 		b.WriteString("  none\n")
 	}
+	order := map[alerting.State]int{alerting.StateFiring: 0, alerting.StatePending: 1, alerting.StateResolved: 2}
+	slices.SortStableFunc(alerts, func(x, y alerting.AlertStatus) int {
+		if d := order[x.State] - order[y.State]; d != 0 {
+			return d
+		}
+		return strings.Compare(x.Rule+x.Labels.String(), y.Rule+y.Labels.String())
+	})
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, a := range alerts {
 		state := strings.ToUpper(string(a.State))
