@@ -90,6 +90,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	addr := fs.String("http", "127.0.0.1:9101", "listen address of /v1/events, /healthz, /readyz and /metrics")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token POST /v1/events requires (env PRODUCER_TOKEN sets it too)")
 	maxBody := fs.Int64("max-body", 4<<20, "largest request body in bytes")
+	assignIDs := fs.Bool("assign-ids", false, "give events without an id or timestamp a new id and the time of receipt (retries then cannot be deduplicated)")
 	healthFile := fs.String("health-config", "", "JSON file of health-check targets (http, tcp, redis, nats)")
 	spoolDir := fs.String("spool-dir", "", "keep the breaker's spool on disk here (survives restarts)")
 	batch := fs.Int("batch", 100, "events per JetStream message (1: no batching)")
@@ -133,7 +134,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		return 1
 	}
 	err = producer.Serve(ctx, producer.ServeOptions{
-		Bus: bus, Breaker: br, HTTP: *addr, Token: token, MaxBody: *maxBody, Health: hc, Source: *source,
+		Bus: bus, Breaker: br, HTTP: *addr, Token: token, MaxBody: *maxBody, AssignDefaults: *assignIDs, Health: hc, Source: *source,
 		Env: env, Logger: log, Registry: reg,
 		Ready: func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("ingest listening: POST /v1/events") },
 	})

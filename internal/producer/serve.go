@@ -125,6 +125,8 @@ type ServeOptions struct {
 	// Token, when set, is required on POST /v1/events.
 	Token   string
 	MaxBody int64
+	// AssignDefaults fills in missing ids and timestamps (see ingest.Options).
+	AssignDefaults bool
 	// Health, when it has checks, runs the health agent.
 	Health HealthConfig
 	Source string
@@ -149,7 +151,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Registry == nil {
 		o.Registry = httpd.NewRegistry()
 	}
-	ing, err := ingest.New(ingest.Options{Publisher: o.Breaker, Token: o.Token, MaxBody: o.MaxBody})
+	ing, err := ingest.New(ingest.Options{Publisher: o.Breaker, Token: o.Token, MaxBody: o.MaxBody, AssignDefaults: o.AssignDefaults})
 	if err != nil {
 		return err
 	}
