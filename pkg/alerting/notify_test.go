@@ -60,3 +60,31 @@ receivers:
 		t.Fatalf("webhook payload: %+v", m)
 	}
 }
+
+func TestWebhookPayload(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	mk := func(src string, st alerting.State) *alerting.Alert {
+		l := alerting.Labels{"alertname": "Slow", "source": src, "team": "payments"}
+		a := &alerting.Alert{Fingerprint: l.Fingerprint(), Rule: "Slow", Labels: l, State: st, ActiveAt: at,
+			Annotations: map[string]string{"runbook": "https://runbooks/slow", "summary": src}}
+		if st == alerting.StateResolved {
+			a.ResolvedAt = at.Add(time.Minute)
+		}
+		return a
+	}
+	n := &alerting.Notification{
+		Receiver: "r", GroupKey: "r:{}", GroupLabels: alerting.Labels{"alertname": "Slow"},
+		Firing: []*alerting.Alert{mk("a", alerting.StateFiring), mk("b", alerting.StateFiring)}, Resolved: []*alerting.Alert{mk("c", alerting.StateResolved)},
+	}
+	m := alerting.WebhookPayload(n, "r", "http://am", 2)
+	if m.Version != "4" || m.Status != "firing" || m.TruncatedAlerts != 1 || len(m.Alerts) != 2 {
+		t.Fatalf("payload: %+v", m)
+	}
+	if m.CommonLabels["team"] != "payments" || m.CommonLabels["source"] != "" || m.CommonAnnotations["runbook"] == "" || m.CommonAnnotations["summary"] != "" {
+		t.Fatalf("common labels/annotations: %v %v", m.CommonLabels, m.CommonAnnotations)
+	}
+	r := alerting.WebhookPayload(&alerting.Notification{Receiver: "r", Resolved: []*alerting.Alert{mk("c", alerting.StateResolved)}}, "r", "", 0)
+	if r.Status != "resolved" || r.Alerts[0].Status != "resolved" || !r.Alerts[0].EndsAt.Equal(at.Add(time.Minute)) || r.Alerts[0].GeneratorURL != "" {
+		t.Fatalf("resolved payload: %+v", r)
+	}
+}

@@ -565,3 +565,32 @@ receivers: [{name: r}]
 		}
 	})
 }
+
+// A series whose windows stop (no traffic) clears after stale_after.
+func TestStaleSeriesResolves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, `
+rules:
+  - alert: Slow
+    field: p95
+    threshold: 250
+    stale_after: 2m
+route: {receiver: r, group_wait: 0s, group_interval: 10s}
+receivers: [{name: r}]
+`, nil)
+		h.observe(t, window("checkout", "charge", 300))
+		if h.state(t, "checkout") != alerting.StateFiring {
+			t.Fatal("not firing")
+		}
+		time.Sleep(2*time.Minute - time.Second)
+		synctest.Wait()
+		if h.state(t, "checkout") != alerting.StateFiring {
+			t.Fatal("resolved before stale_after")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if s := h.state(t, "checkout"); s != alerting.StateResolved {
+			t.Fatalf("after stale_after: %s", s)
+		}
+	})
+}
