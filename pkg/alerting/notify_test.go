@@ -65,8 +65,10 @@ func TestWebhookPayload(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	mk := func(src string, st alerting.State) *alerting.Alert {
 		l := alerting.Labels{"alertname": "Slow", "source": src, "team": "payments"}
-		a := &alerting.Alert{Fingerprint: l.Fingerprint(), Rule: "Slow", Labels: l, State: st, ActiveAt: at,
-			Annotations: map[string]string{"runbook": "https://runbooks/slow", "summary": src}}
+		a := &alerting.Alert{
+			Fingerprint: l.Fingerprint(), Rule: "Slow", Labels: l, State: st, ActiveAt: at,
+			Annotations: map[string]string{"runbook": "https://runbooks/slow", "summary": src},
+		}
 		if st == alerting.StateResolved {
 			a.ResolvedAt = at.Add(time.Minute)
 		}
