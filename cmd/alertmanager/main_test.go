@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -59,16 +58,6 @@ func TestFlagsHelpAndCheck(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String()
-}
-
 func build(t *testing.T, dir, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(dir, filepath.Base(pkg))
@@ -82,7 +71,7 @@ func build(t *testing.T, dir, pkg string) string {
 func daemon(t *testing.T, url string, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(context.Background(), name, args...)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -96,7 +85,7 @@ func daemon(t *testing.T, url string, name string, args ...string) *exec.Cmd {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if resp, err := httpGet(t, url); err == nil {
+		if resp, err := testutil.Get(t, url); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return cmd
@@ -107,23 +96,6 @@ func daemon(t *testing.T, url string, name string, args ...string) *exec.Cmd {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The real pipeline: events → aggregator → alertmanager → an HTTP webhook.
@@ -187,7 +159,7 @@ receivers:
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
-	aggHTTP, amHTTP := freeAddr(t), freeAddr(t)
+	aggHTTP, amHTTP := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	daemon(t, "http://"+aggHTTP+"/readyz", aggBin, "--nats-url", srv.ClientURL(), "--window", "1s", "--lateness", "100ms", "--http", aggHTTP)
 	amArgs := []string{"--nats-url", srv.ClientURL(), "--rules", rules, "--http", amHTTP, "--instance", "e2e", "--log-json"}
 	am := daemon(t, "http://"+amHTTP+"/readyz", amBin, amArgs...)
@@ -247,7 +219,7 @@ receivers:
 	case <-time.After(2500 * time.Millisecond):
 	}
 	var active []alerting.AlertStatus
-	if resp, err := httpGet(t, "http://"+amHTTP+"/api/v1/alerts"); err == nil {
+	if resp, err := testutil.Get(t, "http://"+amHTTP+"/api/v1/alerts"); err == nil {
 		_ = json.NewDecoder(resp.Body).Decode(&active)
 		_ = resp.Body.Close()
 	}
@@ -258,7 +230,7 @@ receivers:
 	// Threshold suggestions from the stored windows (a few more of them).
 	close(stopLoad)
 	<-loadDone
-	sug := &syncBuffer{}
+	sug := &testutil.SyncBuffer{}
 	if code := run(t.Context(), []string{"suggest", "--nats-url", srv.ClientURL(), "--field", "p95", "--since", "1h"}, sug, sug, noEnv); code != 0 ||
 		!regexp.MustCompile(`performance\.operation\.complete\s+checkout\s+charge\s+\d+\s+40\d`).MatchString(sug.String()) {
 		t.Errorf("suggest: exit %d:\n%s", code, sug.String())
@@ -272,7 +244,7 @@ receivers:
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var rs []json.RawMessage
-		if resp, err := httpGet(t, "http://"+amHTTP+"/api/v1/rules"); err == nil {
+		if resp, err := testutil.Get(t, "http://"+amHTTP+"/api/v1/rules"); err == nil {
 			_ = json.NewDecoder(resp.Body).Decode(&rs)
 			_ = resp.Body.Close()
 		}
@@ -314,12 +286,4 @@ receivers:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
-}
-
-func httpGet(t *testing.T, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	return http.DefaultClient.Do(req)
 }

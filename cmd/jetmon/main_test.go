@@ -5,19 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/ingest"
@@ -55,36 +54,9 @@ func TestRunCommands(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type upProcess struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	http, nats     string
 }
 
@@ -100,8 +72,8 @@ func buildJetmon(t *testing.T) string {
 // startUp runs `jetmon up` as a real process and waits until /readyz is 200.
 func startUp(t *testing.T, bin, dataDir string, args ...string) *upProcess {
 	t.Helper()
-	p := &upProcess{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-	httpPort, natsPort := freePort(t), freePort(t)
+	p := &upProcess{stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}}
+	httpPort, natsPort := testutil.FreePort(t), testutil.FreePort(t)
 	p.http = fmt.Sprintf("127.0.0.1:%d", httpPort)
 	p.nats = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	args = append([]string{"up", "--data-dir", dataDir, "--http", p.http, "--nats-port", fmt.Sprint(natsPort), "--refresh", "300ms"}, args...)

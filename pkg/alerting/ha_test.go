@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -102,22 +103,11 @@ func instance(t *testing.T, url, name, rules string) (svc *alerting.Service, sto
 		}
 		close(done)
 	}()
-	waitFor(t, 10*time.Second, svc.Ready, name+" ready")
+	testutil.WaitFor(t, 10*time.Second, svc.Ready, name+" ready")
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return svc, stop
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func haRules(webhook string) string {
@@ -165,7 +155,7 @@ func TestTwoInstancesNotifyExactlyOnce(t *testing.T) {
 
 	const n = 20
 	publishWindows(t, pub, n, 400)
-	waitFor(t, 10*time.Second, func() bool { got, _ := hook.counts("firing"); return got == n }, "20 firing alerts")
+	testutil.WaitFor(t, 10*time.Second, func() bool { got, _ := hook.counts("firing"); return got == n }, "20 firing alerts")
 	time.Sleep(2 * time.Second) // room for a duplicate to show up
 	if got, most := hook.counts("firing"); got != n || most != 1 {
 		t.Fatalf("firing: %d alerts, one of them delivered %d times", got, most)
@@ -191,7 +181,7 @@ func TestTwoInstancesNotifyExactlyOnce(t *testing.T) {
 	}
 
 	publishWindows(t, pub, n, 100)
-	waitFor(t, 10*time.Second, func() bool { got, _ := hook.counts("resolved"); return got == n }, "20 resolved alerts")
+	testutil.WaitFor(t, 10*time.Second, func() bool { got, _ := hook.counts("resolved"); return got == n }, "20 resolved alerts")
 	time.Sleep(2 * time.Second)
 	if got, most := hook.counts("resolved"); got != n || most != 1 {
 		t.Fatalf("resolved: %d alerts, one delivered %d times", got, most)

@@ -1,11 +1,11 @@
 package alerting_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 )
 
@@ -30,27 +30,19 @@ receivers:
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	svc, err := alerting.New(alerting.Options{Config: cfg, Instance: "t", RetryFor: 30 * time.Second, ExternalURL: "http://am.example", Notify: map[string]alerting.NotifyFunc{"both": rec.notify}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	svc, ctx := runService(t, alerting.Options{Config: cfg, Instance: "t", RetryFor: 30 * time.Second, ExternalURL: "http://am.example", Notify: map[string]alerting.NotifyFunc{"both": rec.notify}})
 	if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.Observe(ctx, window("cart", "add", 500)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, func() bool { return rec.count() >= 1 }, "the healthy target")
+	testutil.WaitFor(t, 2*time.Second, func() bool { return rec.count() >= 1 }, "the healthy target")
 	time.Sleep(time.Second) // the webhook keeps failing meanwhile
 	hook.mu.Lock()
 	hook.fail = false
 	hook.mu.Unlock()
-	waitFor(t, 15*time.Second, func() bool { n, _ := hook.counts("firing"); return n == 2 }, "the webhook after it recovered")
+	testutil.WaitFor(t, 15*time.Second, func() bool { n, _ := hook.counts("firing"); return n == 2 }, "the webhook after it recovered")
 	hook.mu.Lock()
 	m := hook.msgs[len(hook.msgs)-1] // the group's latest state holds both alerts
 	hook.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 )
 
@@ -49,8 +50,8 @@ func startPrometheusAlertmanager(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := "http://" + addr
-	waitFor(t, 20*time.Second, func() bool {
-		resp, err := httpGet(t, url+"/-/ready")
+	testutil.WaitFor(t, 20*time.Second, func() bool {
+		resp, err := testutil.Get(t, url+"/-/ready")
 		if err != nil {
 			return false
 		}
@@ -71,7 +72,7 @@ type gettableAlert struct {
 
 func amAlerts(t *testing.T, url string) []gettableAlert {
 	t.Helper()
-	resp, err := httpGet(t, url+"/api/v2/alerts")
+	resp, err := testutil.Get(t, url+"/api/v2/alerts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,21 +101,13 @@ receivers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := alerting.New(alerting.Options{Config: cfg, Instance: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	svc, ctx := runService(t, alerting.Options{Config: cfg, Instance: "t"})
 
 	if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {
 		t.Fatal(err)
 	}
 	var got []gettableAlert
-	waitFor(t, 10*time.Second, func() bool { got = amAlerts(t, am); return len(got) == 1 }, "the alert in Alertmanager")
+	testutil.WaitFor(t, 10*time.Second, func() bool { got = amAlerts(t, am); return len(got) == 1 }, "the alert in Alertmanager")
 	a := got[0]
 	if a.Labels["alertname"] != "CheckoutSlow" || a.Labels["source"] != "checkout" || a.Labels["severity"] != "page" ||
 		a.Annotations["summary"] != "p95 is 400 ms" || a.Status.State != "active" {
@@ -123,16 +116,8 @@ receivers:
 	if err := svc.Observe(ctx, window("checkout", "charge", 100)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		got = amAlerts(t, am)
 		return len(got) == 0 || (!got[0].EndsAt.IsZero() && got[0].EndsAt.Before(time.Now().Add(time.Second)))
 	}, "the alert resolved in Alertmanager")
-}
-
-func httpGet(t *testing.T, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	return http.DefaultClient.Do(req)
 }

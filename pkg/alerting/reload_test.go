@@ -1,12 +1,12 @@
 package alerting_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 )
@@ -28,16 +28,8 @@ func TestReloadOnConfigChangedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	bus := events.NewMemoryBus(events.MemoryOptions{})
-	defer func() { _ = bus.Close() }()
-	svc, err := alerting.New(alerting.Options{Config: cfg, RulesFile: file, Bus: bus, Instance: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	t.Cleanup(func() { _ = bus.Close() })
+	svc, ctx := runService(t, alerting.Options{Config: cfg, RulesFile: file, Bus: bus, Instance: "t"})
 	rules := func() int {
 		rs, err := svc.RuleSummaries(ctx)
 		if err != nil {
@@ -59,7 +51,7 @@ func TestReloadOnConfigChangedEvent(t *testing.T) {
 		t.Fatalf("a breaker config.changed reloaded the rules (%d rules)", n)
 	}
 	changed(alerting.ReloadComponent)
-	waitFor(t, 5*time.Second, func() bool { return rules() == 2 }, "reload on config.changed")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return rules() == 2 }, "reload on config.changed")
 
 	write("rules:\n  - alert: A\n    field: nope\n")
 	if err := svc.ReloadFile(ctx); err == nil {
@@ -88,16 +80,8 @@ receivers: [{name: r, log: {}}]
 		t.Fatal(err)
 	}
 	bus := events.NewMemoryBus(events.MemoryOptions{})
-	defer func() { _ = bus.Close() }()
-	svc, err := alerting.New(alerting.Options{Config: cfg, Bus: bus, Instance: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = svc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 5*time.Second, svc.Ready, "ready")
+	t.Cleanup(func() { _ = bus.Close() })
+	svc, ctx := runService(t, alerting.Options{Config: cfg, Bus: bus, Instance: "t"})
 	churn := func() float64 {
 		as, err := svc.Alerts(ctx)
 		if err != nil {
@@ -115,7 +99,7 @@ receivers: [{name: r, log: {}}]
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, func() bool { return churn() >= 4 }, "4 events counted")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return churn() >= 4 }, "4 events counted")
 	time.Sleep(200 * time.Millisecond)
 	if n := churn(); n != 4 {
 		t.Fatalf("4 events counted as %v", n)
