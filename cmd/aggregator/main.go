@@ -112,18 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	mux := httpd.Mux(reg)
 	svc.Mount(mux)
-	errc := make(chan error, 2)
-	go func() {
-		errc <- httpd.Serve(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") })
-	}()
-	go func() { errc <- svc.Run(ctx) }()
-	var runErr error
-	for range 2 {
-		if err := <-errc; err != nil && runErr == nil {
-			runErr = err
-			stop()
-		}
-	}
+	runErr := httpd.ServeWhile(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")
 		return 1

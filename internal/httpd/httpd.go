@@ -66,3 +66,22 @@ func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr
 	}
 	return nil
 }
+
+// ServeWhile runs run and serves h on addr (see Serve) side by side until
+// ctx ends or either fails; a failure stops the other. It returns the first
+// error.
+func ServeWhile(ctx context.Context, addr string, h http.Handler, ready func(net.Addr), run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- Serve(ctx, addr, h, ready) }()
+	go func() { errc <- run(ctx) }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}

@@ -173,17 +173,5 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	mux := httpd.Mux(o.Registry)
 	ing.Mount(mux)
 	mux.Handle("GET /readyz", hm.Readyz())
-	ctx, cancel := context.WithCancel(ctx) // either part failing stops both
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- httpd.Serve(ctx, o.HTTP, mux, o.Ready) }()
-	go func() { errc <- hm.Run(ctx) }()
-	var first error
-	for range 2 {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			cancel()
-		}
-	}
-	return first
+	return httpd.ServeWhile(ctx, o.HTTP, mux, o.Ready, hm.Run)
 }
