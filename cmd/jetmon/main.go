@@ -62,7 +62,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(s
 	fs.SetOutput(stderr)
 	rate := fs.Int("rate", 50, "requests per second of the demo load (3 services each); 0: no demo workload")
 	window := fs.Duration("window", 5*time.Second, "aggregation window")
-	rules := fs.String("rules", "", "alerting rules file (default: the built-in demo rules; see examples/rules.yaml)")
+	rules := fs.String("rules", "", "alerting rules file, reloaded on SIGHUP (default: the built-in demo rules; see examples/rules.yaml)")
 	httpAddr := fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
 	dataDir := fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
 	natsPort := fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on 127.0.0.1:PORT; 0: in-process only")
@@ -141,6 +141,26 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 				fmt.Fprintf(stderr, "jetmon up: http://%s  %s  (Ctrl-C stops)\n", addr, natsURL)
 			}
 		}
+	}
+	if *rules != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload := make(chan struct{}, 1)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+		o.Reload = reload
 	}
 	if err := pipeline.Run(ctx, o); err != nil {
 		log.Error().Err(err).Msg("stopped with an error")

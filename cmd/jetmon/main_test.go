@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -221,12 +222,32 @@ func TestUpEndToEnd(t *testing.T) {
 
 	// The next start resumes the data dir: no stream is created again, and
 	// the firing alert is restored.
-	p2 := startUp(t, bin, dataDir, "--rate", "0")
+	rulesFile := filepath.Join(t.TempDir(), "rules.yaml")
+	writeRules := func(extra string) {
+		if err := os.WriteFile(rulesFile, []byte("rules:\n  - alert: OperationSlow\n    field: p95\n    threshold: 250\n"+extra+"receivers: [{name: log, log: {}}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeRules("")
+	p2 := startUp(t, bin, dataDir, "--rate", "0", "--rules", rulesFile)
 	if s := p2.stderr.String(); strings.Contains(s, "outcome=created") {
 		t.Errorf("the second start re-created streams instead of resuming the data dir:\n%s", s)
 	}
 	if !strings.Contains(p2.stderr.String(), "restored_alerts=") || strings.Contains(p2.stderr.String(), "restored_alerts=0") {
 		t.Errorf("the second start restored no alerts:\n%s", p2.stderr.String())
 	}
+	// SIGHUP reloads --rules.
+	writeRules("  - alert: ComponentFailed\n    kind: health\n")
+	if err := p2.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		var rs []json.RawMessage
+		if resp, err := testutil.Get(t, "http://"+p2.http+"/api/v1/rules"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&rs)
+			_ = resp.Body.Close()
+		}
+		return len(rs) == 2
+	}, "the rules reloaded on SIGHUP")
 	p2.stop(t)
 }

@@ -51,8 +51,10 @@ type Options struct {
 	Rate int
 	// FlapEvery is how often the demo component changes state (default 20s).
 	FlapEvery time.Duration
-	// Rules is a rules file; empty runs [DemoRules].
-	Rules string
+	// Rules is a rules file; empty runs [DemoRules]. A value on Reload
+	// re-reads it (SIGHUP).
+	Rules  string
+	Reload <-chan struct{}
 	// View receives the live view every ViewEvery (default 2s); nil: none.
 	// ANSI says whether to redraw in place (a terminal).
 	View      io.Writer
@@ -180,6 +182,20 @@ func Run(ctx context.Context, o Options) (err error) {
 		{"http", func(ctx context.Context) error {
 			return httpd.Serve(ctx, o.HTTP, mux, func(a net.Addr) { httpAddr.Store(a) })
 		}},
+	}
+	if o.Rules != "" && o.Reload != nil {
+		parts = append(parts, part{"reloader", func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-o.Reload:
+					if err := am.ReloadFile(ctx); err != nil {
+						log.Error().Err(err).Msg("reload failed; the running rules stay")
+					}
+				}
+			}
+		}})
 	}
 	if o.Rate > 0 {
 		parts = append(parts,
