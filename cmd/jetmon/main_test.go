@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -218,6 +219,20 @@ func TestUpEndToEnd(t *testing.T) {
 	if !strings.Contains(p.stdout.String(), "e2e") || !strings.Contains(p.stdout.String(), "LATEST 1s WINDOWS") {
 		t.Errorf("the live view lacks the windows:\n%s", p.stdout.String())
 	}
+	// Every daemon's metrics (aggregator, alert manager, breaker, ingest) in
+	// the Prometheus text format, checked by promtool.
+	resp, err := testutil.Get(t, "http://"+p.http+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{"jetmon_aggregator_windows_emitted_total", "jetmon_alertmanager_transitions_total", "jetmon_breaker_"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	testutil.CheckMetrics(t, metrics)
 	p.stop(t)
 
 	// The next start resumes the data dir: no stream is created again, and

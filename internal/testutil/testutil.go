@@ -7,6 +7,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -69,4 +71,25 @@ func Get(t testing.TB, url string) (*http.Response, error) {
 		return nil, err
 	}
 	return http.DefaultClient.Do(req)
+}
+
+// CheckMetrics runs `promtool check metrics` (Debian package prometheus) on
+// a /metrics body: the Prometheus text format must parse and pass its lint.
+// Without promtool the check is logged as not done, except under CI=true,
+// where it fails the test.
+func CheckMetrics(t testing.TB, body []byte) {
+	t.Helper()
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not installed (apt-get install prometheus)")
+		}
+		t.Log("promtool not installed: the metrics format is not checked")
+		return
+	}
+	cmd := exec.CommandContext(t.Context(), bin, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 }

@@ -587,7 +587,7 @@ func (p *partition) handle(msg jetstream.Msg) {
 			if series, v, _, ok := aggregate.SeriesOf(it.Event); ok {
 				s.m.perSeries.WithLabelValues(string(series.Type), series.Source, p.agg.SeriesName(series)).Inc()
 				if series.Type != events.MetricRecorded {
-					s.m.durations.Observe(v)
+					s.m.durations.Observe(v / 1000) // ms on the wire, seconds in Prometheus
 				}
 			}
 		case aggregate.Late:

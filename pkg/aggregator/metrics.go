@@ -21,7 +21,7 @@ func newMetrics() *metrics {
 			Help: "Events aggregated per series; bounded by the per-source series limit (overflow series).",
 		}, []string{"type", "source", "name"}),
 		durations: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "jetmon_aggregator_duration_ms", Help: "Durations (ms) of the aggregated operation and phase events.",
+			Name: "jetmon_aggregator_duration_seconds", Help: "Durations of the aggregated operation and phase events.",
 			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160,
 		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
