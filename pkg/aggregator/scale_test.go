@@ -23,6 +23,7 @@ const partitions = 8
 
 type instance struct {
 	svc    *aggregator.Service
+	bus    *jsbus.Bus
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -52,7 +53,7 @@ func startInstance(t *testing.T, url, name string) *instance {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{svc: svc, cancel: cancel, done: make(chan struct{})}
+	in := &instance{svc: svc, bus: bus, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = svc.Run(ctx); _ = bus.Close(); close(in.done) }()
 	t.Cleanup(func() {
 		select {
@@ -244,5 +245,28 @@ func TestAssignSpreadsAndMovesLittle(t *testing.T) {
 	}
 	if moved != 0 {
 		t.Errorf("%d partitions moved between the members that stayed", moved)
+	}
+}
+
+// TestTakeoverAfterAnInstanceCrashes cuts one of three instances off NATS
+// mid-stream, the way a kill -9 does: nothing is handed back, its held
+// messages stay unacknowledged and its membership key stays until it
+// expires. The others take its partitions over, the held messages come back
+// after AckWait, and every event is counted exactly once.
+func TestTakeoverAfterAnInstanceCrashes(t *testing.T) {
+	const total = 24_000
+	srv := natstest.Start(t)
+	ins := []*instance{startInstance(t, srv.ClientURL(), "a"), startInstance(t, srv.ClientURL(), "b"), startInstance(t, srv.ClientURL(), "c")}
+	waitSpread(t, ins, 30*time.Second)
+	base := time.Now()
+	publishDataset(t, srv.ClientURL(), base, 0, total/2)
+	time.Sleep(300 * time.Millisecond)
+	ins[1].bus.Conn().Close() // the crash: no goodbye of any kind
+	took := waitSpread(t, []*instance{ins[0], ins[2]}, 30*time.Second)
+	t.Logf("partitions of the crashed instance taken over in %s", took)
+	publishDataset(t, srv.ClientURL(), base, total/2, total)
+	ws := collectWindows(t, srv, total, ins)
+	if len(ws) == 0 {
+		t.Fatal("no windows")
 	}
 }
