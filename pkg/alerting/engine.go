@@ -51,6 +51,11 @@ type Alert struct {
 	// replay after a restart cannot move an alert backwards).
 	LastSeenAt  time.Time `json:"last_seen_at,omitzero"`
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
+
+	// rendered says for which value and state Annotations were rendered.
+	rendered      bool
+	renderedValue float64
+	renderedState State
 }
 
 func (a *Alert) clone() *Alert {
@@ -82,6 +87,8 @@ type Engine struct {
 	rates     map[string]*rateCounter
 	// seriesLabels names the series of detectors and rate counters.
 	seriesLabels map[string]Labels
+	// fps caches the fingerprint of every series seen, per rule.
+	fps map[seriesKey]string
 }
 
 // NewEngine returns an engine evaluating rules.
@@ -93,6 +100,7 @@ func NewEngine(rules []*Rule) *Engine {
 
 func (e *Engine) setRules(rules []*Rule) {
 	e.rules = rules
+	e.fps = map[seriesKey]string{} // rule labels may have changed
 	e.byName = map[string]*Rule{}
 	for _, r := range rules {
 		e.byName[r.Name] = r
@@ -138,51 +146,68 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 		if !ok {
 			continue
 		}
-		labels := r.labels(s.series)
-		fp := labels.Fingerprint()
-		a := e.alerts[fp]
-		if a == nil {
-			a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: labels, State: StateInactive}
+		k := seriesKey{rule: r.Name, series: s.series}
+		fp, known := e.fps[k]
+		if !known {
+			fp = r.labels(s.series.labels()).Fingerprint()
+			e.fps[k] = fp
 		}
-		if !a.LastEventAt.IsZero() && s.at.Before(a.LastEventAt) && r.Kind != KindRate {
+		a := e.alerts[fp]
+		if a != nil && !a.LastEventAt.IsZero() && s.at.Before(a.LastEventAt) && r.Kind != KindRate {
 			continue // older than what was applied already
 		}
-		a.LastSeenAt = now
-		if s.at.After(a.LastEventAt) {
-			a.LastEventAt = s.at
-		}
+		exceeding := a != nil && a.Exceeding
 		var cond bool
+		var value, threshold float64
 		switch r.Kind {
 		case KindRate:
 			c := e.rates[fp]
 			if c == nil {
 				c = newRateCounter(r.Window.D())
 				e.rates[fp] = c
-				e.seriesLabels[fp] = labels
+				e.seriesLabels[fp] = r.labels(s.series.labels())
 			}
 			c.add(s.at, s.value)
-			cond = e.rateCondition(r, a, c.sum(now))
+			value, threshold = c.sum(now), *r.Threshold
+			cond = thresholdCondition(r, exceeding, value)
 		case KindAnomaly:
 			d := e.detectors[fp]
 			if d == nil {
 				d = newDetector(r.Anomaly)
 				e.detectors[fp] = d
-				e.seriesLabels[fp] = labels
+				e.seriesLabels[fp] = r.labels(s.series.labels())
 			}
-			cond, a.Threshold = d.observe(s.value)
-			a.Value = s.value
+			value = s.value
+			cond, threshold = d.observe(s.value)
 		case KindHealth:
-			a.Value, a.Threshold = s.value, severity(r.Status)
-			cond = s.value >= a.Threshold
+			value, threshold = s.value, severity(r.Status)
+			cond = value >= threshold
 		default:
-			a.Value, a.Threshold = s.value, *r.Threshold
-			cond = thresholdCondition(r, a.Exceeding, s.value)
+			value, threshold = s.value, *r.Threshold
+			cond = thresholdCondition(r, exceeding, value)
 		}
+		if a == nil {
+			if !cond {
+				continue // an inactive series: nothing to keep
+			}
+			a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: r.labels(s.series.labels()), State: StateInactive}
+		}
+		a.LastSeenAt = now
+		if s.at.After(a.LastEventAt) {
+			a.LastEventAt = s.at
+		}
+		a.Value, a.Threshold = value, threshold
 		if tr, ok := e.step(r, a, cond, s.at, now); ok {
 			ts = append(ts, tr)
 		}
 	}
 	return ts
+}
+
+// seriesKey names one rule's series.
+type seriesKey struct {
+	rule   string
+	series seriesID
 }
 
 func (e *Engine) rateCondition(r *Rule, a *Alert, v float64) bool {
@@ -230,7 +255,7 @@ func (e *Engine) step(r *Rule, a *Alert, cond bool, at, now time.Time) (Transiti
 	} else {
 		e.alerts[a.Fingerprint] = a
 	}
-	if a.State != StateInactive {
+	if a.State != StateInactive && (!a.rendered || a.renderedValue != a.Value || a.renderedState != a.State) {
 		r.render(a) // annotations follow the latest value
 	}
 	if a.State == from {
@@ -411,6 +436,7 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 // render executes the rule's annotation templates for a. Templates see
 // .Labels, .Value, .Threshold, .State and .Rule.
 func (r *Rule) render(a *Alert) {
+	a.rendered, a.renderedValue, a.renderedState = true, a.Value, a.State
 	if len(r.annotations) == 0 {
 		a.Annotations = nil
 		return

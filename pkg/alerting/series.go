@@ -12,9 +12,26 @@ import (
 // sample is what one event contributes to one rule: the series it belongs
 // to and the value observed for it.
 type sample struct {
-	series Labels // series labels only (no alertname, no rule labels)
+	series seriesID
 	value  float64
 	at     time.Time // event time
+}
+
+// seriesID names a series by its labels' values; comparable, so that the
+// engine finds a known series without building its labels.
+type seriesID struct {
+	source, operation, metric, component, eventType string
+}
+
+// labels returns the series labels (no alertname, no rule labels).
+func (id seriesID) labels() Labels {
+	l := Labels{"source": id.source}
+	for k, v := range map[string]string{"operation": id.operation, "metric": id.metric, "component": id.component, "event_type": id.eventType} {
+		if v != "" {
+			l[k] = v
+		}
+	}
+	return l
 }
 
 func glob(pattern, s string) bool {
@@ -35,35 +52,23 @@ func (r *Rule) sampleOf(ev events.Event) (sample, bool) {
 			!glob(m.Operation, a.Operation) || !glob(m.Metric, a.Metric) {
 			return sample{}, false
 		}
-		series := Labels{"source": a.Source}
-		if a.Operation != "" {
-			series["operation"] = a.Operation
-		}
-		if a.Metric != "" {
-			series["metric"] = a.Metric
-		}
-		return sample{series: series, value: fieldOf(a, r.Field), at: a.WindowEnd}, true
+		return sample{series: seriesID{source: a.Source, operation: a.Operation, metric: a.Metric}, value: fieldOf(a, r.Field), at: a.WindowEnd}, true
 	case KindHealth:
 		h, ok := ev.(*events.HealthEvent)
 		if !ok || !events.Match(m.Type, h.Type) || h.Component == "" || !glob(m.Source, h.Source) || !glob(m.Component, h.Component) {
 			return sample{}, false
 		}
-		return sample{series: Labels{"source": h.Source, "component": h.Component}, value: severity(h.Status), at: h.Timestamp}, true
+		return sample{series: seriesID{source: h.Source, component: h.Component}, value: severity(h.Status), at: h.Timestamp}, true
 	case KindRate:
 		md := ev.Metadata()
 		if !events.Match(m.Type, md.Type) || !glob(m.Source, md.Source) {
 			return sample{}, false
 		}
-		series := Labels{"source": md.Source, "event_type": string(md.Type)}
-		if c := componentOf(ev); c != "" || m.Component != "" {
-			if !glob(m.Component, c) {
-				return sample{}, false
-			}
-			if c != "" {
-				series["component"] = c
-			}
+		c := componentOf(ev)
+		if !glob(m.Component, c) {
+			return sample{}, false
 		}
-		return sample{series: series, value: 1, at: md.Timestamp}, true
+		return sample{series: seriesID{source: md.Source, eventType: string(md.Type), component: c}, value: 1, at: md.Timestamp}, true
 	}
 	return sample{}, false
 }
