@@ -89,6 +89,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	instance := fs.String("instance", unsafeName.ReplaceAllString(host, "_"), "this instance's name among its peers; names its input consumers, so keep it across restarts")
 	externalURL := fs.String("external-url", "", "URL people use to reach this instance (in notifications; default http://<--http>)")
 	retryFor := fs.Duration("retry-for", time.Minute, "how long one notification is retried")
+	tokenFile := fs.String("api-token-file", "", "file holding the bearer token the API's writes (silences) require (env ALERTMANAGER_API_TOKEN sets it too)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of console text")
 	usage(fs, `Usage: alertmanager [run] [flags]
@@ -118,6 +119,11 @@ log, webhook and Prometheus Alertmanager receivers.
 		fmt.Fprintln(stderr, "alertmanager: --instance must not be empty")
 		return 2
 	}
+	apiToken, err := readToken(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "alertmanager: --api-token-file: %v\n", err)
+		return 2
+	}
 	if *externalURL == "" && *httpAddr != "" {
 		*externalURL = "http://" + *httpAddr
 	}
@@ -138,7 +144,7 @@ log, webhook and Prometheus Alertmanager receivers.
 	svc, err := alerting.New(alerting.Options{
 		Config: cfg, RulesFile: *rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
 		Instance: *instance, Durable: "alertmanager-" + unsafeName.ReplaceAllString(*instance, "_"),
-		ExternalURL: *externalURL, RetryFor: *retryFor, Logger: &log, Registerer: reg,
+		ExternalURL: *externalURL, APIToken: apiToken, RetryFor: *retryFor, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
@@ -216,13 +222,18 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 	duration := fs.Duration("duration", 2*time.Hour, "how long the silence lasts (add)")
 	comment := fs.String("comment", "", "why (add)")
 	author := fs.String("author", os.Getenv("USER"), "who (add)")
+	tokenFile := fs.String("token-file", "", "file holding the API's bearer token (add, expire; env ALERTMANAGER_API_TOKEN sets it too)")
 	usage(fs, "Usage: alertmanager silence "+verb+" [flags]\n")
 	if code, ok := parse(fs, args[1:], stderr, env); !ok {
 		return code
 	}
+	token, err := readToken(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "alertmanager silence %s: --token-file: %v\n", verb, err)
+		return 2
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	var out []byte
-	var err error
 	switch verb {
 	case "add":
 		if len(matchers) == 0 {
@@ -243,7 +254,7 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 			req.Matchers[pm.Name] = v
 		}
 		body, _ := json.Marshal(req)
-		out, err = call(ctx, client, http.MethodPost, *url+"/api/v1/silences", body)
+		out, err = call(ctx, client, http.MethodPost, *url+"/api/v1/silences", token, body)
 		if err == nil {
 			var s alerting.Silence
 			_ = json.Unmarshal(out, &s)
@@ -251,7 +262,7 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 			return 0
 		}
 	case "list":
-		out, err = call(ctx, client, http.MethodGet, *url+"/api/v1/silences", nil)
+		out, err = call(ctx, client, http.MethodGet, *url+"/api/v1/silences", token, nil)
 		if err == nil {
 			var ss []alerting.Silence
 			if err = json.Unmarshal(out, &ss); err == nil {
@@ -280,7 +291,7 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 			fmt.Fprintln(stderr, "alertmanager silence expire: name one silence id")
 			return 2
 		}
-		_, err = call(ctx, client, http.MethodDelete, *url+"/api/v1/silences/"+fs.Arg(0), nil)
+		_, err = call(ctx, client, http.MethodDelete, *url+"/api/v1/silences/"+fs.Arg(0), token, nil)
 		if err == nil {
 			fmt.Fprintln(stdout, "expired", fs.Arg(0))
 			return 0
@@ -290,12 +301,15 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 	return 1
 }
 
-func call(ctx context.Context, client *http.Client, method, url string, body []byte) ([]byte, error) {
+func call(ctx context.Context, client *http.Client, method, url, token string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
@@ -313,6 +327,19 @@ func call(ctx context.Context, client *http.Client, method, url string, body []b
 		return nil, fmt.Errorf("%s %s: %s", method, url, resp.Status)
 	}
 	return data, nil
+}
+
+// readToken returns the token in file, else the environment variable.
+func readToken(env func(string) (string, bool), name, file string) (string, error) {
+	if file == "" {
+		tok, _ := env(name)
+		return strings.TrimSpace(tok), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 type multi []string

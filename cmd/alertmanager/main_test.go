@@ -161,7 +161,11 @@ receivers:
 
 	aggHTTP, amHTTP := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	daemon(t, "http://"+aggHTTP+"/readyz", aggBin, "--nats-url", srv.ClientURL(), "--window", "1s", "--lateness", "100ms", "--http", aggHTTP)
-	amArgs := []string{"--nats-url", srv.ClientURL(), "--rules", rules, "--http", amHTTP, "--instance", "e2e", "--log-json"}
+	tokenFile := filepath.Join(dir, "api-token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	amArgs := []string{"--nats-url", srv.ClientURL(), "--rules", rules, "--http", amHTTP, "--instance", "e2e", "--log-json", "--api-token-file", tokenFile}
 	am := daemon(t, "http://"+amHTTP+"/readyz", amBin, amArgs...)
 
 	cfg := jsbus.DefaultConfig()
@@ -260,7 +264,11 @@ receivers:
 	// The silence CLI against the running instance.
 	var out bytes.Buffer
 	url := "http://" + amHTTP
-	if code := run(t.Context(), []string{"silence", "add", "--url", url, "--matcher", "alertname=CheckoutSlow", "--duration", "1h", "--comment", "e2e"}, &out, &out, noEnv); code != 0 {
+	if code := run(t.Context(), []string{"silence", "add", "--url", url, "--matcher", "alertname=CheckoutSlow"}, &out, &out, noEnv); code != 1 || !strings.Contains(out.String(), "bearer token") {
+		t.Fatalf("silence add without the API token: %d %s", code, out.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"silence", "add", "--url", url, "--token-file", tokenFile, "--matcher", "alertname=CheckoutSlow", "--duration", "1h", "--comment", "e2e"}, &out, &out, noEnv); code != 0 {
 		t.Fatalf("silence add: %d %s", code, out.String())
 	}
 	id := strings.TrimSpace(out.String())
@@ -269,7 +277,7 @@ receivers:
 		t.Fatalf("silence list: %d %s", code, out.String())
 	}
 	out.Reset()
-	if code := run(t.Context(), []string{"silence", "expire", "--url", url, id}, &out, &out, noEnv); code != 0 {
+	if code := run(t.Context(), []string{"silence", "expire", "--url", url, "--token-file", tokenFile, id}, &out, &out, noEnv); code != 0 {
 		t.Fatalf("silence expire: %d %s", code, out.String())
 	}
 

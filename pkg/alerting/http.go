@@ -1,9 +1,12 @@
 package alerting
 
 import (
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -13,6 +16,9 @@ import (
 //	GET    /api/v1/silences        silences
 //	POST   /api/v1/silences        create or update a silence (JSON [SilenceRequest])
 //	DELETE /api/v1/silences/{id}   expire a silence
+//
+// (the writes need Options.APIToken as a bearer token when it is set)
+//
 //	GET    /api/v1/rules           loaded rules
 //	GET    /api/v1/baselines       anomaly baselines and suggested thresholds
 //	GET    /readyz                 200 once running
@@ -26,6 +32,9 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		reply(w, ss, err)
 	})
 	mux.HandleFunc("POST /api/v1/silences", func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(w, r) {
+			return
+		}
 		var req SilenceRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 		dec.DisallowUnknownFields()
@@ -46,6 +55,9 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		reply(w, sil, nil)
 	})
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(w, r) {
+			return
+		}
 		sil, err := s.ExpireSilence(r.Context(), r.PathValue("id"))
 		if err != nil {
 			httpError(w, http.StatusNotFound, err)
@@ -68,6 +80,20 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+}
+
+// authorized checks the bearer token of a write, answering 401 itself.
+func (s *Service) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.opts.APIToken == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.APIToken)) == 1 {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="jetmon-alertmanager"`)
+	httpError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+	return false
 }
 
 // SilenceRequest is the body of POST /api/v1/silences. Give either EndsAt

@@ -51,6 +51,9 @@ type Options struct {
 	Durable string
 	// ExternalURL is where people reach this instance's API (in payloads).
 	ExternalURL string
+	// APIToken, when set, is required as "Authorization: Bearer <token>"
+	// on the API's writes (creating and expiring silences).
+	APIToken string
 	// RetryFor bounds the retries of one notification (default 1m);
 	// ClaimTTL how long a claimed notification log entry is held (default
 	// RetryFor + 30s).
