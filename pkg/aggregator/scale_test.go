@@ -47,7 +47,11 @@ func startInstance(t *testing.T, url, name string) *instance {
 		// The dataset is history (fixed timestamps, so that every run has the
 		// same windows): idling closes its windows by the wall clock, so the
 		// idle time must outlast any pause in the input under a loaded CI.
-		IdleAfter: 3 * time.Second, MemberTTL: 1500 * time.Millisecond, PinnedTTL: 2 * time.Second, AckWait: 5 * time.Second,
+		// Membership must not expire while a loaded, race-instrumented
+		// machine stalls an instance for a second or two: a live instance
+		// taken for dead loses its partitions mid-window (a lease without
+		// fencing; see the README).
+		IdleAfter: 5 * time.Second, MemberTTL: 4 * time.Second, PinnedTTL: 5 * time.Second, AckWait: 8 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
