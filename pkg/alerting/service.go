@@ -186,11 +186,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.stopIntegrations()
-	if err := s.subscribe(ctx); err != nil {
-		return err
-	}
 	defer s.unsubscribeAll()
 	defer close(s.loopDone) // before unsubscribing: handlers waiting on the loop give up
+	if err := s.subscribe(ctx); err != nil {
+		return err // the subscriptions made so far go with the defers
+	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.log.Info().Int("rules", len(s.cfg.Rules)).Int("restored_alerts", len(s.saved)).Str("instance", s.opts.Instance).Msg("alert manager running")
