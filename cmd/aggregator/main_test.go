@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -46,16 +46,6 @@ func TestFlagsAndHelp(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func stats(t *testing.T, addr string) (aggregator.Stats, bool) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/api/v1/stats", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -77,7 +67,7 @@ func TestKillNineExactlyOnce(t *testing.T) {
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	start := func() *exec.Cmd {
 		cmd := exec.CommandContext(t.Context(), bin, "--nats-url", srv.ClientURL(), "--window", "1s", "--lateness", "500ms",
 			"--http", httpAddr, "--log-json")

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -119,7 +120,7 @@ log, webhook and Prometheus Alertmanager receivers.
 		fmt.Fprintln(stderr, "alertmanager: --instance must not be empty")
 		return 2
 	}
-	apiToken, err := readToken(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
+	apiToken, err := cli.Secret(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "alertmanager: --api-token-file: %v\n", err)
 		return 2
@@ -227,7 +228,7 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 	if code, ok := parse(fs, args[1:], stderr, env); !ok {
 		return code
 	}
-	token, err := readToken(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
+	token, err := cli.Secret(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "alertmanager silence %s: --token-file: %v\n", verb, err)
 		return 2
@@ -329,19 +330,6 @@ func call(ctx context.Context, client *http.Client, method, url, token string, b
 	return data, nil
 }
 
-// readToken returns the token in file, else the environment variable.
-func readToken(env func(string) (string, bool), name, file string) (string, error) {
-	if file == "" {
-		tok, _ := env(name)
-		return strings.TrimSpace(tok), nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
 type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
@@ -366,8 +354,7 @@ k·MAD) for a threshold rule.
 	if code, ok := parse(fs, args, stderr, env); !ok {
 		return code
 	}
-	probe := &events.AggregateEvent{}
-	if !validField(*field, probe) {
+	if math.IsNaN(alerting.FieldOf(&events.AggregateEvent{}, *field)) {
 		fmt.Fprintf(stderr, "alertmanager suggest: --field %q is not a field of aggregated windows\n", *field)
 		return 2
 	}
@@ -408,9 +395,4 @@ k·MAD) for a threshold rule.
 		fmt.Fprintln(stderr, "no aggregated windows in that range")
 	}
 	return 0
-}
-
-func validField(f string, a *events.AggregateEvent) bool {
-	v := alerting.FieldOf(a, f)
-	return v == v // NaN for an unknown field
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -109,14 +108,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		fmt.Fprintf(stderr, "producer serve: %v\n", err)
 		return 2
 	}
-	token, _ := env("PRODUCER_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "producer serve: --token-file: %v\n", err)
-			return 2
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := cli.Secret(env, "PRODUCER_TOKEN", *tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "producer serve: --token-file: %v\n", err)
+		return 2
 	}
 	var hc producer.HealthConfig
 	if *healthFile != "" {

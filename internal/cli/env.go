@@ -77,3 +77,18 @@ func IsTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// Secret returns a credential from file (trimmed) when file is set, else
+// from the environment variable name. Secrets come from files or the
+// environment, never from a flag value that shows in ps.
+func Secret(env func(string) (string, bool), name, file string) (string, error) {
+	if file == "" {
+		v, _ := env(name)
+		return strings.TrimSpace(v), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}

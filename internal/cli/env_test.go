@@ -3,6 +3,8 @@ package cli_test
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,5 +38,22 @@ func TestParseWithEnv(t *testing.T) {
 func TestNewLoggerRejectsBadLevel(t *testing.T) {
 	if _, err := cli.NewLogger(io.Discard, "loud", false); err == nil || !strings.Contains(err.Error(), "loud") {
 		t.Errorf("NewLogger(loud) = %v", err)
+	}
+}
+
+func TestSecretPrefersTheFile(t *testing.T) {
+	env := func(k string) (string, bool) { return " from-env\n", k == "X_TOKEN" }
+	if v, err := cli.Secret(env, "X_TOKEN", ""); err != nil || v != "from-env" {
+		t.Fatalf("env: %q %v", v, err)
+	}
+	f := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(f, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cli.Secret(env, "X_TOKEN", f); err != nil || v != "from-file" {
+		t.Fatalf("file: %q %v", v, err)
+	}
+	if _, err := cli.Secret(env, "X_TOKEN", f+".missing"); err == nil {
+		t.Fatal("a missing file gave no error")
 	}
 }

@@ -3,14 +3,13 @@
 package natstest
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/internal/testutil"
 )
 
 // Start runs a JetStream server listening on a random loopback port, with a
@@ -43,7 +42,7 @@ func Cluster(t testing.TB, n int) []*natsserver.Server {
 	ports := make([]int, n)
 	routes := make([]string, n)
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = testutil.FreePort(t)
 		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[i])
 	}
 	dir := t.TempDir()
@@ -58,15 +57,4 @@ func Cluster(t testing.TB, n int) []*natsserver.Server {
 		servers[i] = StartWith(t, o)
 	}
 	return servers
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jetmon/jetmon/internal/testutil"
 )
 
 // Server is a running redis-server.
@@ -37,7 +39,7 @@ func Start(t testing.TB, extra ...string) *Server {
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server")
 	}
-	s := &Server{Dir: t.TempDir(), Port: freePort(t), t: t}
+	s := &Server{Dir: t.TempDir(), Port: testutil.FreePort(t), t: t}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	s.args = append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--dir", s.Dir,
@@ -113,15 +115,4 @@ func (s *Server) ping() bool {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	// A password-protected server answers NOAUTH: it is up all the same.
 	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }

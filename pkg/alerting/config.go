@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path"
@@ -246,7 +247,7 @@ func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, errEOF) || strings.Contains(err.Error(), "EOF") {
+		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty rules file", file)
 		}
 		return nil, lineErr(file, err)
@@ -258,8 +259,6 @@ func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) 
 	}
 	return cfg, nil
 }
-
-var errEOF = errors.New("EOF")
 
 var yamlLine = regexp.MustCompile(`line (\d+): `)
 

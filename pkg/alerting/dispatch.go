@@ -148,7 +148,13 @@ func (d *Dispatcher) Update(a *Alert, now time.Time) {
 		delete(d.firing, a.Fingerprint)
 		return
 	}
-	inhibitorChanged := len(d.cfg.InhibitRules) > 0
+	inhibitorChanged := false // only a possible source alert changes what is inhibited
+	for _, ir := range d.cfg.InhibitRules {
+		if ir.source.Matches(a.Labels) {
+			inhibitorChanged = true
+			break
+		}
+	}
 	for _, o := range d.cfg.Route.routes(a.Labels, routeOpts{
 		groupWait: DefaultGroupWait, groupInterval: DefaultGroupInterval, repeatInterval: DefaultRepeatInterval,
 	}) {

@@ -84,7 +84,7 @@ func (in *integration) pop() *Notification {
 
 func sendResolvedOr(b *bool) bool { return b == nil || *b }
 
-// newSenders builds the integrations of a receiver.
+// newIntegrations builds the integrations of a receiver's targets.
 func newIntegrations(r *Receiver, client *http.Client, log *zerolog.Logger, externalURL string) ([]*integration, error) {
 	var out []*integration
 	if r.Log != nil {

@@ -171,6 +171,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.saved[a.Fingerprint] = a.LastSeenAt
 		s.disp.Update(a, now)
 	}
+	s.updateGauges()
 	silences := make(chan *Silence, 64)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -201,7 +202,6 @@ func (s *Service) Run(ctx context.Context) error {
 	defer snapshot.Stop()
 	for {
 		s.dispatch(time.Now())
-		s.updateGauges()
 		wait := time.Hour
 		now := time.Now()
 		for _, t := range []time.Time{s.engine.Next(now), s.disp.Next()} {
@@ -274,6 +274,9 @@ var errStopped = errors.New("alert manager stopped")
 
 // apply saves, publishes and dispatches transitions.
 func (s *Service) apply(ctx context.Context, ts []Transition) {
+	if len(ts) > 0 {
+		defer s.updateGauges() // only transitions change the counts
+	}
 	for _, t := range ts {
 		s.m.transitions.WithLabelValues(string(t.To)).Inc()
 		a := t.Alert
@@ -378,6 +381,7 @@ const ExpiredSilenceRetention = 24 * time.Hour
 func (s *Service) snapshot(ctx context.Context) {
 	now := time.Now()
 	s.apply(ctx, s.engine.Tick(now))
+	s.updateGauges() // forgotten resolved alerts leave without a transition
 	live := map[string]bool{}
 	for _, a := range s.engine.Alerts() {
 		live[a.Fingerprint] = true

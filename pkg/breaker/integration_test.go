@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/breaker"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
@@ -224,12 +225,12 @@ func TestTinySpoolDropCountIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.stop()
-	waitFor(t, func() bool { return !bus.IsConnected() })
+	testutil.WaitFor(t, 20*time.Second, func() bool { return !bus.IsConnected() }, "the bus to go down")
 	publishN(300, 100)
 	srv.start()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	waitFor(t, func() bool { return br.State() == breaker.Closed && bus.IsConnected() })
+	testutil.WaitFor(t, 20*time.Second, func() bool { return br.State() == breaker.Closed && bus.IsConnected() }, "the breaker to close on a reconnected bus")
 	if err := br.WaitDrained(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -243,17 +244,6 @@ func TestTinySpoolDropCountIsExact(t *testing.T) {
 	st := br.Stats()
 	if st.Dropped == 0 || int(st.Dropped) != 400-delivered {
 		t.Errorf("published 400, delivered %d, reported dropped %d; want dropped = %d", delivered, st.Dropped, 400-delivered)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -16,22 +16,12 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/streams"
 )
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestHeadersAndSubject(t *testing.T) {
 	srv := natstest.Start(t)
@@ -209,7 +199,7 @@ func TestDeadLetters(t *testing.T) {
 		}
 	}
 	got := col.WaitFor(t, 2, 10*time.Second)
-	waitUntil(t, "three dead letters", 10*time.Second, func() bool { return bus.Stats().DeadLettered == 3 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return bus.Stats().DeadLettered == 3 }, "three dead letters")
 	if tags := []string{eventstest.Tag(got[0]), eventstest.Tag(got[1])}; tags[0] != "in-batch" || tags[1] != "good" {
 		t.Errorf("delivered %v, want [in-batch good]", tags)
 	}
@@ -252,7 +242,7 @@ func TestHandlerGivesUpToDeadLetter(t *testing.T) {
 	if err := bus.Publish(t.Context(), eventstest.NewEvent(events.SystemError, "doomed")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "a dead letter", 10*time.Second, func() bool { return bus.Stats().DeadLettered == 1 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return bus.Stats().DeadLettered == 1 }, "a dead letter")
 	time.Sleep(300 * time.Millisecond)
 	if calls.Load() != 3 {
 		t.Errorf("handler called %d times, want 3", calls.Load())
@@ -284,7 +274,7 @@ func TestConsumerRecreated(t *testing.T) {
 	if err := bus.JetStream().DeleteConsumer(t.Context(), streams.Validation, "audit"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the consumer to be recreated", 20*time.Second, func() bool { return bus.Stats().ConsumersRecreated >= 1 })
+	testutil.WaitFor(t, 20*time.Second, func() bool { return bus.Stats().ConsumersRecreated >= 1 }, "the consumer to be recreated")
 	pub("b")
 	got := col.WaitFor(t, 2, 10*time.Second)
 	if eventstest.Tag(got[1]) != "b" {
@@ -375,11 +365,11 @@ func TestOnPublishErrorWhenServerGone(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Publish blocked %s with the server down", d)
 	}
-	waitUntil(t, "the failure to be reported", 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(failed) == 1
-	})
+	}, "the failure to be reported")
 	if failed[0] != ev.Metadata().ID || bus.Stats().PublishFailed != 1 {
 		t.Errorf("reported %v (stats %+v), want the event's id once", failed, bus.Stats())
 	}
@@ -425,7 +415,7 @@ func TestPublishFailsFastWhenDisconnected(t *testing.T) {
 	bus := connect(t, cfg)
 	defer func() { _ = bus.Close() }()
 	srv.Stop()
-	waitUntil(t, "the client to notice", 10*time.Second, func() bool { return !bus.IsConnected() })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return !bus.IsConnected() }, "the client to notice")
 	start := time.Now()
 	err := bus.Publish(t.Context(), eventstest.NewEvent(events.SystemError, "x"))
 	if !errors.Is(err, jsbus.ErrNotConnected) || time.Since(start) > 10*time.Millisecond {

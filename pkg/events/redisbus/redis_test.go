@@ -11,21 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/jetmon/jetmon/internal/redistest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
 	"github.com/jetmon/jetmon/pkg/events/redisbus"
 )
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestPendingEntriesAreClaimed: a group member takes entries and dies
 // without acknowledging them; another member claims them after ClaimTimeout.
@@ -79,10 +69,10 @@ func TestPendingEntriesAreClaimed(t *testing.T) {
 			t.Errorf("event %s claimed with attempt %d, want at least 2", tag, a)
 		}
 	}
-	waitUntil(t, "the claimed entries to be acknowledged", 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		p, err := bus.Client().XPending(ctx, bus.Stream(events.FamilySystem), "workers").Result()
 		return err == nil && p.Count == 0
-	})
+	}, "the claimed entries to be acknowledged")
 }
 
 func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
@@ -104,16 +94,16 @@ func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	col.WaitFor(t, 1, 10*time.Second)
-	waitUntil(t, "a dead letter", 5*time.Second, func() bool { return bus.Stats().DeadLettered == 1 })
+	testutil.WaitFor(t, 5*time.Second, func() bool { return bus.Stats().DeadLettered == 1 }, "a dead letter")
 	dl, err := bus.Client().XRange(ctx, bus.DeadLetterStream(), "-", "+").Result()
 	if err != nil || len(dl) != 1 || dl[0].Values[redisbus.FieldData] != "not json at all" ||
 		!strings.Contains(dl[0].Values[redisbus.FieldReason].(string), "undecodable") {
 		t.Errorf("dead letters %v: %v", dl, err)
 	}
-	waitUntil(t, "no entry left pending", 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		p, err := bus.Client().XPending(ctx, bus.Stream(events.FamilyPerformance), "audit").Result()
 		return err == nil && p.Count == 0
-	})
+	}, "no entry left pending")
 }
 
 // TestRestartLosesNoAcknowledgedEvent kills redis-server (SIGKILL) in the
@@ -156,7 +146,7 @@ func TestRestartLosesNoAcknowledgedEvent(t *testing.T) {
 		}
 	}
 	t.Logf("%d events acknowledged; %d publish attempts failed around the restart", len(acked), failures)
-	waitUntil(t, "every acknowledged event to be delivered", 30*time.Second, func() bool {
+	testutil.WaitFor(t, 30*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range acked {
@@ -165,7 +155,7 @@ func TestRestartLosesNoAcknowledgedEvent(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "every acknowledged event to be delivered")
 }
 
 func TestStreamLengthIsCapped(t *testing.T) {
