@@ -195,6 +195,11 @@ func (s *subscription) run() {
 	}
 	backoff := 50 * time.Millisecond
 	lastClaim := time.Now()
+	// own: read this member's own pending entries ("0") before new ones
+	// (">"). A read cut off by a connection loss or server restart may
+	// have moved entries into the member's pending list without the reply
+	// arriving; nobody else would claim them before ClaimTimeout.
+	own := false
 	for !s.stopped.Load() {
 		var res []redis.XStream
 		var err error
@@ -207,9 +212,13 @@ func (s *subscription) run() {
 				s.claimAbandoned()
 				lastClaim = time.Now()
 			}
+			from := ">"
+			if own {
+				from = "0"
+			}
 			streams := append([]string{}, s.keys...)
 			for range s.keys {
-				streams = append(streams, ">")
+				streams = append(streams, from)
 			}
 			res, err = s.client.XReadGroup(s.ctx, &redis.XReadGroupArgs{
 				Group: s.group, Consumer: s.consumer, Streams: streams, Count: min(b.cfg.ReadCount, 16), Block: b.cfg.BlockFor,
@@ -233,9 +242,11 @@ func (s *subscription) run() {
 				return
 			}
 			backoff = min(2*backoff, 2*time.Second)
+			own = s.group != ""
 			continue
 		}
 		backoff = 50 * time.Millisecond
+		recovered := 0
 		for _, st := range res {
 			for i, msg := range st.Messages {
 				if s.stopped.Load() {
@@ -245,8 +256,16 @@ func (s *subscription) run() {
 				if s.group == "" {
 					s.advance(st.Stream, msg.ID)
 				}
-				s.deliver(st.Stream, msg, 0)
+				before := 0
+				if own {
+					before = s.deliveredBefore(st.Stream, msg.ID)
+					recovered++
+				}
+				s.deliver(st.Stream, msg, before)
 			}
+		}
+		if own && recovered == 0 {
+			own = false // the pending list is empty again: back to new entries
 		}
 	}
 }
