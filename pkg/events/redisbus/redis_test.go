@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/redistest"
 	"github.com/jetmon/jetmon/internal/testutil"
@@ -111,7 +112,11 @@ func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
 // acknowledged reaches the durable consumer.
 func TestRestartLosesNoAcknowledgedEvent(t *testing.T) {
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
-	bus := connect(t, testConfig(srv.Addr))
+	var logs testutil.SyncBuffer
+	cfg := testConfig(srv.Addr)
+	logger := zerolog.New(&logs)
+	cfg.Logger = &logger
+	bus := connect(t, cfg)
 	defer func() { _ = bus.Close() }()
 	ctx := t.Context()
 	var mu sync.Mutex
@@ -146,16 +151,61 @@ func TestRestartLosesNoAcknowledgedEvent(t *testing.T) {
 		}
 	}
 	t.Logf("%d events acknowledged; %d publish attempts failed around the restart", len(acked), failures)
-	testutil.WaitFor(t, 30*time.Second, func() bool {
+	missing := func() []string {
 		mu.Lock()
 		defer mu.Unlock()
+		var ids []string
 		for _, id := range acked {
 			if !seen[id] {
-				return false
+				ids = append(ids, id)
 			}
 		}
-		return true
-	}, "every acknowledged event to be delivered")
+		return ids
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lost := missing(); len(lost) > 0 {
+		t.Errorf("%d acknowledged events not delivered after 30s", len(lost))
+		describeEntries(t, bus, events.FamilyPerformance, "restart-test", lost)
+		t.Logf("bus log:\n%s", logs.String())
+	}
+}
+
+// describeEntries logs where the events with the given ids are in a stream
+// and its group: their entry ids, the group's position and pending entries.
+func describeEntries(t *testing.T, bus *redisbus.Bus, family events.Family, group string, ids []string) {
+	t.Helper()
+	ctx := context.Background()
+	key := bus.Stream(family)
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	all, err := bus.Client().XRange(ctx, key, "-", "+").Result()
+	if err != nil {
+		t.Logf("XRANGE %s: %v", key, err)
+		return
+	}
+	var entries []string
+	for _, m := range all {
+		data, _ := m.Values[redisbus.FieldData].(string)
+		for id := range want {
+			if strings.Contains(data, id) {
+				entries = append(entries, m.ID)
+			}
+		}
+	}
+	t.Logf("stream %s holds %d entries (first %s, last %s); missing events are entries %v",
+		key, len(all), all[0].ID, all[len(all)-1].ID, entries)
+	groups, err := bus.Client().XInfoGroups(ctx, key).Result()
+	t.Logf("groups: %+v (%v)", groups, err)
+	consumers, err := bus.Client().XInfoConsumers(ctx, key, group).Result()
+	t.Logf("consumers of %s: %+v (%v)", group, consumers, err)
+	pending, err := bus.Client().XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: group, Start: "-", End: "+", Count: 50}).Result()
+	t.Logf("pending (first 50): %+v (%v)", pending, err)
+	t.Logf("bus stats: %+v", bus.Stats())
 }
 
 func TestStreamLengthIsCapped(t *testing.T) {
@@ -203,5 +253,114 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if d := redisbus.RedisConfig("h", 1); d.MaxLen != 1_000_000 || d.Prefix != "jetmon:" || d.Addr() != "h:1" {
 		t.Errorf("defaults %+v", d)
+	}
+}
+
+// strand appends ev to its stream and, in the same transaction, reads it
+// into the pending list of a group member without the member seeing it: the
+// state a blocking read leaves when the server dies between the read and
+// its reply.
+func strand(t *testing.T, bus *redisbus.Bus, group, consumer string, ev events.Event) {
+	t.Helper()
+	m := ev.Metadata()
+	key := bus.Stream(m.Type.Family())
+	_, err := bus.Client().TxPipelined(t.Context(), func(p redis.Pipeliner) error {
+		p.XAdd(t.Context(), &redis.XAddArgs{Stream: key, Values: []any{
+			redisbus.FieldSubject, events.Subject(m.Type, m.Source), redisbus.FieldID, m.ID, redisbus.FieldData, ev.AppendJSON(nil),
+		}})
+		p.XReadGroup(t.Context(), &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, ">"}, Count: 1, Block: -1})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("strand %s with %s: %v", m.ID, consumer, err)
+	}
+}
+
+// member publishes a warm-up event of type typ, waits for col to receive it
+// and returns the name of the only member of group (Redis creates a member
+// when it first receives entries).
+func member(t *testing.T, bus *redisbus.Bus, col *eventstest.Collector, typ events.Type, group string) string {
+	t.Helper()
+	if err := bus.Publish(t.Context(), eventstest.NewEvent(typ, "warm-up")); err != nil {
+		t.Fatal(err)
+	}
+	col.WaitFor(t, 1, 5*time.Second)
+	key := bus.Stream(typ.Family())
+	var name string
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		cs, err := bus.Client().XInfoConsumers(t.Context(), key, group).Result()
+		if err != nil || len(cs) != 1 {
+			return false
+		}
+		name = cs[0].Name
+		return true
+	}, "the group member to read")
+	return name
+}
+
+// TestReadCutOffByAConnectionLossIsRecovered: the server kills a member's
+// connection while entries it read are in flight. The member must re-read
+// its own pending entries at once, not leave them for the ClaimTimeout.
+func TestReadCutOffByAConnectionLossIsRecovered(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := testConfig(srv.Addr)
+	cfg.ClaimTimeout = time.Minute // far beyond the wait below
+	var logs testutil.SyncBuffer
+	logger := zerolog.New(&logs)
+	cfg.Logger = &logger
+	defer func() {
+		if t.Failed() {
+			t.Logf("bus log:\n%s", logs.String())
+		}
+	}()
+	bus := connect(t, cfg)
+	defer func() { _ = bus.Close() }()
+	col := eventstest.NewCollector()
+	if _, err := bus.Subscribe(t.Context(), "performance.>", col, events.Durable("cutoff")); err != nil {
+		t.Fatal(err)
+	}
+	name := member(t, bus, col, events.OperationComplete, "cutoff")
+	stranded := eventstest.NewEvent(events.OperationComplete, "stranded")
+	strand(t, bus, "cutoff", name, stranded)
+	if err := bus.Client().Do(t.Context(), "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Publish(t.Context(), eventstest.NewEvent(events.OperationComplete, "after")); err != nil {
+		t.Fatal(err)
+	}
+	got := col.WaitFor(t, 3, 10*time.Second)
+	tags := map[string]bool{}
+	for _, ev := range got {
+		tags[eventstest.Tag(ev)] = true
+	}
+	if len(got) != 3 || !tags["stranded"] || !tags["after"] {
+		t.Errorf("delivered %v; want the stranded entry and the one after", tags)
+	}
+}
+
+// TestALeavingMemberHandsOnWhatItHeld: entries pending with a member that
+// unsubscribes go to the next member at once, not after ClaimTimeout.
+func TestALeavingMemberHandsOnWhatItHeld(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := testConfig(srv.Addr)
+	cfg.ClaimTimeout = time.Minute
+	bus := connect(t, cfg)
+	defer func() { _ = bus.Close() }()
+	firstCol := eventstest.NewCollector()
+	first, err := bus.Subscribe(t.Context(), "system.>", firstCol, events.Group("workers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	strand(t, bus, "workers", member(t, bus, firstCol, events.SystemError, "workers"), eventstest.NewEvent(events.SystemError, "held"))
+	if err := first.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	col := eventstest.NewCollector()
+	if _, err := bus.Subscribe(t.Context(), "system.>", col, events.Group("workers")); err != nil {
+		t.Fatal(err)
+	}
+	got := col.WaitFor(t, 1, 5*time.Second)
+	if len(got) != 1 || eventstest.Tag(got[0]) != "held" {
+		t.Errorf("the next member got %v; want the entry the first one held", got)
 	}
 }

@@ -35,7 +35,7 @@ type subscription struct {
 	inHandler  atomic.Int32
 }
 
-// returnedConsumer holds group entries that a stopping member had read but
+// returnedConsumer holds group entries that a leaving member had read but
 // not handled; the next member takes them first.
 const returnedConsumer = "_returned"
 
@@ -87,7 +87,12 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, h events.Handler, o
 	} else {
 		s.cursors = start
 	}
-	s.client = redis.NewClient(b.cfg.options(2))
+	// The read loop retries by itself and must see every failure: a read
+	// that go-redis retried silently after a connection loss may have left
+	// entries in this member's pending list that only the loop re-reads.
+	ro := b.cfg.options(2)
+	ro.MaxRetries = -1
+	s.client = redis.NewClient(ro)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.done = make(chan struct{})
 	b.mu.Lock()
@@ -158,8 +163,9 @@ func (b *Bus) joinGroup(ctx context.Context, group, pattern string, keys, start 
 func (s *subscription) ID() string      { return s.id }
 func (s *subscription) Pattern() string { return s.pattern }
 
-// Unsubscribe stops reading. A group keeps its position (and this member's
-// pending entries, which another member claims after ClaimTimeout).
+// Unsubscribe stops reading. A group keeps its position; entries this
+// member read but did not handle go to the next member to start (or, when
+// the server cannot be reached, to whoever claims them after ClaimTimeout).
 func (s *subscription) Unsubscribe() error {
 	s.stop()
 	return nil
@@ -194,11 +200,15 @@ func (s *subscription) run() {
 		s.takeReturned()
 	}
 	backoff := 50 * time.Millisecond
-	lastClaim := time.Now()
+	lastSweep := time.Now()
+	sweepEvery := min(b.cfg.ClaimTimeout/2, 5*time.Second)
 	// own: read this member's own pending entries ("0") before new ones
 	// (">"). A read cut off by a connection loss or server restart may
 	// have moved entries into the member's pending list without the reply
-	// arriving; nobody else would claim them before ClaimTimeout.
+	// arriving; nobody else would claim them before ClaimTimeout. Between
+	// two reads no handler of this member runs, so whatever is pending with
+	// it then was lost on the way (or its ack was): it is re-read after
+	// every failed read, and every sweep in case a loss went unnoticed.
 	own := false
 	for !s.stopped.Load() {
 		var res []redis.XStream
@@ -208,9 +218,10 @@ func (s *subscription) run() {
 				Streams: append(append([]string{}, s.keys...), s.cursors...), Count: b.cfg.ReadCount, Block: b.cfg.BlockFor,
 			}).Result()
 		} else {
-			if time.Since(lastClaim) > b.cfg.ClaimTimeout/2 {
+			if time.Since(lastSweep) > sweepEvery {
 				s.claimAbandoned()
-				lastClaim = time.Now()
+				own = true
+				lastSweep = time.Now()
 			}
 			from := ">"
 			if own {
@@ -234,7 +245,11 @@ func (s *subscription) run() {
 			b.readErrors.Add(1)
 			b.log.Warn().Err(err).Str("pattern", s.pattern).Msg("read failed; retrying")
 			if strings.HasPrefix(err.Error(), "NOGROUP") { // the server lost the group (restart without persistence)
-				_ = b.joinGroup(s.ctx, s.group, s.pattern, s.keys, make([]string, len(s.keys)))
+				from := make([]string, len(s.keys))
+				for i := range from {
+					from[i] = "0-0" // whatever the stream holds now was published after the loss
+				}
+				_ = b.joinGroup(s.ctx, s.group, s.pattern, s.keys, from)
 			}
 			select {
 			case <-time.After(backoff):
@@ -248,10 +263,9 @@ func (s *subscription) run() {
 		backoff = 50 * time.Millisecond
 		recovered := 0
 		for _, st := range res {
-			for i, msg := range st.Messages {
+			for _, msg := range st.Messages {
 				if s.stopped.Load() {
-					s.giveBack(st.Stream, st.Messages[i:])
-					continue
+					break // unhandled entries stay pending; leaveGroup hands them on
 				}
 				if s.group == "" {
 					s.advance(st.Stream, msg.ID)
@@ -275,23 +289,6 @@ func (s *subscription) advance(key, id string) {
 		if k == key {
 			s.cursors[i] = id
 		}
-	}
-}
-
-// giveBack moves entries this stopping member read but will not handle to
-// the returned-entries consumer, where the next member takes them at once.
-func (s *subscription) giveBack(key string, msgs []redis.XMessage) {
-	if s.group == "" || len(msgs) == 0 {
-		return
-	}
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.ID
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.b.client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: key, Group: s.group, Consumer: returnedConsumer, MinIdle: 0, Messages: ids}).Err(); err != nil {
-		s.b.log.Warn().Err(err).Msg("handing back unhandled entries failed; another member claims them after ClaimTimeout")
 	}
 }
 
@@ -321,6 +318,7 @@ func (s *subscription) takeReturned() {
 // held, unacknowledged, for longer than ClaimTimeout.
 func (s *subscription) claimAbandoned() {
 	b := s.b
+	s.takeReturned() // handed back by a member that left while this one ran
 	for _, key := range s.keys {
 		start := "0-0"
 		for {
@@ -433,15 +431,32 @@ func (s *subscription) deadLetter(key string, msg redis.XMessage, subject, data,
 	return nil
 }
 
-// leaveGroup removes this member from the group when it holds nothing, so
-// groups do not collect dead consumers.
+// leaveGroup hands the entries still pending with this member (read by a
+// blocking read whose reply was cut off, or not acknowledged) to the
+// returned-entries consumer, where the next member takes them at once, and
+// then removes this member from the group, so groups do not collect dead
+// consumers.
 func (s *subscription) leaveGroup() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.b.cfg.WriteTimeout)
 	defer cancel()
 	for _, key := range s.keys {
-		p, err := s.b.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: s.group, Consumer: s.consumer, Start: "-", End: "+", Count: 1}).Result()
-		if err == nil && len(p) == 0 {
-			_ = s.b.client.XGroupDelConsumer(ctx, key, s.group, s.consumer).Err()
+		for {
+			p, err := s.b.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: s.group, Consumer: s.consumer, Start: "-", End: "+", Count: 256}).Result()
+			if err != nil {
+				return // the member stays; another claims its entries after ClaimTimeout
+			}
+			if len(p) == 0 {
+				break
+			}
+			ids := make([]string, len(p))
+			for i, e := range p {
+				ids[i] = e.ID
+			}
+			if err := s.b.client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: key, Group: s.group, Consumer: returnedConsumer, MinIdle: 0, Messages: ids}).Err(); err != nil {
+				s.b.log.Warn().Err(err).Msg("handing back pending entries failed; another member claims them after ClaimTimeout")
+				return
+			}
 		}
+		_ = s.b.client.XGroupDelConsumer(ctx, key, s.group, s.consumer).Err()
 	}
 }
