@@ -122,27 +122,10 @@ func (b *Bus) replayStream(ctx context.Context, name, pattern string, o ReplayOp
 			Subject: msg.Subject(), Sequence: md.Sequence.Stream, Attempt: 1, Published: md.Timestamp,
 		})
 		st.Messages++
-		var herr error
-		if isBatch(msg) {
-			err = b.decoder.EachInBatch(msg.Data(), func(item events.BatchItem) {
-				switch {
-				case herr != nil:
-				case item.Err != nil:
-					st.Undecodable++
-				default:
-					st.Events++
-					herr = h.Handle(dctx, item.Event)
-				}
-			})
-			if err != nil {
-				st.Undecodable++
-			}
-		} else if ev, derr := b.decoder.Decode(msg.Data()); derr != nil {
-			st.Undecodable++
-		} else {
+		herr := b.eachEvent(msg, func(ev events.Event) error {
 			st.Events++
-			herr = h.Handle(dctx, ev)
-		}
+			return h.Handle(dctx, ev)
+		}, func([]byte, error) { st.Undecodable++ })
 		if herr != nil {
 			return fmt.Errorf("jsbus: replay %q: handler at %s #%d: %w", pattern, name, md.Sequence.Stream, herr)
 		}
