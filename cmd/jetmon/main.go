@@ -1,7 +1,8 @@
 // Command jetmon is the operator's CLI for jetmon. `jetmon up` runs the whole
 // pipeline in one process (see internal/pipeline): an embedded NATS JetStream
 // server, the producer's ingest and a demo load, the aggregator and the alert
-// manager, with a live view.
+// manager, with a live view. `jetmon tail` follows events as they are stored,
+// and `jetmon dlq` lists, retries and drops dead letters.
 package main
 
 import (
@@ -27,11 +28,13 @@ import (
 const usage = `jetmon: event-driven monitoring on NATS JetStream.
 
 Usage:
-  jetmon up [flags]     run the pipeline in one process (Ctrl-C stops it)
-  jetmon types          list the event types of the taxonomy
-  jetmon help           show this help
+  jetmon up [flags]              run the pipeline in one process (Ctrl-C stops it)
+  jetmon tail [flags] [PATTERN]  print events as they are stored (read-only)
+  jetmon dlq list|retry|drop     inspect dead letters, publish them again, drop them
+  jetmon types                   list the event types of the taxonomy
+  jetmon help                    show this help
 
-Run 'jetmon up --help' for the flags of up.
+Run 'jetmon COMMAND --help' for the flags of a command.
 `
 
 func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)) }
@@ -44,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	switch args[0] {
 	case "up":
 		return up(ctx, args[1:], stdout, stderr, env)
+	case "tail":
+		return tail(ctx, args[1:], stdout, stderr, env)
+	case "dlq":
+		return dlq(ctx, args[1:], stdout, stderr, env)
 	case "types":
 		for _, t := range events.Types() {
 			fmt.Fprintln(stdout, t)

@@ -219,6 +219,25 @@ func TestUpEndToEnd(t *testing.T) {
 	if !strings.Contains(p.stdout.String(), "e2e") || !strings.Contains(p.stdout.String(), "LATEST 1s WINDOWS") {
 		t.Errorf("the live view lacks the windows:\n%s", p.stdout.String())
 	}
+	// The operator commands, as the real binary, against the running
+	// pipeline: the latest windows in wire form, and the dead letters.
+	tctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(tctx, bin, "tail", "--nats-url", p.nats, "--since", "1m", "--count", "2", "--json",
+		string(events.MetricAggregated)).Output()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 2 {
+		t.Errorf("jetmon tail: %v\n%s", err, out)
+	} else {
+		for _, line := range lines {
+			if ev, err := events.Decode([]byte(line)); err != nil || ev.Metadata().Type != events.MetricAggregated {
+				t.Errorf("jetmon tail printed %q: %v", line, err)
+			}
+		}
+	}
+	if out, err := exec.CommandContext(tctx, bin, "dlq", "list", "--nats-url", p.nats).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "no dead letters") {
+		t.Errorf("jetmon dlq list: %v\n%s", err, out)
+	}
 	// Every daemon's metrics (aggregator, alert manager, breaker, ingest) in
 	// the Prometheus text format, checked by promtool.
 	resp, err := testutil.Get(t, "http://"+p.http+"/metrics")

@@ -60,12 +60,16 @@ func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h eve
 		}
 	}()
 	// failed returns the handler's error, which cancels ctx and so may
-	// surface as err while the consumers are set up, else err.
+	// surface as err while the consumers are set up; else nil if ctx
+	// ended (the caller stopped following); else err.
 	failed := func(err error) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if herr != nil {
 			return herr
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 		return err
 	}
