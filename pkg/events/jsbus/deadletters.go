@@ -115,8 +115,9 @@ var ErrNotRetryable = errors.New("payload does not decode")
 // RetryDeadLetter publishes dead letter seq again to its original subject,
 // where every consumer of that subject receives it as a new message, and
 // then removes it from the DEADLETTER stream. It refuses (with
-// [ErrNotRetryable]) a payload that does not decode. Retrying the same dead
-// letter twice within the stream's duplicate window stores it once.
+// [ErrNotRetryable]) a payload that does not decode. Should the removal
+// fail after the publish, a second retry within the stream's duplicate
+// window does not store the message twice.
 func (b *Bus) RetryDeadLetter(ctx context.Context, seq uint64) error {
 	st, err := b.js.Stream(ctx, streams.DeadLetter)
 	if err != nil {
