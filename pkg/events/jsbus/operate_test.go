@@ -87,6 +87,9 @@ func TestFollow(t *testing.T) {
 	}
 	pub(events.OperationComplete, "before")
 	pub(events.ComponentFailed, "health-before")
+	if err := bus.Flush(ctx); err != nil { // publishing is asynchronous: stored before Follow starts
+		t.Fatal(err)
+	}
 
 	// From now on: only what is stored after Follow started.
 	live := startFollow(t, bus, "performance.>", jsbus.FollowOptions{}, "")
