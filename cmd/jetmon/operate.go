@@ -69,6 +69,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 	all := fs.Bool("all", false, "start at the beginning of the streams")
 	asJSON := fs.Bool("json", false, "print each event in its wire form (JSON lines)")
 	count := fs.Int("count", 0, "stop after this many events (0: run until Ctrl-C)")
+	source := fs.String("source", "", "only the events of this source (service)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: jetmon tail [flags] [PATTERN]
 
@@ -123,6 +124,9 @@ Flags (each also settable as JETMON_<FLAG>; NATS_URL works too):
 	err = bus.Follow(ctx, pattern, o, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
 		if *count > 0 && printed >= *count {
 			return errEnough // the rest of a batch
+		}
+		if *source != "" && ev.Metadata().Source != *source {
+			return nil
 		}
 		if *asJSON {
 			buf = append(ev.AppendJSON(buf[:0]), '\n')

@@ -86,6 +86,10 @@ func TestTail(t *testing.T) {
 	if !strings.Contains(errOut, "performance.operation.complete.x #") || !strings.Contains(errOut, "undecodable") {
 		t.Errorf("the undecodable message is not reported on stderr:\n%s", errOut)
 	}
+	code, out, errOut = jetmon(t, url, "tail", "--all", "--count", "1", "--source", "agent")
+	if code != 0 || !strings.Contains(out, "health.component.failed  agent") || strings.Count(out, "\n") != 1 {
+		t.Errorf("tail --source agent: exit %d\n%s%s", code, out, errOut)
+	}
 
 	// JSON lines in wire form, one pattern, events stored after the start.
 	done := make(chan struct{})
