@@ -88,3 +88,79 @@ func TestSuggest(t *testing.T) {
 		t.Fatal("suggested from one value")
 	}
 }
+
+// TestIdleSeriesAreForgotten: the state of series that stop sending goes
+// after IdleSeriesRetention (a rate rule's window, if longer), unless the
+// series has an alert; a baseline outlives the alerts it raised.
+func TestIdleSeriesAreForgotten(t *testing.T) {
+	cfg, err := alerting.ParseEmbedded("idle.yaml", []byte(`
+rules:
+  - alert: LatencyAnomaly
+    kind: anomaly
+    field: p95
+    anomaly: {k: 4, min_samples: 20}
+  - alert: ErrorsPerDay
+    kind: rate
+    match: {type: system.error}
+    window: 2h
+    threshold: 1000
+route: {receiver: r}
+receivers: [{name: r}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := alerting.NewEngine(cfg.Rules)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * 10 * time.Second) }
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 60 { // pod-1 goes away after 10 minutes; pod-2 stays
+		feed(e, "pod-1", at(i), 100+rng.NormFloat64()*5)
+		feed(e, "pod-2", at(i), 100+rng.NormFloat64()*5)
+	}
+	e.Observe(events.NewSystemEvent(events.SystemError, "pod-1", "boom"), at(60))
+	if n := e.Series(); n != 3 {
+		t.Fatalf("%d series, want 3 (two baselines, one error count)", n)
+	}
+	// pod-2 fires and resolves; it keeps sending.
+	ts := feed(e, "pod-2", at(60), 300)
+	if len(ts) != 1 || ts[0].To != alerting.StateFiring {
+		t.Fatalf("the spike on pod-2: %+v", ts)
+	}
+	forgotten := false
+	for i := 61; at(i).Before(t0.Add(90 * time.Minute)); i++ {
+		e.Tick(at(i))
+		if !forgotten && len(e.Alerts()) == 0 { // the resolved alert has just been forgotten
+			forgotten = true
+			ready := false
+			for _, b := range e.Baselines() {
+				ready = ready || (b.Labels["source"] == "pod-2" && b.Ready)
+			}
+			if !ready {
+				t.Fatalf("pod-2's baseline went with its alert: %+v", e.Baselines())
+			}
+		}
+		feed(e, "pod-2", at(i), 100+rng.NormFloat64()*5)
+	}
+	if !forgotten {
+		t.Fatal("the resolved alert was never forgotten")
+	}
+	// 80 min after pod-1's last sample: its baseline is gone, its error
+	// count (2h window) is not; pod-2's baseline survived its alert.
+	bs := e.Baselines()
+	if len(bs) != 1 || e.Series() != 2 {
+		t.Fatalf("after 80 idle minutes: %d series, baselines %+v", e.Series(), bs)
+	}
+	for _, b := range bs {
+		if b.Labels["source"] != "pod-2" || !b.Ready {
+			t.Errorf("kept baseline %+v, want pod-2's, ready", b)
+		}
+	}
+	e.Tick(t0.Add(10*time.Minute + 2*time.Hour + sweepPeriod))
+	if n := e.Series(); n != 1 {
+		t.Errorf("after the rate window: %d series, want pod-2's baseline alone", n)
+	}
+}
+
+// sweepPeriod is at least the engine's interval between idle-series sweeps.
+const sweepPeriod = time.Minute

@@ -76,6 +76,21 @@ type Transition struct {
 // resolved notifications) before it is forgotten.
 const ResolvedRetention = 15 * time.Minute
 
+// IdleSeriesRetention is how long the engine keeps the state of a series of
+// a rate or anomaly rule (its counts, its learned baseline) after the
+// series' last sample, unless the series has an alert; a rate rule keeps it
+// for its window at least. Sources come and go (instances, pods): without
+// this, their state would pile up for good. A series that comes back
+// after that warms up again.
+const IdleSeriesRetention = time.Hour
+
+// maxCachedFingerprints bounds the fingerprint cache; past it the cache
+// starts over.
+const maxCachedFingerprints = 1 << 16
+
+// sweepEvery is how often [Engine.Tick] looks for idle series.
+const sweepEvery = time.Minute
+
 // Engine evaluates rules against events. It holds the alert state; it is
 // not safe for concurrent use and does no I/O, so that a caller can drive
 // it from one goroutine with any clock.
@@ -85,15 +100,21 @@ type Engine struct {
 	alerts    map[string]*Alert
 	detectors map[string]*detector
 	rates     map[string]*rateCounter
-	// seriesLabels names the series of detectors and rate counters.
+	// seriesLabels names the series of detectors and rate counters, and
+	// lastSample says when each last had a sample.
 	seriesLabels map[string]Labels
-	// fps caches the fingerprint of every series seen, per rule.
+	lastSample   map[string]time.Time
+	lastSweep    time.Time
+	// fps caches the fingerprint of the series seen, per rule.
 	fps map[seriesKey]string
 }
 
 // NewEngine returns an engine evaluating rules.
 func NewEngine(rules []*Rule) *Engine {
-	e := &Engine{alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, seriesLabels: map[string]Labels{}}
+	e := &Engine{
+		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{},
+		seriesLabels: map[string]Labels{}, lastSample: map[string]time.Time{},
+	}
 	e.setRules(rules)
 	return e
 }
@@ -149,6 +170,9 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 		k := seriesKey{rule: r.Name, series: s.series}
 		fp, known := e.fps[k]
 		if !known {
+			if len(e.fps) >= maxCachedFingerprints {
+				clear(e.fps)
+			}
 			fp = r.labels(s.series.labels()).Fingerprint()
 			e.fps[k] = fp
 		}
@@ -168,6 +192,7 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 				e.seriesLabels[fp] = r.labels(s.series.labels())
 			}
 			c.add(s.at, s.value)
+			e.lastSample[fp] = now
 			value, threshold = c.sum(now), *r.Threshold
 			cond = thresholdCondition(r, exceeding, value)
 		case KindAnomaly:
@@ -177,6 +202,7 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 				e.detectors[fp] = d
 				e.seriesLabels[fp] = r.labels(s.series.labels())
 			}
+			e.lastSample[fp] = now
 			value = s.value
 			cond, threshold = d.observe(s.value)
 		case KindHealth:
@@ -267,8 +293,13 @@ func (e *Engine) step(r *Rule, a *Alert, cond bool, at, now time.Time) (Transiti
 // Tick advances time-driven transitions to now: pending alerts whose for
 // has elapsed fire, firing alerts whose keep_firing_for has elapsed
 // resolve, series without samples for stale_after clear, rate windows
-// slide, and resolved alerts older than [ResolvedRetention] are forgotten.
+// slide, resolved alerts older than [ResolvedRetention] are forgotten, and
+// so is the state of series idle for [IdleSeriesRetention].
 func (e *Engine) Tick(now time.Time) []Transition {
+	if now.Sub(e.lastSweep) >= sweepEvery {
+		e.sweep(now)
+		e.lastSweep = now
+	}
 	var ts []Transition
 	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
 		a := e.alerts[fp]
@@ -278,7 +309,7 @@ func (e *Engine) Tick(now time.Time) []Transition {
 		}
 		if a.State == StateResolved {
 			if now.Sub(a.ResolvedAt) >= ResolvedRetention {
-				e.forget(fp)
+				delete(e.alerts, fp) // the series' counts and baseline stay
 			}
 			continue
 		}
@@ -335,12 +366,41 @@ func (e *Engine) Next(now time.Time) time.Time {
 	return next
 }
 
+// forget drops an alert and the state of its series.
 func (e *Engine) forget(fp string) {
 	delete(e.alerts, fp)
+	e.dropSeries(fp)
+}
+
+func (e *Engine) dropSeries(fp string) {
 	delete(e.rates, fp)
 	delete(e.detectors, fp)
 	delete(e.seriesLabels, fp)
+	delete(e.lastSample, fp)
 }
+
+// sweep drops the state of series without an alert whose rule is gone or
+// that had no sample for [IdleSeriesRetention] (a rate rule's window, if
+// longer).
+func (e *Engine) sweep(now time.Time) {
+	for fp, at := range e.lastSample {
+		if e.alerts[fp] != nil {
+			continue
+		}
+		r := e.byName[e.seriesLabels[fp]["alertname"]]
+		keep := IdleSeriesRetention
+		if r != nil && r.Kind == KindRate {
+			keep = max(keep, r.Window.D())
+		}
+		if r == nil || now.Sub(at) >= keep {
+			e.dropSeries(fp)
+		}
+	}
+}
+
+// Series returns how many series of rate and anomaly rules the engine
+// holds state for.
+func (e *Engine) Series() int { return len(e.lastSample) }
 
 // Alerts returns snapshots of every pending, firing and recently resolved
 // alert, sorted by fingerprint.
@@ -427,6 +487,10 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 			}
 			delete(e.seriesLabels, fp)
 			e.seriesLabels[nfp] = labels
+			if at, ok := e.lastSample[fp]; ok {
+				delete(e.lastSample, fp)
+				e.lastSample[nfp] = at
+			}
 		}
 		r.render(a)
 	}

@@ -6,6 +6,7 @@ type metrics struct {
 	input         prometheus.Counter
 	transitions   *prometheus.CounterVec
 	alerts        *prometheus.GaugeVec
+	series        prometheus.Gauge
 	notifications *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	publishErrors prometheus.Counter
@@ -24,6 +25,10 @@ func newMetrics() *metrics {
 		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "jetmon_alertmanager_alerts", Help: "Alerts by state.",
 		}, []string{"state"}),
+		series: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmon_alertmanager_series",
+			Help: "Series of rate and anomaly rules whose state (counts, learned baseline) is held in memory.",
+		}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_alertmanager_notifications_total",
 			Help: "Notification attempts by receiver, integration and result: sent, failed, skipped (already sent or nothing new), busy (a peer instance is sending), error.",
@@ -47,5 +52,5 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.input, m.transitions, m.alerts, m.notifications, m.latency, m.publishErrors, m.reloads, m.configOK}
+	return []prometheus.Collector{m.input, m.transitions, m.alerts, m.series, m.notifications, m.latency, m.publishErrors, m.reloads, m.configOK}
 }

@@ -429,6 +429,7 @@ func (s *Service) updateGauges() {
 	for st, n := range counts {
 		s.m.alerts.WithLabelValues(string(st)).Set(float64(n))
 	}
+	s.m.series.Set(float64(s.engine.Series()))
 }
 
 // startIntegrations starts one worker per receiver target.
