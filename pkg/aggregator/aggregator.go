@@ -192,7 +192,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p := s.newPartition(-1, cons, time.Time{})
+		p := s.newPartition(-1, cons, 0)
 		s.setReady(true)
 		defer s.setReady(false)
 		return p.run(ctx)
@@ -370,13 +370,15 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 				// previous owner's handed-back messages arrive once the pin
 				// moves (PinnedTTL), mixed with new ones; one that vanished
 				// holding messages gets them redelivered within AckWait.
-				hold := time.Now().Add(s.cfg.PinnedTTL + 2*time.Second)
+				// The hold counts from the first message: the pin of a
+				// vanished owner may take longer than its membership to go.
+				holdFor := s.cfg.PinnedTTL + 2*time.Second
 				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-					hold = time.Now().Add(s.cfg.AckWait + 2*time.Second)
+					holdFor = s.cfg.AckWait + 2*time.Second
 				}
 				pctx, cancel := context.WithCancel(ctx)
 				r := runner{cancel: cancel, done: make(chan struct{})}
-				part := s.newPartition(p, cons, hold)
+				part := s.newPartition(p, cons, holdFor)
 				go func() {
 					defer close(r.done)
 					if err := part.run(pctx); err != nil {
@@ -384,7 +386,7 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 					}
 				}()
 				running[p] = r
-				s.log.Info().Int("partition", p).Bool("recovering", !hold.IsZero()).Msg("took the partition")
+				s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
 			}
 			s.setReady(true)
 		}
@@ -429,7 +431,8 @@ type partition struct {
 	id       int
 	cons     jetstream.Consumer
 	agg      *aggregate.Aggregator
-	hold     time.Time // no window closes before this
+	holdFor  time.Duration // from the first message on, no window closes for this long
+	hold     time.Time     // the end of the hold, set by the first message
 	pending  []pendingMsg
 	inFlight map[uint64]bool // stream sequences held unacknowledged
 }
@@ -440,15 +443,21 @@ type pendingMsg struct {
 	maxStart time.Time // latest window start it contributed to
 }
 
-func (s *Service) newPartition(id int, cons jetstream.Consumer, hold time.Time) *partition {
+func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration) *partition {
 	p := &partition{
-		s: s, id: id, cons: cons, hold: hold, inFlight: map[uint64]bool{},
+		s: s, id: id, cons: cons, holdFor: holdFor, inFlight: map[uint64]bool{},
 		agg: aggregate.New(aggregate.Options{Window: s.cfg.Window, Lateness: s.cfg.Lateness, MaxSeriesPerSource: s.cfg.MaxSeriesPerSource}),
 	}
 	s.mu.Lock()
 	s.parts[id] = p
 	s.mu.Unlock()
 	return p
+}
+
+// holding reports whether windows must stay open at now: a taken-over
+// partition holds them until holdFor after its first message.
+func (p *partition) holding(now time.Time) bool {
+	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
 }
 
 // run consumes until ctx ends; then it hands back what it holds.
@@ -467,7 +476,8 @@ func (p *partition) run(ctx context.Context) error {
 	defer stop()
 	defer p.release()
 	s.log.Info().Int("partition", p.id).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
-	lastInput, lastLag, lastKeep := time.Now(), time.Time{}, time.Now()
+	started := time.Now()
+	lastInput, lastLag, lastKeep := started, time.Time{}, started
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		switch {
@@ -477,7 +487,7 @@ func (p *partition) run(ctx context.Context) error {
 			// Idle with windows open: move the watermark to the wall clock so
 			// that they close. With nothing open the watermark stays, so
 			// history arriving later is aggregated, not counted late.
-			if time.Since(lastInput) >= s.cfg.IdleAfter && time.Now().After(p.hold) {
+			if time.Since(lastInput) >= s.cfg.IdleAfter && !p.holding(time.Now()) {
 				s.mu.Lock()
 				var closed []*events.AggregateEvent
 				if p.agg.Stats().OpenWindows > 0 {
@@ -497,6 +507,10 @@ func (p *partition) run(ctx context.Context) error {
 			continue
 		default:
 			lastInput = time.Now()
+			if p.holdFor > 0 && p.hold.IsZero() {
+				p.hold = lastInput.Add(p.holdFor)
+				s.log.Info().Int("partition", p.id).Dur("after", time.Since(started)).Msg("first message of the partition; holding windows open")
+			}
 			if time.Since(lastLag) > 5*time.Second {
 				lastLag = time.Now()
 				if info, err := p.cons.Info(ctx); err == nil {
@@ -504,7 +518,7 @@ func (p *partition) run(ctx context.Context) error {
 				}
 			}
 			p.handle(msg)
-			if time.Now().After(p.hold) {
+			if !p.holding(time.Now()) {
 				s.mu.Lock()
 				closed := p.agg.Closed()
 				s.mu.Unlock()
