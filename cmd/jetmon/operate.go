@@ -236,11 +236,11 @@ const dlqUsage = `Usage: jetmon dlq list|retry|drop [flags] [ARGS]
 Dead letters are the messages consumers gave up on (undecodable, or their
 handler kept failing), kept in the DEADLETTER stream with the reason.
 
-  jetmon dlq list [PATTERN]        the dead letters whose original subject
-                                   matches PATTERN (default ">"), oldest first
-  jetmon dlq retry SEQ...          publish them again to their original
-  jetmon dlq retry --all [PATTERN] subject, then remove them (payloads that do
-                                   not decode are refused)
+  jetmon dlq list [PATTERN]        the dead letters whose event type matches
+                                   PATTERN (default ">"), oldest first
+  jetmon dlq retry SEQ...          publish them again to their event subject
+  jetmon dlq retry --all [PATTERN] (<type>.<source>), then remove them
+                                   (payloads that do not decode are refused)
   jetmon dlq drop SEQ...           remove them for good
   jetmon dlq drop --all PATTERN
 

@@ -53,17 +53,16 @@ func deadLetterOf(seq uint64, stored time.Time, h nats.Header, data []byte) Dead
 	return d
 }
 
-// DeadLetters returns the dead letters whose original subject matches
-// pattern (an event pattern such as "performance.>"; ">" for all), oldest
-// first, at most limit of them (0: all). It only reads.
+// DeadLetters returns the dead letters whose event type matches pattern (an
+// event pattern such as "performance.>"; ">" for all), oldest first, at most
+// limit of them (0: all). The type is read from the original subject, less
+// the partition token a partitioned aggregator's input puts in front. It
+// only reads.
 func (b *Bus) DeadLetters(ctx context.Context, pattern string, limit int) ([]DeadLetter, error) {
 	if err := events.ValidatePattern(pattern); err != nil {
 		return nil, err
 	}
-	cons, err := b.js.OrderedConsumer(ctx, streams.DeadLetter, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{streams.DeadLetterPrefix + events.FilterSubject(pattern)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	cons, err := b.js.OrderedConsumer(ctx, streams.DeadLetter, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return nil, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
 	}
@@ -78,13 +77,9 @@ func (b *Bus) DeadLetters(ctx context.Context, pattern string, limit int) ([]Dea
 	if err != nil {
 		return nil, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
 	}
-	want := int(min(info.NumPending, uint64(1<<31)))
-	if limit > 0 {
-		want = min(want, limit)
-	}
-	out := make([]DeadLetter, 0, want)
-	for len(out) < want {
-		batch, err := cons.Fetch(min(want-len(out), 256), jetstream.FetchMaxWait(b.cfg.PublishTimeout))
+	var out []DeadLetter
+	for left := info.NumPending; left > 0 && (limit <= 0 || len(out) < limit); {
+		batch, err := cons.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(b.cfg.PublishTimeout))
 		if err != nil {
 			return out, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
 		}
@@ -95,7 +90,10 @@ func (b *Bus) DeadLetters(ctx context.Context, pattern string, limit int) ([]Dea
 			if err != nil {
 				return out, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
 			}
-			out = append(out, deadLetterOf(md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data()))
+			left = md.NumPending
+			if (limit <= 0 || len(out) < limit) && events.Match(pattern, eventTypeOfDeadLetter(msg.Subject())) {
+				out = append(out, deadLetterOf(md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data()))
+			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return out, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
@@ -107,13 +105,25 @@ func (b *Bus) DeadLetters(ctx context.Context, pattern string, limit int) ([]Dea
 	return out, nil
 }
 
+// eventTypeOfDeadLetter returns the event type of a dead letter's subject:
+// "deadletter.<subject>", where subject is "<type>.<source>", or
+// "<partition>.<type>.<source>" for a partitioned aggregator's input.
+func eventTypeOfDeadLetter(subject string) events.Type {
+	orig := strings.TrimPrefix(subject, streams.DeadLetterPrefix)
+	if first, rest, ok := strings.Cut(orig, "."); ok && first != "" && strings.Trim(first, "0123456789") == "" {
+		orig = rest
+	}
+	return events.TypeOfSubject(orig)
+}
+
 // ErrNotRetryable is returned by [Bus.RetryDeadLetter] for a dead letter
 // whose payload does not decode: published again, it would only be
 // dead-lettered again.
 var ErrNotRetryable = errors.New("payload does not decode")
 
-// RetryDeadLetter publishes dead letter seq again to its original subject,
-// where every consumer of that subject receives it as a new message, and
+// RetryDeadLetter publishes dead letter seq again to its event subject
+// ("<type>.<source>", where it was published in the first place), where
+// every consumer of that subject receives it as a new message, and
 // then removes it from the DEADLETTER stream. It refuses (with
 // [ErrNotRetryable]) a payload that does not decode. Should the removal
 // fail after the publish, a second retry within the stream's duplicate
@@ -128,18 +138,15 @@ func (b *Bus) RetryDeadLetter(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("jsbus: retry dead letter %d: %w", seq, err)
 	}
 	d := deadLetterOf(raw.Sequence, raw.Time, raw.Header, raw.Data)
-	if d.Subject == "" {
-		return fmt.Errorf("jsbus: retry dead letter %d: no %s header", seq, HeaderOriginalSubject)
-	}
 	msg, err := b.retryMsg(d)
 	if err != nil {
 		return fmt.Errorf("jsbus: retry dead letter %d (%s): %w", seq, d.Subject, err)
 	}
 	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
-		return fmt.Errorf("jsbus: retry dead letter %d: publish to %s: %w", seq, d.Subject, err)
+		return fmt.Errorf("jsbus: retry dead letter %d: publish to %s: %w", seq, msg.Subject, err)
 	}
 	if err := st.DeleteMsg(ctx, seq); err != nil {
-		return fmt.Errorf("jsbus: retry dead letter %d: published to %s again, but not removed: %w", seq, d.Subject, err)
+		return fmt.Errorf("jsbus: retry dead letter %d: published to %s again, but not removed: %w", seq, msg.Subject, err)
 	}
 	return nil
 }
@@ -149,12 +156,15 @@ func (b *Bus) RetryDeadLetter(ctx context.Context, seq uint64) error {
 // the dead letter's, so that a repeated retry is deduplicated.
 func (b *Bus) retryMsg(d DeadLetter) (*nats.Msg, error) {
 	id := "dl-retry-" + strconv.FormatUint(d.Seq, 10)
-	msg := &nats.Msg{Subject: d.Subject, Data: d.Data}
+	msg := &nats.Msg{Data: d.Data}
 	if (d.Header.Get(HeaderBatch) != "" && d.BatchIndex < 0) || strings.HasPrefix(strings.TrimSpace(string(d.Data)), "[") {
 		var bad error
 		err := b.decoder.EachInBatch(d.Data, func(item events.BatchItem) {
-			if item.Err != nil && bad == nil {
+			switch {
+			case item.Err != nil && bad == nil:
 				bad = fmt.Errorf("%w: item %d: %w", ErrNotRetryable, item.Index, item.Err)
+			case item.Err == nil && msg.Subject == "":
+				msg.Subject = events.SubjectOf(item.Event) // a batch holds one subject's events
 			}
 		})
 		if err != nil {
@@ -162,6 +172,9 @@ func (b *Bus) retryMsg(d DeadLetter) (*nats.Msg, error) {
 		}
 		if bad != nil {
 			return nil, bad
+		}
+		if msg.Subject == "" {
+			return nil, fmt.Errorf("%w: an empty batch", ErrNotRetryable)
 		}
 		msg.Header = nats.Header{}
 		for k, v := range d.Header {
@@ -174,6 +187,7 @@ func (b *Bus) retryMsg(d DeadLetter) (*nats.Msg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotRetryable, err)
 		}
+		msg.Subject = events.SubjectOf(ev)
 		msg.Header = headers(ev.Metadata(), ev.Metadata().ID, 0)
 	}
 	msg.Header.Set(HeaderMsgID, id)

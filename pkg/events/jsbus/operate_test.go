@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -223,5 +225,31 @@ func TestDeadLetterListRetryDrop(t *testing.T) {
 	left, err := bus.DeadLetters(ctx, ">", 0)
 	if err != nil || len(left) != 1 || left[0].Seq != byTag["b"].Seq {
 		t.Errorf("left after a retry and a drop: %+v, %v; want b alone", left, err)
+	}
+
+	// A partitioned aggregator reads "<partition>.<type>.<source>": its dead
+	// letters are listed by event type and retried to the event's subject.
+	perf := eventstest.NewCollector()
+	if _, err := bus.Subscribe(ctx, "performance.>", perf); err != nil {
+		t.Fatal(err)
+	}
+	ev := eventstest.NewEvent(events.OperationComplete, "partitioned")
+	dl := nats.NewMsg(streams.DeadLetterPrefix + "3." + events.SubjectOf(ev))
+	dl.Data = ev.AppendJSON(nil)
+	dl.Header.Set(jsbus.HeaderOriginalSubject, "3."+events.SubjectOf(ev))
+	dl.Header.Set(jsbus.HeaderOriginalStream, "AGGREGATE_INPUT")
+	dl.Header.Set(jsbus.HeaderDeadReason, "handler failed 5 times")
+	if _, err := bus.JetStream().PublishMsg(ctx, dl); err != nil {
+		t.Fatal(err)
+	}
+	parted, err := bus.DeadLetters(ctx, "performance.operation.complete", 0)
+	if err != nil || len(parted) != 1 || parted[0].Stream != "AGGREGATE_INPUT" {
+		t.Fatalf("dead letters of performance.operation.complete: %+v, %v", parted, err)
+	}
+	if err := bus.RetryDeadLetter(ctx, parted[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if got := perf.WaitFor(t, 1, 10*time.Second); eventstest.Tag(got[0]) != "partitioned" {
+		t.Errorf("retried to the event subject: %v", got)
 	}
 }
