@@ -3,6 +3,7 @@ package redisbus_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -328,14 +329,14 @@ func TestReadCutOffByAConnectionLossIsRecovered(t *testing.T) {
 	if err := bus.Publish(t.Context(), eventstest.NewEvent(events.OperationComplete, "after")); err != nil {
 		t.Fatal(err)
 	}
-	got := col.WaitFor(t, 3, 10*time.Second)
-	tags := map[string]bool{}
-	for _, ev := range got {
-		tags[eventstest.Tag(ev)] = true
-	}
-	if len(got) != 3 || !tags["stranded"] || !tags["after"] {
-		t.Errorf("delivered %v; want the stranded entry and the one after", tags)
-	}
+	// At least once: an ack the kill cut off redelivers its entry too.
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		tags := map[string]bool{}
+		for _, ev := range col.Events() {
+			tags[eventstest.Tag(ev)] = true
+		}
+		return tags["stranded"] && tags["after"]
+	}, "the stranded entry and the one after")
 }
 
 // TestALeavingMemberHandsOnWhatItHeld: entries pending with a member that
@@ -359,8 +360,9 @@ func TestALeavingMemberHandsOnWhatItHeld(t *testing.T) {
 	if _, err := bus.Subscribe(t.Context(), "system.>", col, events.Group("workers")); err != nil {
 		t.Fatal(err)
 	}
-	got := col.WaitFor(t, 1, 5*time.Second)
-	if len(got) != 1 || eventstest.Tag(got[0]) != "held" {
-		t.Errorf("the next member got %v; want the entry the first one held", got)
-	}
+	// (The warm-up event may come again too, should its ack not have
+	// landed before the first member left: at least once.)
+	testutil.WaitFor(t, 5*time.Second, func() bool {
+		return slices.ContainsFunc(col.Events(), func(ev events.Event) bool { return eventstest.Tag(ev) == "held" })
+	}, "the next member to get the entry the first one held")
 }
