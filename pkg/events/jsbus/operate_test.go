@@ -118,19 +118,25 @@ func TestFollow(t *testing.T) {
 		t.Errorf("undecodable: %q, want the one bad message", bad)
 	}
 
-	// From the beginning, across streams; a handler error ends it.
-	all := startFollow(t, bus, ">", jsbus.FollowOptions{All: true}, "last")
+	// From the beginning, across streams (read side by side).
+	all := startFollow(t, bus, ">", jsbus.FollowOptions{All: true}, "")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return all.has("last") && all.has("health-after") }, "both streams to the end")
+	if err := all.stop(t); err != nil || !all.has("before") || !all.has("health-before") {
+		tags, _ := all.seen()
+		t.Errorf("following everything from the start saw %v (%v)", tags, err)
+	}
+	// A handler error ends it, and is returned.
+	failing := startFollow(t, bus, "performance.>", jsbus.FollowOptions{All: true}, "after")
 	select {
-	case err := <-all.errc:
-		if err == nil || !strings.Contains(err.Error(), "handler refuses last") {
+	case err := <-failing.errc:
+		if err == nil || !strings.Contains(err.Error(), "handler refuses after") {
 			t.Errorf("Follow returned %v, want the handler's error", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Follow did not stop at the handler's error")
 	}
-	if !all.has("before") || !all.has("health-before") {
-		tags, _ := all.seen()
-		t.Errorf("following everything from the start saw %v", tags)
+	if tags, _ := failing.seen(); slices.Contains(tags, "last") {
+		t.Errorf("Follow went on after the handler's error: %v", tags)
 	}
 
 	// Read-only: nothing dead-lettered, no consumer left behind.
