@@ -265,6 +265,7 @@ func printWhere(log *zerolog.Logger, addr net.Addr, natsURL string) {
 	ev.Msg("jetmon up: pipeline running (Ctrl-C stops it)")
 	if natsURL != "" {
 		log.Info().Msg("try: nats --server " + natsURL + " sub 'alerts.>'   or   nats --server " + natsURL + " sub 'performance.metric.aggregated.>'")
+		log.Info().Msg("try: jetmon tail --nats-url " + natsURL + " 'health.>'   or   jetmon dlq list --nats-url " + natsURL)
 	}
 	log.Info().Msg(`try: curl -s ` + base + `/v1/events -d '{"event_type":"performance.operation.complete","source":"me","operation":"hello","duration_ms":900}'`)
 }

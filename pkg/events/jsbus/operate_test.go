@@ -139,6 +139,23 @@ func TestFollow(t *testing.T) {
 		t.Errorf("Follow went on after the handler's error: %v", tags)
 	}
 
+	// From a point in time on: what was stored before it is skipped.
+	if err := bus.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	from := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	pub(events.OperationComplete, "from-here")
+	since := startFollow(t, bus, "performance.>", jsbus.FollowOptions{From: from}, "")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return since.has("from-here") }, "the event stored after From")
+	if err := since.stop(t); err != nil {
+		t.Error(err)
+	}
+	if tags, _ := since.seen(); len(tags) != 1 {
+		t.Errorf("following from %s saw %v, want only from-here", from.Format(time.RFC3339Nano), tags)
+	}
+
 	// Read-only: nothing dead-lettered, no consumer left behind.
 	if n := bus.Stats().DeadLettered; n != 0 {
 		t.Errorf("following dead-lettered %d messages", n)
