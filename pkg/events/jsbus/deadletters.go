@@ -66,13 +66,7 @@ func (b *Bus) DeadLetters(ctx context.Context, pattern string, limit int) ([]Dea
 	if err != nil {
 		return nil, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)
 	}
-	defer func() {
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-			_ = b.js.DeleteConsumer(dctx, streams.DeadLetter, info.Name)
-			cancel()
-		}
-	}()
+	defer b.deleteOrdered(streams.DeadLetter, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("jsbus: dead letters %q: %w", pattern, err)

@@ -45,18 +45,14 @@ func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h eve
 		mu      sync.Mutex // one handler call at a time; guards herr
 		herr    error
 		running []jetstream.ConsumeContext
-		created []string // stream/consumer pairs to delete
+		created = map[string]jetstream.Consumer{} // by stream
 	)
 	defer func() {
 		for _, cc := range running {
 			cc.Stop()
 		}
-		dctx, dcancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-		defer dcancel()
-		for i := 0; i < len(created); i += 2 {
-			// Ordered consumers are ephemeral; delete them now rather
-			// than leave them to the server's inactivity timer.
-			_ = b.js.DeleteConsumer(dctx, created[i], created[i+1])
+		for stream, cons := range created {
+			b.deleteOrdered(stream, cons)
 		}
 	}()
 	// failed returns the handler's error, which cancels ctx and so may
@@ -88,6 +84,7 @@ func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h eve
 		if err != nil {
 			return failed(fmt.Errorf("jsbus: follow %q: ordered consumer on %s: %w", pattern, name, err))
 		}
+		created[name] = cons
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -115,9 +112,6 @@ func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h eve
 			return failed(fmt.Errorf("jsbus: follow %q: consume %s: %w", pattern, name, err))
 		}
 		running = append(running, cc)
-		if info := cons.CachedInfo(); info != nil {
-			created = append(created, name, info.Name)
-		}
 	}
 	<-ctx.Done()
 	return failed(nil)

@@ -81,15 +81,7 @@ func (b *Bus) replayStream(ctx context.Context, name, pattern string, o ReplayOp
 	if err != nil {
 		return fmt.Errorf("jsbus: replay %q: ordered consumer on %s: %w", pattern, name, err)
 	}
-	defer func() {
-		// Ordered consumers are ephemeral; delete this one now rather than
-		// leave it to the server's inactivity timer.
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
-			_ = b.js.DeleteConsumer(dctx, name, info.Name)
-			cancel()
-		}
-	}()
+	defer b.deleteOrdered(name, cons)
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
 		return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
@@ -137,5 +129,15 @@ func (b *Bus) replayStream(ctx context.Context, name, pattern string, o ReplayOp
 		if md.Sequence.Stream >= last || md.NumPending == 0 {
 			return nil
 		}
+	}
+}
+
+// deleteOrdered deletes an ordered consumer once it is done with: they are
+// ephemeral, but the server would keep them until its inactivity timer.
+func (b *Bus) deleteOrdered(stream string, cons jetstream.Consumer) {
+	if info := cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+		defer cancel()
+		_ = b.js.DeleteConsumer(ctx, stream, info.Name)
 	}
 }
