@@ -30,7 +30,8 @@ type FollowOptions struct {
 // is returned). Like [Bus.Replay] it reads with ordered consumers: nothing
 // is acknowledged or dead-lettered and live consumers see no difference. A
 // pattern that spans several streams reads them side by side; h is called
-// one event at a time, in stream order within each stream.
+// one event at a time, in stream order within each stream, and never after
+// Follow returned.
 func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h events.Handler) error {
 	if err := events.ValidatePattern(pattern); err != nil {
 		return err
@@ -48,9 +49,14 @@ func (b *Bus) Follow(ctx context.Context, pattern string, o FollowOptions, h eve
 		created = map[string]jetstream.Consumer{} // by stream
 	)
 	defer func() {
+		cancel()
 		for _, cc := range running {
 			cc.Stop()
 		}
+		// A callback that is still running finishes before Follow returns;
+		// later ones see ctx ended and do not call h.
+		mu.Lock()
+		mu.Unlock() //nolint:staticcheck // an empty critical section on purpose: a barrier
 		for stream, cons := range created {
 			b.deleteOrdered(stream, cons)
 		}
