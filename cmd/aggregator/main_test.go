@@ -89,14 +89,7 @@ func TestKillNineExactlyOnce(t *testing.T) {
 	}
 	agg := start()
 
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{srv.ClientURL()}
-	cfg.BatchMaxEvents = 200
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Close() }()
+	bus := natstest.Connect(t, srv.ClientURL(), func(c *jsbus.Config) { c.BatchMaxEvents = 200 })
 	published := make(chan error, 1)
 	base := time.Now().Add(-time.Minute)
 	go func() {
@@ -147,7 +140,7 @@ func TestKillNineExactlyOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	windows := map[string]uint64{}
-	_, err = bus.Replay(t.Context(), "performance.metric.aggregated", jsbus.ReplayOptions{}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+	_, err := bus.Replay(t.Context(), "performance.metric.aggregated", jsbus.ReplayOptions{}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
 		w := ev.(*events.AggregateEvent)
 		if n, dup := windows[w.ID]; dup && n != w.Count {
 			return fmt.Errorf("window %s stored twice with counts %d and %d", w.ID, n, w.Count)

@@ -153,21 +153,11 @@ log, webhook and Prometheus Alertmanager receivers.
 	}
 	mux := httpd.Mux(reg)
 	svc.Mount(mux)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := svc.ReloadFile(ctx); err != nil {
-					log.Error().Err(err).Msg("reload on SIGHUP failed; the running rules stay")
-				}
-			}
+	defer cli.OnSIGHUP(ctx, func() {
+		if err := svc.ReloadFile(ctx); err != nil {
+			log.Error().Err(err).Msg("reload on SIGHUP failed; the running rules stay")
 		}
-	}()
+	})()
 	runErr := httpd.ServeWhile(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")

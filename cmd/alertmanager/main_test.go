@@ -22,7 +22,6 @@ import (
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -168,13 +167,7 @@ receivers:
 	amArgs := []string{"--nats-url", srv.ClientURL(), "--rules", rules, "--http", amHTTP, "--instance", "e2e", "--log-json", "--api-token-file", tokenFile}
 	am := daemon(t, "http://"+amHTTP+"/readyz", amBin, amArgs...)
 
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{srv.ClientURL()}
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Close() }()
+	bus := natstest.Connect(t, srv.ClientURL())
 	stopLoad := make(chan struct{})
 	loadDone := make(chan struct{})
 	go func() {

@@ -150,23 +150,13 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 		}
 	}
 	if *rules != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 		reload := make(chan struct{}, 1)
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-hup:
-					select {
-					case reload <- struct{}{}:
-					default:
-					}
-				}
+		defer cli.OnSIGHUP(ctx, func() {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already due
 			}
-		}()
+		})()
 		o.Reload = reload
 	}
 	if err := pipeline.Run(ctx, o); err != nil {

@@ -23,15 +23,7 @@ import (
 func pipelineBus(t *testing.T) (*jsbus.Bus, string) {
 	t.Helper()
 	url := natstest.Start(t).ClientURL()
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{url}
-	cfg.RedeliveryDelay = 20 * time.Millisecond
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Close() })
-	return bus, url
+	return natstest.Connect(t, url, func(c *jsbus.Config) { c.RedeliveryDelay = 20 * time.Millisecond }), url
 }
 
 // jetmon runs the CLI in-process and returns its exit code and output.

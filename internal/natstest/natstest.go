@@ -10,7 +10,25 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/testutil"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
+
+// Connect opens a JetStream bus to url with the default configuration
+// (streams applied), adjusted by mutate, and closes it when the test ends.
+func Connect(t testing.TB, url string, mutate ...func(*jsbus.Config)) *jsbus.Bus {
+	t.Helper()
+	cfg := jsbus.DefaultConfig()
+	cfg.URLs = []string{url}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	bus, err := jsbus.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
 
 // Start runs a JetStream server listening on a random loopback port, with a
 // store under t.TempDir(), stopped when the test ends. opts may adjust the

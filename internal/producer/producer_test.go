@@ -17,7 +17,6 @@ import (
 	"github.com/jetmon/jetmon/internal/producer"
 	"github.com/jetmon/jetmon/pkg/breaker"
 	"github.com/jetmon/jetmon/pkg/events"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
 func TestLoadGenEmitsWholeTraces(t *testing.T) {
@@ -92,13 +91,7 @@ func TestLoadHealthConfig(t *testing.T) {
 // TestServe runs the ingest and the health agent against a real nats-server.
 func TestServe(t *testing.T) {
 	srv := natstest.Start(t)
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{srv.ClientURL()}
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Close() }()
+	bus := natstest.Connect(t, srv.ClientURL())
 	br, err := breaker.New(bus, breaker.Options{})
 	if err != nil {
 		t.Fatal(err)

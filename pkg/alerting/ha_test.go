@@ -63,23 +63,11 @@ func (w *webhookReceiver) counts(status string) (alerts, maxPerAlert int) {
 	return alerts, maxPerAlert
 }
 
-func connect(t *testing.T, url string) *jsbus.Bus {
-	t.Helper()
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{url}
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = bus.Close() })
-	return bus
-}
-
 // instance runs one alert manager on its own connection, with state in
 // JetStream KV. stop ends it and waits.
 func instance(t *testing.T, url, name, rules string) (svc *alerting.Service, stop func()) {
 	t.Helper()
-	bus := connect(t, url)
+	bus := natstest.Connect(t, url)
 	cfg, err := alerting.Parse("ha.yaml", []byte(rules))
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +139,7 @@ func TestTwoInstancesNotifyExactlyOnce(t *testing.T) {
 	rules := haRules(hook.srv.URL)
 	_, stopA := instance(t, srv.ClientURL(), "a", rules)
 	b, _ := instance(t, srv.ClientURL(), "b", rules)
-	pub := connect(t, srv.ClientURL())
+	pub := natstest.Connect(t, srv.ClientURL())
 
 	const n = 20
 	publishWindows(t, pub, n, 400)

@@ -9,7 +9,6 @@ import (
 	"github.com/jetmon/jetmon/pkg/coordinator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
 // testValidationFlow runs the seed's Example 1 on bus: validation events
@@ -57,13 +56,7 @@ func TestValidationFlowOnMemoryBus(t *testing.T) {
 
 func TestValidationFlowOnJetStream(t *testing.T) {
 	srv := natstest.Start(t)
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{srv.ClientURL()}
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Close() }()
+	bus := natstest.Connect(t, srv.ClientURL())
 	testValidationFlow(t, bus)
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/jetmon/jetmon/internal/redistest"
 	"github.com/jetmon/jetmon/pkg/breaker"
 	"github.com/jetmon/jetmon/pkg/events"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/health"
 	"github.com/jetmon/jetmon/streams"
 )
@@ -29,13 +28,7 @@ func check(t *testing.T, c health.Checker) health.Result {
 // runtime, and publishes the manager's events on the JetStream bus.
 func TestCheckersAgainstRealServers(t *testing.T) {
 	srv := natstest.Start(t)
-	cfg := jsbus.DefaultConfig()
-	cfg.URLs = []string{srv.ClientURL()}
-	bus, err := jsbus.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Close() }()
+	bus := natstest.Connect(t, srv.ClientURL())
 
 	if r := check(t, health.NATS(bus.Conn())); r.Status != health.Healthy {
 		t.Errorf("NATS: %+v", r)
