@@ -35,10 +35,30 @@ func Mux(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
+// Limits bound what one connection can hold: a client that sends its
+// headers or its whole request (body included) slower than this is cut off,
+// so slow clients cannot hold connections open, and an idle keep-alive
+// connection is closed.
+type Limits struct {
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                              int
+}
+
+// DefaultLimits are the limits of every server [Serve] runs.
+var DefaultLimits = Limits{
+	ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+}
+
 // Serve listens on addr and serves h until ctx ends, then shuts down within
 // 5 s. An empty addr serves nothing and waits for ctx. It returns the
 // listener's error, naming the address.
 func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
+	return ServeLimits(ctx, addr, h, ready, DefaultLimits)
+}
+
+// ServeLimits is [Serve] with other limits.
+func ServeLimits(ctx context.Context, addr string, h http.Handler, ready func(net.Addr), lim Limits) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
@@ -51,7 +71,10 @@ func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr
 	if ready != nil {
 		ready(l.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+		IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: lim.MaxHeaderBytes,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
