@@ -6,63 +6,45 @@
 // (the failed ones are its errors); performance.phase.end and
 // performance.metric.recorded form series of their own; other types are not
 // aggregated. An [Aggregator] puts each event in the window its timestamp
-// falls in and keeps per window the count, error count, sum, min, max and a
-// DDSketch (1% relative accuracy) of the durations (or metric values). The
-// watermark — the latest event time seen, or the time the caller advances it
-// to when the input is idle — closes a window once it passes the window's end
-// plus the allowed lateness; a closed window becomes one
-// performance.metric.aggregated event whose id is derived from series and
-// window, so recomputing a window always yields the same id. Events for a
-// window that was already emitted are late: counted, never silently dropped.
+// falls in and keeps per window the count, error count, sum (compensated),
+// min, max and a DDSketch (1% relative accuracy) of the durations (or metric
+// values).
+//
+// Event time is kept per source: each source has its own watermark — the
+// latest event time of that source, or the time the caller advances it to
+// when the source is idle — which closes the source's windows once it passes
+// a window's end plus the allowed lateness. One source's clock therefore
+// never makes another source's events late nor closes its windows early. A
+// closed window becomes one performance.metric.aggregated event whose id is
+// derived from series and window, so recomputing a window always yields the
+// same id. Events for a window that was already emitted are late: counted,
+// never silently dropped.
+//
+// Nothing an event carries can break the aggregator: values that are not
+// finite or out of range ([MaxDurationMS], [MaxAbsValue]) and timestamps more
+// than MaxFutureSkew ahead of the clock are rejected with a
+// [*events.ValidationError]; an event sent again (same source and id, within
+// DedupWindow) is counted once; series are bounded per source and in total
+// (overflow series), and idle ones are forgotten after SeriesTTL.
 package aggregate
 
 import (
 	"cmp"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
-	"github.com/DataDog/sketches-go/ddsketch/store"
 
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
 // OverflowName is the series name that collects a source's events once it
-// has MaxSeriesPerSource series: memory stays bounded whatever the input.
+// has MaxSeriesPerSource series, and (with the source OverflowSource) every
+// new series once the aggregator has MaxSeries: memory stays bounded
+// whatever the input.
 const OverflowName = "__overflow__"
-
-// Options configures an Aggregator. Zero values mean the defaults.
-type Options struct {
-	// Window is the tumbling window's length (default 10 s).
-	Window time.Duration
-	// Lateness is how long after its end a window still takes events
-	// (default 5 s).
-	Lateness time.Duration
-	// RelativeAccuracy of the quantiles (default 0.01).
-	RelativeAccuracy float64
-	// MaxSeriesPerSource bounds the series of one source (default 1000);
-	// further series of that source are aggregated as OverflowName.
-	MaxSeriesPerSource int
-}
-
-func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = 10 * time.Second
-	}
-	if o.Lateness < 0 {
-		o.Lateness = 0
-	} else if o.Lateness == 0 {
-		o.Lateness = 5 * time.Second
-	}
-	if o.RelativeAccuracy <= 0 {
-		o.RelativeAccuracy = 0.01
-	}
-	if o.MaxSeriesPerSource <= 0 {
-		o.MaxSeriesPerSource = 1000
-	}
-	return o
-}
 
 // Series identifies a series.
 type Series struct {
@@ -79,44 +61,119 @@ const (
 	Added         Outcome = iota // aggregated
 	Late                         // its window was already closed
 	NotAggregated                // a type that is not aggregated (phase.start, resource.*, ...)
+	Duplicate                    // the same event (source and id) was added within DedupWindow
+	Rejected                     // a value or timestamp out of range: see Result.Err
 )
+
+func (o Outcome) String() string {
+	switch o {
+	case Added:
+		return "added"
+	case Late:
+		return "late"
+	case NotAggregated:
+		return "not_aggregated"
+	case Duplicate:
+		return "duplicate"
+	case Rejected:
+		return "rejected"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Overflow says whether an added event went to an overflow series.
+type Overflow uint8
+
+// Overflows.
+const (
+	NoOverflow     Overflow = iota
+	SourceOverflow          // its source has MaxSeriesPerSource series: Series is (type, source, OverflowName)
+	GlobalOverflow          // the aggregator has MaxSeries series: Series is (type, OverflowSource, OverflowName)
+)
+
+// Result is what [Aggregator.Aggregate] did with an event.
+type Result struct {
+	Outcome Outcome
+	// Series is the series the event was added to (Added): its own or an
+	// overflow series, as Overflow says.
+	Series   Series
+	Overflow Overflow
+	// WindowStart is the start of the window it was added to (Added).
+	WindowStart time.Time
+	// Err says why it was rejected (Rejected): a [*events.ValidationError].
+	Err error
+}
 
 // Stats counts what an Aggregator did.
 type Stats struct {
-	Added, Late, NotAggregated, Overflowed uint64
-	OpenWindows, Series                    int
-	Emitted                                uint64
+	Added, Late, NotAggregated, Overflowed, Duplicates, Rejected uint64
+	// DedupEvicted counts ids forgotten before DedupWindow for room
+	// (MaxDedupIDs); SeriesEvicted counts series forgotten after SeriesTTL.
+	DedupEvicted, SeriesEvicted uint64
+	OpenWindows, Series         int
+	Sources, DedupIDs           int
+	Emitted                     uint64
 }
 
 // window is one series' aggregate over one window.
 type window struct {
 	count, errors uint64
-	sum, min, max float64
+	sum           kahan
+	min, max      float64
 	sketch        *ddsketch.DDSketch
 }
 
+type seriesKey struct {
+	typ  events.Type
+	name string
+}
+
 type seriesState struct {
-	windows map[int64]*window // by window start (Unix ns)
+	windows  map[int64]*window // by window start (Unix ns)
+	lastSeen int64             // Now of its last event (Unix ns)
+}
+
+// sourceState is the event time and the series of one source.
+type sourceState struct {
+	name      string
+	watermark int64 // latest event time (Unix ns)
+	// closedThrough is the latest window start already emitted: an event
+	// for a window at or before it is late. (A window the watermark has
+	// passed but that was not emitted yet still takes events.)
+	closedThrough int64
+	oldestOpen    int64 // earliest open window start, for a cheap check
+	open          int   // open windows
+	lastArrival   int64 // Now of its last event (Unix ns)
+	named         int   // series other than the overflow series
+	due           bool  // in Aggregator.due
+	series        map[seriesKey]*seriesState
 }
 
 // Aggregator aggregates events into windows. It is not safe for concurrent
 // use: give each consumer (partition) its own.
 type Aggregator struct {
-	o          Options
-	series     map[Series]*seriesState
-	perSource  map[string]int
-	watermark  time.Time
-	oldestOpen int64 // earliest open window start, for a cheap Advance
-	// closedThrough is the latest window start already emitted: an event
-	// for a window at or before it is late. (A window the watermark has
-	// passed but that was not emitted yet still takes events.)
-	closedThrough int64
-	st            Stats
+	o         Options
+	sources   map[string]*sourceState
+	due       []*sourceState // sources that may have windows to close
+	limit     *SeriesLimit
+	nSeries   int
+	dedup     *dedup
+	open      int
+	lastSweep int64
+	closed    bool
+	st        Stats
 }
 
-// New returns an empty Aggregator.
+// New returns an empty Aggregator. Options out of range (see
+// [Options.Validate]) are replaced by the defaults.
 func New(o Options) *Aggregator {
-	return &Aggregator{o: o.withDefaults(), series: map[Series]*seriesState{}, perSource: map[string]int{}, oldestOpen: math.MaxInt64, closedThrough: math.MinInt64}
+	o = o.withDefaults()
+	a := &Aggregator{o: o, sources: map[string]*sourceState{}, limit: o.Limit, dedup: newDedup(int64(o.DedupWindow), o.MaxDedupIDs)}
+	if a.limit == nil {
+		a.limit = NewSeriesLimit(o.MaxSeries)
+	}
+	a.lastSweep = o.Now().UnixNano()
+	return a
 }
 
 // SeriesOf returns the series ev belongs to and its value, or false for a
@@ -137,112 +194,268 @@ func SeriesOf(ev events.Event) (s Series, value float64, failed bool, ok bool) {
 	return Series{}, 0, false, false
 }
 
-// Add aggregates ev (by its timestamp) and, as event time moves on, advances
-// the watermark; closed windows are collected by Advance or Closed.
-func (a *Aggregator) Add(ev events.Event) Outcome {
+// minTime is the earliest timestamp aggregated: Unix nanoseconds cannot
+// hold much earlier ones, and none is plausible.
+var minTime = time.Unix(0, 0)
+
+// Check reports why ev cannot be aggregated at now — a value that is not
+// finite or out of range, a timestamp before 1970 or more than
+// MaxFutureSkew after now — as a [*events.ValidationError], or nil.
+func (a *Aggregator) Check(ev events.Event, now time.Time) error {
+	s, v, _, ok := SeriesOf(ev)
+	if !ok {
+		return nil
+	}
+	return a.check(ev, s, v, now)
+}
+
+func (a *Aggregator) check(ev events.Event, s Series, v float64, now time.Time) error {
+	field := "duration_ms"
+	if s.Type == events.MetricRecorded {
+		field = "value"
+	}
+	switch {
+	case !finite(v):
+		return &events.ValidationError{Field: field, Reason: "must be a finite number"}
+	case s.Type == events.MetricRecorded && math.Abs(v) > MaxAbsValue:
+		return &events.ValidationError{Field: field, Reason: "out of range: |value| must be at most 1e15"}
+	case s.Type != events.MetricRecorded && (v < 0 || v > MaxDurationMS):
+		return &events.ValidationError{Field: field, Reason: "out of range: must be between 0 and 1e10 ms"}
+	}
+	ts := ev.Metadata().Timestamp
+	switch {
+	case ts.Before(minTime):
+		return &events.ValidationError{Field: "timestamp", Reason: "before 1970"}
+	case ts.After(now.Add(a.o.MaxFutureSkew)):
+		return &events.ValidationError{Field: "timestamp", Reason: ts.UTC().Format(time.RFC3339) +
+			" is more than " + a.o.MaxFutureSkew.String() + " ahead of the aggregator's clock"}
+	}
+	return nil
+}
+
+// Add aggregates ev (by its timestamp) and, as its source's event time moves
+// on, advances the source's watermark; closed windows are collected by
+// Advance, AdvanceIdle or Closed. See [Aggregator.Aggregate] for details.
+func (a *Aggregator) Add(ev events.Event) Outcome { return a.Aggregate(ev).Outcome }
+
+// Aggregate adds ev like Add and says where it went.
+func (a *Aggregator) Aggregate(ev events.Event) Result {
 	s, v, failed, ok := SeriesOf(ev)
 	if !ok {
 		a.st.NotAggregated++
-		return NotAggregated
+		return Result{Outcome: NotAggregated}
 	}
-	ts := ev.Metadata().Timestamp
+	nowT := a.o.Now()
+	now := nowT.UnixNano()
+	if err := a.check(ev, s, v, nowT); err != nil {
+		a.st.Rejected++
+		return Result{Outcome: Rejected, Err: err}
+	}
+	md := ev.Metadata()
+	if a.dedup.seen(s.Source, md.ID, now) {
+		a.st.Duplicates++
+		return Result{Outcome: Duplicate}
+	}
+	a.maybeSweep(now)
+	ts := md.Timestamp
 	start := ts.Truncate(a.o.Window)
-	if start.UnixNano() <= a.closedThrough {
-		a.st.Late++
-		return Late
-	}
-	st := a.series[s]
-	if st == nil {
-		if a.perSource[s.Source] >= a.o.MaxSeriesPerSource {
-			a.st.Overflowed++
-			s.Name = OverflowName
-			st = a.series[s]
-		}
-		if st == nil {
-			st = &seriesState{windows: map[int64]*window{}}
-			a.series[s] = st
-			a.perSource[s.Source]++
-		}
-	}
 	key := start.UnixNano()
-	w := st.windows[key]
+
+	// Find the series, or where a new one would go.
+	over := NoOverflow
+	src := a.sources[s.Source]
+	sk := seriesKey{s.Type, s.Name}
+	var ss *seriesState
+	if src != nil {
+		ss = src.series[sk]
+	}
+	needTake := false
+	if ss == nil {
+		if src != nil && src.named >= a.o.MaxSeriesPerSource {
+			over, sk = SourceOverflow, seriesKey{s.Type, OverflowName}
+			ss = src.series[sk]
+		}
+		if ss == nil {
+			if a.limit.take() {
+				needTake = true
+			} else {
+				over, sk = GlobalOverflow, seriesKey{s.Type, OverflowName}
+				src = a.sources[a.o.OverflowSource]
+				ss = nil
+				if src != nil {
+					ss = src.series[sk]
+				}
+			}
+		}
+	}
+	if src != nil && key <= src.closedThrough {
+		if needTake {
+			a.limit.release(1)
+		}
+		a.st.Late++
+		return Result{Outcome: Late}
+	}
+	if src == nil {
+		name := s.Source
+		if over == GlobalOverflow {
+			name = a.o.OverflowSource
+		}
+		src = &sourceState{name: name, watermark: math.MinInt64, closedThrough: math.MinInt64, oldestOpen: math.MaxInt64, series: map[seriesKey]*seriesState{}}
+		a.sources[name] = src
+	}
+	if ss == nil {
+		ss = &seriesState{windows: map[int64]*window{}}
+		src.series[sk] = ss
+		a.nSeries++
+		if over == NoOverflow {
+			src.named++
+		}
+	}
+	if over != NoOverflow {
+		a.st.Overflowed++
+	}
+	w := ss.windows[key]
 	if w == nil {
-		sk, _ := ddsketch.LogCollapsingLowestDenseDDSketch(a.o.RelativeAccuracy, 2048)
-		w = &window{sketch: sk, min: v, max: v}
-		st.windows[key] = w
-		a.st.OpenWindows++
-		a.oldestOpen = min(a.oldestOpen, key)
+		sketch, _ := ddsketch.LogCollapsingLowestDenseDDSketch(a.o.RelativeAccuracy, 2048)
+		w = &window{sketch: sketch, min: v, max: v}
+		ss.windows[key] = w
+		a.open++
+		src.open++
+		src.oldestOpen = min(src.oldestOpen, key)
 	}
 	w.count++
 	if failed {
 		w.errors++
 	}
-	w.sum += v
+	w.sum.add(v)
 	w.min, w.max = min(w.min, v), max(w.max, v)
 	_ = w.sketch.Add(v)
 	a.st.Added++
-	if ts.After(a.watermark) {
-		a.watermark = ts
+	ss.lastSeen, src.lastArrival = now, now
+	if t := ts.UnixNano(); t > src.watermark {
+		src.watermark = t
 	}
-	return Added
+	a.markDue(src)
+	return Result{Outcome: Added, Series: Series{sk.typ, src.name, sk.name}, Overflow: over, WindowStart: start}
 }
 
-// SeriesName returns the name s is aggregated under: its own, or
-// OverflowName when its source has hit the series limit.
-func (a *Aggregator) SeriesName(s Series) string {
-	if _, ok := a.series[s]; ok {
-		return s.Name
+// cutoff returns the latest window start that src's watermark has closed.
+func (a *Aggregator) cutoff(src *sourceState) int64 {
+	if src.watermark == math.MinInt64 {
+		return math.MinInt64
 	}
-	return OverflowName
+	return src.watermark - int64(a.o.Lateness) - int64(a.o.Window)
 }
 
-// Watermark returns the current watermark.
-func (a *Aggregator) Watermark() time.Time { return a.watermark }
+func (a *Aggregator) markDue(src *sourceState) {
+	if !src.due && src.open > 0 && src.oldestOpen <= a.cutoff(src) {
+		src.due = true
+		a.due = append(a.due, src)
+	}
+}
 
-// Advance moves the watermark to t if t is later (use it when the input is
-// idle, with the wall clock) and returns the windows that closed.
+// Watermark returns the watermark of source (zero when it has none).
+func (a *Aggregator) Watermark(source string) time.Time {
+	if src := a.sources[source]; src != nil && src.watermark != math.MinInt64 {
+		return time.Unix(0, src.watermark).UTC()
+	}
+	return time.Time{}
+}
+
+// IsClosed reports whether the window of source starting at start can no
+// longer change: it was collected by Closed, Advance, AdvanceIdle or Flush
+// (or its source forgotten, which happens only once it has no open window).
+func (a *Aggregator) IsClosed(source string, start time.Time) bool {
+	src := a.sources[source]
+	return src == nil || start.UnixNano() <= src.closedThrough
+}
+
+// Advance moves the watermark of every source with open windows to t if t is
+// later (use it when the whole input is idle, with the wall clock) and
+// returns the windows that closed.
 func (a *Aggregator) Advance(t time.Time) []*events.AggregateEvent {
-	if t.After(a.watermark) {
-		a.watermark = t
+	tn := t.UnixNano()
+	for _, src := range a.sources {
+		if src.open > 0 && tn > src.watermark {
+			src.watermark = tn
+			a.markDue(src)
+		}
 	}
 	return a.Closed()
 }
 
-// Closed returns (and forgets) every window whose end plus the lateness the
-// watermark has passed, sorted by window start, then series.
+// AdvanceIdle moves to now the watermark of every source with open windows
+// whose last event arrived (by Now) at least idle before now, and returns
+// the windows that closed: a source that went quiet has its windows closed
+// by the clock while the others go on by their own event time.
+func (a *Aggregator) AdvanceIdle(now time.Time, idle time.Duration) []*events.AggregateEvent {
+	nn, quiet := now.UnixNano(), now.Add(-idle).UnixNano()
+	for _, src := range a.sources {
+		if src.open > 0 && src.lastArrival <= quiet && nn > src.watermark {
+			src.watermark = nn
+			a.markDue(src)
+		}
+	}
+	a.maybeSweep(a.o.Now().UnixNano())
+	return a.Closed()
+}
+
+// Closed returns (and forgets) every window whose end plus the lateness its
+// source's watermark has passed, sorted by window start, then series.
 func (a *Aggregator) Closed() []*events.AggregateEvent {
-	cutoff := a.watermark.Add(-a.o.Lateness - a.o.Window).UnixNano() // windows starting at or before cutoff are closed
-	if a.oldestOpen > cutoff {
+	if len(a.due) == 0 {
 		return nil
 	}
-	a.closedThrough = max(a.closedThrough, cutoff)
-	return a.collect(func(start int64) bool { return start <= cutoff })
+	var out []*events.AggregateEvent
+	for _, src := range a.due {
+		src.due = false
+		cutoff := a.cutoff(src)
+		if src.open == 0 || src.oldestOpen > cutoff {
+			continue
+		}
+		src.closedThrough = max(src.closedThrough, cutoff)
+		out = a.collect(out, src, func(start int64) bool { return start <= cutoff })
+	}
+	clear(a.due)
+	a.due = a.due[:0]
+	return a.sorted(out)
 }
 
 // Flush returns (and forgets) every open window: the end of a replay, or a
 // shutdown that will not come back for them.
 func (a *Aggregator) Flush() []*events.AggregateEvent {
-	out := a.collect(func(int64) bool { return true })
-	for _, w := range out {
-		a.closedThrough = max(a.closedThrough, w.WindowStart.UnixNano())
+	var out []*events.AggregateEvent
+	for _, src := range a.sources {
+		if src.open == 0 {
+			continue
+		}
+		n := len(out)
+		out = a.collect(out, src, func(int64) bool { return true })
+		for _, w := range out[n:] {
+			src.closedThrough = max(src.closedThrough, w.WindowStart.UnixNano())
+		}
+	}
+	return a.sorted(out)
+}
+
+func (a *Aggregator) collect(out []*events.AggregateEvent, src *sourceState, closed func(start int64) bool) []*events.AggregateEvent {
+	src.oldestOpen = math.MaxInt64
+	for sk, ss := range src.series {
+		for key, w := range ss.windows {
+			if !closed(key) {
+				src.oldestOpen = min(src.oldestOpen, key)
+				continue
+			}
+			out = append(out, a.emit(Series{sk.typ, src.name, sk.name}, time.Unix(0, key).UTC(), w))
+			delete(ss.windows, key)
+			a.open--
+			src.open--
+		}
 	}
 	return out
 }
 
-func (a *Aggregator) collect(closed func(start int64) bool) []*events.AggregateEvent {
-	var out []*events.AggregateEvent
-	a.oldestOpen = math.MaxInt64
-	for s, st := range a.series {
-		for key, w := range st.windows {
-			if !closed(key) {
-				a.oldestOpen = min(a.oldestOpen, key)
-				continue
-			}
-			out = append(out, a.emit(s, time.Unix(0, key).UTC(), w))
-			delete(st.windows, key)
-			a.st.OpenWindows--
-		}
-	}
+func (a *Aggregator) sorted(out []*events.AggregateEvent) []*events.AggregateEvent {
 	a.st.Emitted += uint64(len(out))
 	slices.SortFunc(out, func(x, y *events.AggregateEvent) int {
 		return cmp.Or(x.WindowStart.Compare(y.WindowStart), cmp.Compare(x.AggregatedType, y.AggregatedType),
@@ -254,9 +467,9 @@ func (a *Aggregator) collect(closed func(start int64) bool) []*events.AggregateE
 func (a *Aggregator) emit(s Series, start time.Time, w *window) *events.AggregateEvent {
 	ev := events.NewAggregateEvent(s.Type, s.Source, s.Name, start, start.Add(a.o.Window))
 	ev.Count, ev.ErrorCount = w.count, w.errors
-	ev.Sum, ev.Min, ev.Max = w.sum, w.min, w.max
+	ev.Sum, ev.Min, ev.Max = w.sum.value(), w.min, w.max
 	if w.count > 0 {
-		ev.Avg = w.sum / float64(w.count)
+		ev.Avg = ev.Sum / float64(w.count)
 	}
 	if qs, err := w.sketch.GetValuesAtQuantiles([]float64{0.5, 0.9, 0.95, 0.99}); err == nil {
 		// The sketch's bucket midpoints can fall just outside the exact
@@ -268,56 +481,83 @@ func (a *Aggregator) emit(s Series, start time.Time, w *window) *events.Aggregat
 	return ev
 }
 
+// sweepEvery is how often (by Now) idle series are looked for: a tenth of
+// SeriesTTL, between 1 s and 1 min.
+func (a *Aggregator) sweepEvery() int64 {
+	return int64(min(max(a.o.SeriesTTL/10, time.Second), time.Minute))
+}
+
+func (a *Aggregator) maybeSweep(now int64) {
+	if now-a.lastSweep >= a.sweepEvery() {
+		a.Sweep(time.Unix(0, now))
+	}
+}
+
+// Sweep forgets, at now, every series without an open window whose last
+// event is SeriesTTL or more before now, and every source left without
+// series; it returns how many series it forgot. Add and AdvanceIdle call it
+// every tenth of SeriesTTL (at least every minute).
+func (a *Aggregator) Sweep(now time.Time) int {
+	nn := now.UnixNano()
+	a.lastSweep = nn
+	idle := nn - int64(a.o.SeriesTTL)
+	n := 0
+	for name, src := range a.sources {
+		for sk, ss := range src.series {
+			if len(ss.windows) > 0 || ss.lastSeen > idle {
+				continue
+			}
+			a.forget(src, sk)
+			n++
+		}
+		if len(src.series) == 0 && !src.due {
+			delete(a.sources, name)
+		}
+	}
+	a.st.SeriesEvicted += uint64(n)
+	return n
+}
+
+func (a *Aggregator) forget(src *sourceState, sk seriesKey) {
+	delete(src.series, sk)
+	if sk.name != OverflowName || src.name != a.o.OverflowSource {
+		a.limit.release(1)
+	}
+	a.nSeries--
+	if sk.name != OverflowName {
+		src.named--
+	}
+	if a.o.OnEvict != nil {
+		a.o.OnEvict(Series{sk.typ, src.name, sk.name})
+	}
+}
+
+// Close returns the aggregator's series to its SeriesLimit (calling OnEvict
+// for each) and forgets them; open windows are dropped. Use it when the
+// aggregator's partition moves elsewhere. It is idempotent; the aggregator
+// must not be used afterwards.
+func (a *Aggregator) Close() {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	for _, src := range a.sources {
+		for sk := range src.series {
+			a.forget(src, sk)
+		}
+	}
+	clear(a.sources)
+	clear(a.due)
+	a.due, a.open = nil, 0
+}
+
 // Stats returns the counters.
 func (a *Aggregator) Stats() Stats {
 	st := a.st
-	st.Series = len(a.series)
+	st.OpenWindows = a.open
+	st.Sources = len(a.sources)
+	st.Series = a.nSeries
+	st.DedupIDs = a.dedup.len()
+	st.DedupEvicted = a.dedup.evicted
 	return st
-}
-
-// DecodeSketch decodes an aggregate's sketch, for merging.
-func DecodeSketch(b []byte) (*ddsketch.DDSketch, error) {
-	return ddsketch.DecodeDDSketch(b, store.DefaultProvider, nil)
-}
-
-// Merge combines aggregates of one series and window (from several
-// partitions or instances) into one, with quantiles from the merged sketch.
-// It returns nil for an empty input.
-func Merge(parts []*events.AggregateEvent) (*events.AggregateEvent, error) {
-	if len(parts) == 0 {
-		return nil, nil
-	}
-	first := parts[0]
-	out := events.NewAggregateEvent(first.AggregatedType, first.Source, first.Name(), first.WindowStart, first.WindowEnd)
-	var merged *ddsketch.DDSketch
-	for i, p := range parts {
-		sk, err := DecodeSketch(p.Sketch)
-		if err != nil {
-			return nil, err
-		}
-		if merged == nil {
-			merged = sk
-		} else if err := merged.MergeWith(sk); err != nil {
-			return nil, err
-		}
-		out.Count += p.Count
-		out.ErrorCount += p.ErrorCount
-		out.LateCount += p.LateCount
-		out.Sum += p.Sum
-		if i == 0 || p.Min < out.Min {
-			out.Min = p.Min
-		}
-		if i == 0 || p.Max > out.Max {
-			out.Max = p.Max
-		}
-	}
-	if out.Count > 0 {
-		out.Avg = out.Sum / float64(out.Count)
-	}
-	if qs, err := merged.GetValuesAtQuantiles([]float64{0.5, 0.9, 0.95, 0.99}); err == nil {
-		clamp := func(v float64) float64 { return min(max(v, out.Min), out.Max) }
-		out.P50, out.P90, out.P95, out.P99 = clamp(qs[0]), clamp(qs[1]), clamp(qs[2]), clamp(qs[3])
-	}
-	merged.Encode(&out.Sketch, false)
-	return out, nil
 }
