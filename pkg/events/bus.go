@@ -34,6 +34,24 @@ type Publisher interface {
 	Publish(ctx context.Context, ev Event) error
 }
 
+// StoringPublisher is a [Publisher] that can say when events are stored:
+// a door that answers its client "stored" (HTTP 2xx) uses it, so that the
+// answer never comes before the transport has the events. The JetStream bus
+// implements it; a circuit breaker, which spools instead of waiting, does not.
+type StoringPublisher interface {
+	Publisher
+	// PublishStored publishes evs and returns once the transport has stored
+	// every one of them (for JetStream: its PubAck arrived, a duplicate
+	// included) or could not, or ctx ends. It returns one error per event,
+	// in order: nil exactly when that event is stored. Errors match
+	// [ErrInvalid] or [ErrPayloadTooLarge] (resending cannot help) or are
+	// transient (not connected, no ack in time, ctx ended: the event may or
+	// may not be stored, and resending it with the same id is safe — the
+	// transport deduplicates by id). The events are not retained after the
+	// call returns. It is safe for concurrent use.
+	PublishStored(ctx context.Context, evs []Event) []error
+}
+
 // Subscriber delivers published events to handlers. It is the Go form of the
 // seed's IEventPublisher (subscribe/unsubscribe side).
 type Subscriber interface {

@@ -91,6 +91,20 @@ func (t Type) Known() bool {
 	return ok
 }
 
+// PipelineOnly reports whether only the pipeline itself may emit events of
+// type t: aggregated windows (performance.metric.aggregated, written by the
+// aggregator and trusted by history and alerting), the monitoring.* control
+// events (they switch monitoring off, change its mode or sampling) and the
+// health.threshold.* events (written by alerting). A door facing clients
+// refuses them unless the client holds a grant.
+func PipelineOnly(t Type) bool {
+	switch t {
+	case MetricAggregated, ThresholdExceeded, ThresholdRecovered:
+		return true
+	}
+	return t.Family() == FamilyMonitoring
+}
+
 // Family returns the first token of t.
 func (t Type) Family() Family {
 	fam, _, _ := strings.Cut(string(t), ".")

@@ -2,8 +2,11 @@ package jsbus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"sync"
 	"time"
@@ -50,7 +53,10 @@ func ReportFailedEvents(fn func(events.Event, error)) func(*nats.Msg, error) {
 // Publish validates ev and publishes it on its subject. By default it returns
 // once the message is handed to the connection (see Config.SyncPublish); it
 // blocks at most PublishTimeout when too many acks are pending. With batching
-// on, ev joins the open batch of its subject.
+// on, ev joins the open batch of its subject. An event whose message (data
+// and headers) cannot fit the server's max payload is refused here, never
+// sent: the error matches [events.ErrPayloadTooLarge] and names the limit.
+// To learn when events are stored, use [Bus.PublishStored].
 func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("jsbus: publish: %w", err)
@@ -68,8 +74,8 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 		return b.batcher.add(ev)
 	}
 	msg := newMsg(ev)
-	if len(msg.Data) > b.maxPayload {
-		return b.tooLarge(ev, len(msg.Data))
+	if size := payloadSize(msg); size > b.maxPayload {
+		return b.tooLarge(ev, size)
 	}
 	if err := b.send(ctx, msg); err != nil {
 		return err
@@ -102,9 +108,100 @@ func newMsg(ev events.Event) *nats.Msg {
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
+// tooLarge is the error for ev, whose message would be size bytes (data and
+// headers).
 func (b *Bus) tooLarge(ev events.Event, size int) error {
-	return fmt.Errorf("jsbus: publish %s: %w: %d bytes exceeds the limit of %d",
+	return fmt.Errorf("jsbus: publish %s: %w: the message would be %d bytes (event and headers), over the limit of %d bytes",
 		ev.Metadata().Type, events.ErrPayloadTooLarge, size, b.maxPayload)
+}
+
+// payloadSize is what the server counts against its max payload: the data
+// and the encoded headers.
+func payloadSize(msg *nats.Msg) int {
+	return msg.Size() - len(msg.Subject) - len(msg.Reply)
+}
+
+// batchIDPrefix starts the Nats-Msg-Id of every batch message.
+const batchIDPrefix = "batch-"
+
+// batchIDLen is the length of every batch message id.
+const batchIDLen = len(batchIDPrefix) + 32
+
+// BatchMsgID returns the Nats-Msg-Id (and ce-id) of a batch message holding
+// events with these ids, in this order: "batch-" and 32 hex digits of a
+// SHA-256 over the ids. A batch re-sent with the same events therefore gets
+// the same id, and the server's dedup window drops it.
+func BatchMsgID(ids ...string) string {
+	h := sha256.New()
+	for _, id := range ids {
+		writeID(h, id)
+	}
+	return sumID(h)
+}
+
+func writeID(h hash.Hash, id string) {
+	_, _ = h.Write([]byte(id))
+	_, _ = h.Write([]byte{0})
+}
+
+func sumID(h hash.Hash) string {
+	var sum [sha256.Size]byte
+	return batchIDPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// batchIDPlaceholder has the length of every batch id; it sizes headers
+// before the id is known.
+var batchIDPlaceholder = BatchMsgID()
+
+// batchBuilder collects the events of one subject into the data of a batch
+// message, keeping data and headers within the server's max payload.
+type batchBuilder struct {
+	buf   []byte // "[" then the events, comma-separated
+	n     int
+	first events.Meta // headers come from the first event
+	ids   hash.Hash   // over the events' ids: the message id
+	room  int         // header bytes reserved
+	limit int         // data bytes the message may carry
+}
+
+// reset starts an empty batch whose first event is m, in buf's storage.
+func (bb *batchBuilder) reset(m *events.Meta, maxPayload, maxEvents int, buf []byte) {
+	bb.buf = append(buf[:0], '[')
+	bb.n = 0
+	bb.first = *m
+	if bb.ids == nil {
+		bb.ids = sha256.New()
+	}
+	bb.ids.Reset()
+	bb.room = payloadSize(&nats.Msg{Header: headers(m, batchIDPlaceholder, maxEvents)})
+	bb.limit = maxPayload - bb.room
+}
+
+// add appends ev if it fits; otherwise it leaves the batch as it was and
+// returns false and the bytes ev alone would take in a batch message (data
+// and headers).
+func (bb *batchBuilder) add(ev events.Event) (bool, int) {
+	mark := len(bb.buf)
+	if bb.n > 0 {
+		bb.buf = append(bb.buf, ',')
+	}
+	bb.buf = ev.AppendJSON(bb.buf)
+	if len(bb.buf)+1 > bb.limit { // +1: the closing bracket
+		size := len(bb.buf) - mark
+		if bb.n > 0 {
+			size-- // the comma
+		}
+		bb.buf = bb.buf[:mark]
+		return false, size + 2 + bb.room
+	}
+	bb.n++
+	writeID(bb.ids, ev.Metadata().ID)
+	return true, 0
+}
+
+// msg returns the batch message; it owns buf from now on.
+func (bb *batchBuilder) msg(subject string) *nats.Msg {
+	return &nats.Msg{Subject: subject, Data: append(bb.buf, ']'), Header: headers(&bb.first, sumID(bb.ids), bb.n)}
 }
 
 // headers builds the headers of a message whose first (or only) event is m.
@@ -145,21 +242,34 @@ func (b *Bus) send(ctx context.Context, msg *nats.Msg) error {
 		ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 		defer cancel()
 		if _, err := b.js.PublishMsg(ctx, msg); err != nil {
-			return fmt.Errorf("jsbus: publish %s: %w", msg.Subject, err)
+			return sendError(msg, err)
 		}
 		return nil
 	}
 	// No publish options: nats.go's fast path. A publisher stalled on
 	// MaxPendingAcks waits at most nats.go's stall wait (200 ms).
 	if _, err := b.js.PublishMsgAsync(msg); err != nil {
-		return fmt.Errorf("jsbus: publish %s: %w", msg.Subject, err)
+		return sendError(msg, err)
 	}
 	return nil
+}
+
+// sendError wraps a failed publish of msg; a message over a size limit
+// (the server's or the stream's) matches [events.ErrPayloadTooLarge], so
+// that nobody retries it.
+func sendError(msg *nats.Msg, err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+		return fmt.Errorf("jsbus: publish %s: %w: %w", msg.Subject, events.ErrPayloadTooLarge, err)
+	}
+	return fmt.Errorf("jsbus: publish %s: %w", msg.Subject, err)
 }
 
 // onAsyncAck runs for every acknowledged async publish.
 func (b *Bus) onAsyncAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
 	b.stats.acked.Add(1)
+	if isAwaited(msg) {
+		return // PublishStored counts its own duplicates
+	}
 	if ack != nil && ack.Duplicate {
 		b.stats.duplicates.Add(1)
 	}
@@ -173,6 +283,9 @@ func (b *Bus) onAsyncAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.Pu
 // onAsyncError runs (possibly under nats.go's publisher lock) for every async
 // publish that failed; the retry loop re-sends it.
 func (b *Bus) onAsyncError(_ jetstream.JetStream, msg *nats.Msg, err error) {
+	if isAwaited(msg) {
+		return // PublishStored reports it to its caller
+	}
 	if b.cfg.PublishRetries < 0 {
 		b.fail(msg, err)
 		return
@@ -248,10 +361,8 @@ type batcher struct {
 }
 
 type openBatch struct {
+	batchBuilder
 	subject string
-	buf     []byte // "[" then the events, comma-separated; sized for a full batch
-	n       int
-	first   events.Meta // headers come from the first event
 	started time.Time
 }
 
@@ -260,10 +371,10 @@ func newBatcher(b *Bus) *batcher {
 }
 
 // add appends ev to its subject's batch and sends the batch when it is full.
+// An event that cannot fit a batch message of its own is refused.
 func (bt *batcher) add(ev events.Event) error {
 	m := ev.Metadata()
 	subject := batchKey{m.Type, m.Source}
-	limit := bt.b.maxPayload
 	bt.mu.Lock()
 	defer bt.mu.Unlock()
 	if bt.closed {
@@ -273,31 +384,19 @@ func (bt *batcher) add(ev events.Event) error {
 	if ob == nil {
 		ob = bt.start(subject, m, bt.sizeHint[subject])
 	}
-	mark := len(ob.buf)
-	if ob.n > 0 {
-		ob.buf = append(ob.buf, ',')
+	ok, size := ob.add(ev)
+	if !ok && ob.n > 0 {
+		// It does not fit: send the batch without it (a failure is counted
+		// and reported by seal), open a new one with it.
+		hint := len(ob.buf)
+		_ = bt.seal(subject, ob)
+		ob = bt.start(subject, m, hint)
+		ok, size = ob.add(ev)
 	}
-	ob.buf = ev.AppendJSON(ob.buf)
-	if len(ob.buf)+1 > limit {
-		size := len(ob.buf) - mark
-		if ob.n == 0 || size+2 > limit {
-			ob.buf = ob.buf[:mark]
-			if ob.n == 0 {
-				delete(bt.open, subject)
-			}
-			return bt.b.tooLarge(ev, size)
-		}
-		// It does not fit: send the batch without it, open a new one with it.
-		item := append([]byte(nil), ob.buf[mark+1:]...)
-		ob.buf = ob.buf[:mark]
-		err := bt.seal(subject, ob)
-		ob = bt.start(subject, m, len(ob.buf))
-		ob.buf = append(ob.buf, item...)
-		if err != nil {
-			return err
-		}
+	if !ok {
+		delete(bt.open, subject) // empty
+		return bt.b.tooLarge(ev, size)
 	}
-	ob.n++
 	bt.b.stats.published.Add(1)
 	if ob.n >= bt.b.cfg.BatchMaxEvents {
 		return bt.seal(subject, ob)
@@ -309,7 +408,8 @@ func (bt *batcher) add(ev events.Event) error {
 // sizeHint bytes (the size of the subject's last batch). Caller holds mu.
 func (bt *batcher) start(subject batchKey, m *events.Meta, sizeHint int) *openBatch {
 	size := min(max(sizeHint+sizeHint/8, 4<<10), bt.b.maxPayload+1)
-	ob := &openBatch{subject: events.Subject(m.Type, m.Source), buf: append(make([]byte, 0, size), '['), first: *m, started: time.Now()}
+	ob := &openBatch{subject: events.Subject(m.Type, m.Source), started: time.Now()}
+	ob.reset(m, bt.b.maxPayload, bt.b.cfg.BatchMaxEvents, make([]byte, 0, size))
 	bt.open[subject] = ob
 	if bt.timer == nil {
 		bt.timer = time.AfterFunc(bt.b.cfg.BatchMaxDelay, bt.flushDue)
@@ -321,8 +421,7 @@ func (bt *batcher) start(subject batchKey, m *events.Meta, sizeHint int) *openBa
 func (bt *batcher) seal(subject batchKey, ob *openBatch) error {
 	delete(bt.open, subject)
 	bt.sizeHint[subject] = len(ob.buf) + 1
-	id := events.NewID()
-	msg := &nats.Msg{Subject: ob.subject, Data: append(ob.buf, ']'), Header: headers(&ob.first, id, ob.n)}
+	msg := ob.msg(ob.subject)
 	bt.b.stats.batches.Add(1)
 	bt.b.stats.batchedEvents.Add(uint64(ob.n))
 	if err := bt.b.send(context.Background(), msg); err != nil {
