@@ -1,6 +1,7 @@
 // Command producer puts events on the bus: `producer serve` runs the HTTP
-// ingest and the health agent behind a circuit-breaking publisher;
-// `producer loadgen` generates a realistic workload.
+// ingest, which answers 2xx only for events JetStream has stored, and the
+// health agent behind a circuit-breaking publisher; `producer loadgen`
+// generates a realistic workload.
 package main
 
 import (
@@ -88,6 +89,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	nf.Register(fs)
 	addr := fs.String("http", "127.0.0.1:9101", "listen address of /v1/events, /healthz, /readyz and /metrics")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token POST /v1/events requires (env PRODUCER_TOKEN sets it too)")
+	grantFile := fs.String("grant-token-file", "", "file holding a second bearer token that may also publish the types only the pipeline emits: aggregated windows, monitoring.*, health.threshold.* (env PRODUCER_GRANT_TOKEN sets it too)")
 	maxBody := fs.Int64("max-body", 4<<20, "largest request body in bytes")
 	assignIDs := fs.Bool("assign-ids", false, "give events without an id or timestamp a new id and the time of receipt (retries then cannot be deduplicated)")
 	healthFile := fs.String("health-config", "", "JSON file of health-check targets (http, tcp, redis, nats)")
@@ -113,6 +115,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		fmt.Fprintf(stderr, "producer serve: --token-file: %v\n", err)
 		return 2
 	}
+	grant, err := cli.Secret(env, "PRODUCER_GRANT_TOKEN", *grantFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "producer serve: --grant-token-file: %v\n", err)
+		return 2
+	}
 	var hc producer.HealthConfig
 	if *healthFile != "" {
 		if hc, err = producer.LoadHealthConfig(*healthFile); err != nil {
@@ -129,7 +136,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		return 1
 	}
 	err = producer.Serve(ctx, producer.ServeOptions{
-		Bus: bus, Breaker: br, HTTP: *addr, Token: token, MaxBody: *maxBody, AssignDefaults: *assignIDs, Health: hc, Source: *source,
+		Bus: bus, Breaker: br, HTTP: *addr, Token: token, GrantToken: grant, MaxBody: *maxBody, AssignDefaults: *assignIDs, Health: hc, Source: *source,
 		Env: env, Logger: log, Registry: reg,
 		Ready: func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("ingest listening: POST /v1/events") },
 	})

@@ -123,8 +123,11 @@ type ServeOptions struct {
 	// HTTP is the listen address (default 127.0.0.1:9101).
 	HTTP string
 	// Token, when set, is required on POST /v1/events.
-	Token   string
-	MaxBody int64
+	Token string
+	// GrantToken, when set, also lets a client publish the types only the
+	// pipeline emits (see ingest.Options.GrantToken).
+	GrantToken string
+	MaxBody    int64
 	// AssignDefaults fills in missing ids and timestamps (see ingest.Options).
 	AssignDefaults bool
 	// Health, when it has checks, runs the health agent.
@@ -137,7 +140,9 @@ type ServeOptions struct {
 	Ready    func(net.Addr)
 }
 
-// Serve runs the HTTP ingest and the health agent until ctx ends.
+// Serve runs the HTTP ingest and the health agent until ctx ends. The
+// ingest publishes through Bus and answers 2xx only for stored events; the
+// health agent publishes through Breaker.
 func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Bus == nil || o.Breaker == nil {
 		return errors.New("producer: Bus and Breaker are required")
@@ -151,7 +156,12 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Registry == nil {
 		o.Registry = httpd.NewRegistry()
 	}
-	ing, err := ingest.New(ingest.Options{Publisher: o.Breaker, Token: o.Token, MaxBody: o.MaxBody, AssignDefaults: o.AssignDefaults})
+	// The ingest publishes straight through the bus, which says when events
+	// are stored: a 2xx answer means stored, and a client told 503 re-sends.
+	// The breaker is for the health agent, which must never block on the bus.
+	ing, err := ingest.New(ingest.Options{
+		Publisher: o.Bus, Token: o.Token, GrantToken: o.GrantToken, MaxBody: o.MaxBody, AssignDefaults: o.AssignDefaults,
+	})
 	if err != nil {
 		return err
 	}

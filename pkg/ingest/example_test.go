@@ -13,7 +13,9 @@ import (
 )
 
 // Mount the ingest handler and post NDJSON: the good line is published, the
-// bad one is reported by index and field.
+// bad one is reported by index and field. The in-memory bus is not an
+// events.StoringPublisher, so the answer says "stored": false; in front of
+// the JetStream bus it would be true (see package jsbus).
 func ExampleNew() {
 	bus := events.NewMemoryBus(events.MemoryOptions{})
 	defer func() { _ = bus.Close() }()
@@ -35,6 +37,6 @@ func ExampleNew() {
 	fmt.Print(resp.StatusCode, " ", string(out))
 	fmt.Println(len(bus.Published()))
 	// Output:
-	// 207 {"accepted":1,"rejected":1,"errors":[{"index":1,"field":"error","error":"invalid event: error: required field is missing"}]}
+	// 207 {"accepted":1,"rejected":1,"stored":false,"errors":[{"index":1,"field":"error","error":"invalid event: error: required field is missing","status":400}]}
 	// 1
 }
