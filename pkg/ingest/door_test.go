@@ -199,7 +199,9 @@ func TestUnstorableEventRefusedAtTheDoor(t *testing.T) {
 // in front of a circuit breaker.
 type publisherOnly struct{ p events.Publisher }
 
-func (p publisherOnly) Publish(ctx context.Context, ev events.Event) error { return p.p.Publish(ctx, ev) }
+func (p publisherOnly) Publish(ctx context.Context, ev events.Event) error {
+	return p.p.Publish(ctx, ev)
+}
 
 func TestNotStoringPublisherSaysSo(t *testing.T) {
 	srv, _ := server(t, ingest.Options{})
