@@ -5,11 +5,24 @@
 //
 // Exactly-once effect: an input message is acknowledged only after every
 // window it contributed to has been published and acknowledged by the
-// server. A crash therefore loses nothing — the unacknowledged messages come
-// back and the open windows are recomputed — and can double nothing: a window
+// server (or, for a window the server can never take, dead-lettered). A
+// crash therefore loses nothing — the unacknowledged messages come back and
+// the open windows are recomputed — and can double nothing: a window
 // recomputed from a partial redelivery has the id of the window already
-// published, and the server's deduplication drops it. Undecodable or invalid
-// events are counted by reason and dead-lettered.
+// published, and the server's deduplication drops it. An event sent again
+// with the same id (in another message) within DedupWindow is counted once.
+//
+// No input stops the pipeline. Undecodable or invalid events, values that
+// are not finite or out of range, and timestamps more than MaxFutureSkew
+// ahead of the clock are counted by reason and dead-lettered. Event time is
+// kept per source, so one source's clock cannot make another's events late.
+// A window the server refuses for good (invalid, or too large) is
+// dead-lettered on deadletter.performance.metric.aggregated.<source> with
+// its reason and its inputs are acknowledged; transient failures are retried
+// with backoff. Series are bounded per source (MaxSeriesPerSource) and per
+// instance (MaxSeries), idle ones are forgotten after SeriesTTL. [Service.Ready]
+// turns false while a consumer is lost or makes no progress for StallAfter;
+// a deleted stream or consumer is re-created and consumption resumes.
 //
 // Scale-out (Config.Partitions > 0): the events to aggregate are sourced into
 // the work-queue stream AGGREGATE_INPUT with a subject transform whose first
@@ -26,10 +39,8 @@
 package aggregator
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"os"
 	"slices"
@@ -38,7 +49,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -46,7 +56,6 @@ import (
 	"github.com/jetmon/jetmon/pkg/aggregate"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
-	"github.com/jetmon/jetmon/streams"
 )
 
 // InputSubjects are the performance events that are aggregated; the
@@ -60,7 +69,8 @@ const (
 	PriorityGroup = "aggregators"
 )
 
-// Config configures a [Service].
+// Config configures a [Service]. Zero values mean the defaults; negative
+// ones are refused by [New] (Lateness aside, where negative means none).
 type Config struct {
 	// Bus is the connected JetStream bus; the service does not close it.
 	Bus *jsbus.Bus
@@ -71,12 +81,35 @@ type Config struct {
 	// aggregate.Options).
 	Window, Lateness   time.Duration
 	MaxSeriesPerSource int
+	// MaxSeries bounds the series of this instance, over all the partitions
+	// it runs (default 10,000); further series go to the overflow series of
+	// source "__overflow__" ("__overflow__-p<N>" for partition N).
+	MaxSeries int
+	// SeriesTTL: series without an open window and without events for this
+	// long are forgotten, with their per-series metrics (default 5 min).
+	SeriesTTL time.Duration
+	// MaxFutureSkew: events more than this ahead of the clock are
+	// dead-lettered (reason invalid_timestamp) instead of moving their
+	// source's event time (default 5 min).
+	MaxFutureSkew time.Duration
+	// DedupWindow is how long an event's (source, id) is remembered so that
+	// the event sent again counts once (default 2 min; negative: off);
+	// MaxDedupIDs bounds the ids each partition remembers (default 200,000,
+	// about 40 bytes each).
+	DedupWindow time.Duration
+	MaxDedupIDs int
 	// FromBeginning makes a new consumer start at the oldest stored event
 	// instead of the next one.
 	FromBeginning bool
-	// IdleAfter: with no input for this long, the watermark moves to the
-	// wall clock so that windows close (default the lateness, at least 1 s).
+	// IdleAfter: a source without events for this long, once the consumer
+	// has caught up, has its watermark moved to the wall clock so that its
+	// windows close (default the lateness, at least 1 s).
 	IdleAfter time.Duration
+	// StallAfter: a consumer that holds or has messages waiting but has
+	// neither received nor published nor acknowledged anything for this long
+	// makes Ready false (default 2 × (Window + Lateness + IdleAfter), at
+	// least 1 min).
+	StallAfter time.Duration
 	// MaxPending bounds the input messages held unacknowledged while their
 	// windows are open (default 200,000).
 	MaxPending int
@@ -100,18 +133,80 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultConfig returns the configuration with the defaults filled in
+// (Bus, Instance, Logger and Registerer aside).
+func DefaultConfig() Config {
+	c := Config{}.withDefaults()
+	c.Instance = ""
+	return c
+}
+
+func (c Config) validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"Window", int64(c.Window)},
+		{"MaxSeriesPerSource", int64(c.MaxSeriesPerSource)},
+		{"MaxSeries", int64(c.MaxSeries)},
+		{"SeriesTTL", int64(c.SeriesTTL)},
+		{"MaxFutureSkew", int64(c.MaxFutureSkew)},
+		{"MaxDedupIDs", int64(c.MaxDedupIDs)},
+		{"IdleAfter", int64(c.IdleAfter)},
+		{"StallAfter", int64(c.StallAfter)},
+		{"MaxPending", int64(c.MaxPending)},
+		{"Recent", int64(c.Recent)},
+		{"MemberTTL", int64(c.MemberTTL)},
+		{"PinnedTTL", int64(c.PinnedTTL)},
+		{"AckWait", int64(c.AckWait)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("aggregator: Config.%s: must not be negative", f.name)
+		}
+	}
+	if c.Partitions < 0 || c.Partitions > 1024 {
+		return fmt.Errorf("aggregator: Config.Partitions %d: must be between 0 and 1024", c.Partitions)
+	}
+	if err := c.aggOptions("").Validate(); err != nil {
+		return fmt.Errorf("aggregator: Config: %w", err)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
+	d := aggregate.DefaultOptions()
 	if c.Name == "" {
 		c.Name = "aggregator"
 	}
 	if c.Window <= 0 {
-		c.Window = 10 * time.Second
+		c.Window = d.Window
 	}
 	if c.Lateness <= 0 {
-		c.Lateness = 5 * time.Second
+		c.Lateness = d.Lateness
+	}
+	if c.MaxSeriesPerSource <= 0 {
+		c.MaxSeriesPerSource = d.MaxSeriesPerSource
+	}
+	if c.MaxSeries <= 0 {
+		c.MaxSeries = d.MaxSeries
+	}
+	if c.SeriesTTL <= 0 {
+		c.SeriesTTL = max(d.SeriesTTL, c.Window+c.Lateness)
+	}
+	if c.MaxFutureSkew <= 0 {
+		c.MaxFutureSkew = d.MaxFutureSkew
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = d.DedupWindow
+	}
+	if c.MaxDedupIDs <= 0 {
+		c.MaxDedupIDs = d.MaxDedupIDs
 	}
 	if c.IdleAfter <= 0 {
 		c.IdleAfter = max(c.Lateness, time.Second)
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = max(time.Minute, 2*(c.Window+c.Lateness+c.IdleAfter))
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 200_000
@@ -135,26 +230,52 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// aggOptions returns the options of one partition's aggregator.
+func (c Config) aggOptions(overflowSource string) aggregate.Options {
+	return aggregate.Options{
+		Window: c.Window, Lateness: c.Lateness, MaxSeriesPerSource: c.MaxSeriesPerSource, MaxSeries: c.MaxSeries,
+		OverflowSource: overflowSource, MaxFutureSkew: c.MaxFutureSkew, SeriesTTL: c.SeriesTTL,
+		DedupWindow: c.DedupWindow, MaxDedupIDs: c.MaxDedupIDs,
+	}
+}
+
 // Stats counts what the service did.
 type Stats struct {
 	Messages, Events, Late, NotAggregated, Emitted, Redelivered uint64
-	BadInput                                                    map[string]uint64
-	OpenWindows, Series, Pending                                int
+	// Duplicates counts events sent again within DedupWindow (counted once).
+	Duplicates uint64
+	// Overflowed counts events aggregated into an overflow series.
+	Overflowed uint64
+	// WindowsDeadLettered counts windows the server refused for good.
+	WindowsDeadLettered uint64
+	// ConsumersRecreated counts consumers (and streams) re-created after
+	// the server lost them.
+	ConsumersRecreated uint64
+	// SeriesEvicted and DedupEvicted count idle series forgotten and event
+	// ids forgotten early for room, in the running partitions.
+	SeriesEvicted, DedupEvicted  uint64
+	BadInput                     map[string]uint64
+	OpenWindows, Series, Pending int
 	// Partitions lists the partitions this instance owns (partitioned mode).
 	Partitions []int
 }
 
 // Service is a running aggregator. Its methods are safe for concurrent use.
 type Service struct {
-	cfg Config
-	log zerolog.Logger
-	m   *metrics
+	cfg   Config
+	log   zerolog.Logger
+	m     *metrics
+	limit *aggregate.SeriesLimit
+	js    jetstream.JetStream // publishes windows, with futures: no bus-wide async handlers
 
 	mu     sync.Mutex
 	stats  Stats
 	recent []*events.AggregateEvent
 	ready  bool
 	parts  map[int]*partition // running partitions (-1: unpartitioned)
+	// overflowSources are the sources the overflow metric names; past
+	// maxOverflowSources it says otherSource.
+	overflowSources map[string]bool
 }
 
 // New checks cfg and returns a service that Run starts.
@@ -162,14 +283,22 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Bus == nil {
 		return nil, errors.New("aggregator: Config.Bus is required")
 	}
-	if cfg.Partitions < 0 || cfg.Partitions > 1024 {
-		return nil, fmt.Errorf("aggregator: Partitions %d: must be between 0 and 1024", cfg.Partitions)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	if _, err := events.NewSubscribeConfig(events.Durable(cfg.Name)); err != nil {
 		return nil, fmt.Errorf("aggregator: Name: %w", err)
 	}
-	s := &Service{cfg: cfg, log: zerolog.Nop(), m: newMetrics(), stats: Stats{BadInput: map[string]uint64{}}, parts: map[int]*partition{}}
+	js, err := jetstream.New(cfg.Bus.Conn(), jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: %w", err)
+	}
+	s := &Service{
+		cfg: cfg, log: zerolog.Nop(), limit: aggregate.NewSeriesLimit(cfg.MaxSeries), js: js,
+		stats: Stats{BadInput: map[string]uint64{}}, parts: map[int]*partition{}, overflowSources: map[string]bool{},
+	}
+	s.m = newMetrics(s)
 	if cfg.Logger != nil {
 		s.log = cfg.Logger.With().Str("component", "aggregator").Str("instance", cfg.Instance).Logger()
 	}
@@ -181,449 +310,6 @@ func New(cfg Config) (*Service, error) {
 		}
 	}
 	return s, nil
-}
-
-// Run consumes until ctx ends. At shutdown, held messages of partitions are
-// negatively acknowledged so that a peer takes them at once; open windows
-// are never flushed incomplete.
-func (s *Service) Run(ctx context.Context) error {
-	if s.cfg.Partitions == 0 {
-		cons, err := s.unpartitionedConsumer(ctx)
-		if err != nil {
-			return err
-		}
-		p := s.newPartition(-1, cons, 0)
-		s.setReady(true)
-		defer s.setReady(false)
-		return p.run(ctx)
-	}
-	return s.runPartitioned(ctx)
-}
-
-// unpartitionedConsumer finds or creates the durable consumer on the
-// PERFORMANCE stream. A consumer found with messages delivered but not
-// acknowledged — held by a previous run that crashed — is rewound to its ack
-// floor, so that those messages come back at once and in order, before any
-// window they belong to can close. Messages acked above the floor come back
-// too; their windows were published, and a recomputation is dropped by dedup.
-func (s *Service) unpartitionedConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	js := s.cfg.Bus.JetStream()
-	cons, err := js.Consumer(ctx, streams.Performance, s.cfg.Name)
-	switch {
-	case err == nil:
-		info := cons.CachedInfo()
-		if info.NumAckPending == 0 {
-			return cons, nil
-		}
-		start := info.AckFloor.Stream + 1
-		if info.AckFloor.Stream == 0 {
-			start = max(info.Config.OptStartSeq, 1)
-		}
-		cfg := info.Config
-		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, start, nil
-		if err := js.DeleteConsumer(ctx, streams.Performance, s.cfg.Name); err != nil {
-			return nil, fmt.Errorf("aggregator: rewind consumer %s: %w", s.cfg.Name, err)
-		}
-		s.log.Info().Uint64("from_seq", start).Int("unacked", info.NumAckPending).Msg("rewound the consumer to its ack floor")
-		cons, err = js.CreateConsumer(ctx, streams.Performance, cfg)
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		// Start after the last stored message (or at the first), recorded as
-		// a sequence so that a rewind knows where the consumer began.
-		stream, serr := js.Stream(ctx, streams.Performance)
-		if serr != nil {
-			return nil, fmt.Errorf("aggregator: stream %s: %w", streams.Performance, serr)
-		}
-		start := stream.CachedInfo().State.LastSeq + 1
-		if s.cfg.FromBeginning {
-			start = 1
-		}
-		cons, err = js.CreateConsumer(ctx, streams.Performance, jetstream.ConsumerConfig{
-			Durable: s.cfg.Name, Description: "jetmon aggregator", FilterSubjects: InputSubjects,
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: max(5*time.Minute, 4*(s.cfg.Window+s.cfg.Lateness)),
-			MaxAckPending: s.cfg.MaxPending, MaxDeliver: -1,
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
-		})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("aggregator: consumer %s on %s: %w", s.cfg.Name, streams.Performance, err)
-	}
-	return cons, nil
-}
-
-// ensureInput creates the partitioned input stream if it is missing, and
-// checks the partition count of an existing one.
-func (s *Service) ensureInput(ctx context.Context) error {
-	js := s.cfg.Bus.JetStream()
-	n := s.cfg.Partitions
-	want := jetstream.StreamConfig{
-		Name: InputStream, Description: fmt.Sprintf("performance events to aggregate, in %d partitions by source", n),
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
-		Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
-		Sources: []*jetstream.StreamSource{{
-			Name:         streams.Performance,
-			OptStartTime: new(time.Now()),
-			SubjectTransforms: []jetstream.SubjectTransformConfig{
-				{Source: "performance.operation.*.*", Destination: fmt.Sprintf("{{partition(%d,2)}}.performance.operation.{{wildcard(1)}}.{{wildcard(2)}}", n)},
-				{Source: "performance.phase.end.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.phase.end.{{wildcard(1)}}", n)},
-				{Source: "performance.metric.recorded.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.metric.recorded.{{wildcard(1)}}", n)},
-			},
-		}},
-	}
-	st, err := js.Stream(ctx, InputStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err = js.CreateStream(ctx, want); err == nil {
-			return nil
-		}
-		// A peer may have created it meanwhile (with its own start time).
-		if st, err = js.Stream(ctx, InputStream); err != nil {
-			return err
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if have := st.CachedInfo().Config.Description; have != want.Description {
-		return fmt.Errorf("aggregator: stream %s exists with another partitioning (%q); delete it to change Partitions", InputStream, have)
-	}
-	return nil
-}
-
-// partitionConsumer finds or creates the durable consumer of partition p.
-func (s *Service) partitionConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
-	js := s.cfg.Bus.JetStream()
-	cons, err := js.CreateOrUpdateConsumer(ctx, InputStream, jetstream.ConsumerConfig{
-		Durable: fmt.Sprintf("%s-p%d", s.cfg.Name, p), Description: "jetmon aggregator partition " + strconv.Itoa(p),
-		FilterSubject: strconv.Itoa(p) + ".>", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: s.cfg.AckWait, MaxAckPending: s.cfg.MaxPending, MaxDeliver: -1,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		PriorityPolicy: jetstream.PriorityPolicyPinned, PinnedTTL: s.cfg.PinnedTTL, PriorityGroups: []string{PriorityGroup},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("aggregator: partition %d consumer: %w", p, err)
-	}
-	return cons, nil
-}
-
-// runPartitioned announces this instance, and starts and stops partition
-// runners as the membership changes, until ctx ends.
-func (s *Service) runPartitioned(ctx context.Context) error {
-	if err := s.ensureInput(ctx); err != nil {
-		return fmt.Errorf("aggregator: input stream: %w", err)
-	}
-	kv, err := s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
-	})
-	if err != nil {
-		return fmt.Errorf("aggregator: members bucket: %w", err)
-	}
-	type runner struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	running := map[int]runner{}
-	stopRunner := func(p int) {
-		r := running[p]
-		r.cancel()
-		<-r.done
-		delete(running, p)
-		s.mu.Lock()
-		delete(s.parts, p)
-		s.mu.Unlock()
-	}
-	defer func() {
-		for p := range running {
-			stopRunner(p)
-		}
-		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = kv.Delete(dctx, s.cfg.Instance)
-		cancel()
-		s.setReady(false)
-	}()
-	tick := time.NewTicker(max(s.cfg.MemberTTL/3, 100*time.Millisecond))
-	defer tick.Stop()
-	for {
-		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
-			s.log.Warn().Err(err).Msg("announcing this instance failed")
-		}
-		members, err := kv.Keys(ctx)
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			members, err = []string{s.cfg.Instance}, nil
-		}
-		if err == nil {
-			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
-			for p := range running {
-				if !owned[p] {
-					s.log.Info().Int("partition", p).Msg("handing the partition over")
-					stopRunner(p)
-				}
-			}
-			for p := range owned {
-				if _, ok := running[p]; ok {
-					continue
-				}
-				cons, err := s.partitionConsumer(ctx, p)
-				if err != nil {
-					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
-					continue
-				}
-				// Keep windows open a while after taking a partition: a
-				// previous owner's handed-back messages arrive once the pin
-				// moves (PinnedTTL), mixed with new ones; one that vanished
-				// holding messages gets them redelivered within AckWait.
-				// The hold counts from the first message: the pin of a
-				// vanished owner may take longer than its membership to go.
-				holdFor := s.cfg.PinnedTTL + 2*time.Second
-				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-					holdFor = s.cfg.AckWait + 2*time.Second
-				}
-				pctx, cancel := context.WithCancel(ctx)
-				r := runner{cancel: cancel, done: make(chan struct{})}
-				part := s.newPartition(p, cons, holdFor)
-				go func() {
-					defer close(r.done)
-					if err := part.run(pctx); err != nil {
-						s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
-					}
-				}()
-				running[p] = r
-				s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
-			}
-			s.setReady(true)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-// Assign returns the partitions that instance owns among members, by
-// rendezvous hashing: every instance computes the same split, and a change of
-// membership moves only the partitions of the instance that came or went.
-func Assign(partitions int, members []string, instance string) map[int]bool {
-	owned := map[int]bool{}
-	for p := range partitions {
-		best, bestScore := "", uint64(0)
-		for _, m := range members {
-			h := fnv.New64a()
-			_, _ = h.Write([]byte(m))
-			// FNV alone keeps the order of similar names across partitions;
-			// the splitmix64 finaliser makes every (member, partition) pair
-			// an independent draw.
-			x := h.Sum64() ^ (uint64(p)+1)*0x9e3779b97f4a7c15
-			x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
-			x = (x ^ x>>27) * 0x94d049bb133111eb
-			if score := x ^ x>>31; best == "" || score > bestScore || (score == bestScore && m < best) {
-				best, bestScore = m, score
-			}
-		}
-		if best == instance {
-			owned[p] = true
-		}
-	}
-	return owned
-}
-
-// partition consumes one consumer into one aggregator.
-type partition struct {
-	s        *Service
-	id       int
-	cons     jetstream.Consumer
-	agg      *aggregate.Aggregator
-	holdFor  time.Duration // from the first message on, no window closes for this long
-	hold     time.Time     // the end of the hold, set by the first message
-	pending  []pendingMsg
-	inFlight map[uint64]bool // stream sequences held unacknowledged
-}
-
-type pendingMsg struct {
-	msg      jetstream.Msg
-	seq      uint64
-	maxStart time.Time // latest window start it contributed to
-}
-
-func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration) *partition {
-	p := &partition{
-		s: s, id: id, cons: cons, holdFor: holdFor, inFlight: map[uint64]bool{},
-		agg: aggregate.New(aggregate.Options{Window: s.cfg.Window, Lateness: s.cfg.Lateness, MaxSeriesPerSource: s.cfg.MaxSeriesPerSource}),
-	}
-	s.mu.Lock()
-	s.parts[id] = p
-	s.mu.Unlock()
-	return p
-}
-
-// holding reports whether windows must stay open at now: a taken-over
-// partition holds them until holdFor after its first message.
-func (p *partition) holding(now time.Time) bool {
-	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
-}
-
-// run consumes until ctx ends; then it hands back what it holds.
-func (p *partition) run(ctx context.Context) error {
-	s := p.s
-	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(512)}
-	if p.id >= 0 {
-		opts = append(opts, jetstream.PullPriorityGroup(PriorityGroup))
-	}
-	it, err := p.cons.Messages(opts...)
-	if err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer p.release()
-	s.log.Info().Int("partition", p.id).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
-	started := time.Now()
-	lastInput, lastLag, lastKeep := started, time.Time{}, started
-	for {
-		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
-			// Idle with windows open: move the watermark to the wall clock so
-			// that they close. With nothing open the watermark stays, so
-			// history arriving later is aggregated, not counted late.
-			if time.Since(lastInput) >= s.cfg.IdleAfter && !p.holding(time.Now()) {
-				s.mu.Lock()
-				var closed []*events.AggregateEvent
-				if p.agg.Stats().OpenWindows > 0 {
-					closed = p.agg.Advance(time.Now())
-				}
-				s.mu.Unlock()
-				if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
-					s.log.Warn().Err(err).Msg("emitting windows failed")
-				}
-			}
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.log.Warn().Err(err).Int("partition", p.id).Msg("consume error")
-			time.Sleep(100 * time.Millisecond)
-			continue
-		default:
-			lastInput = time.Now()
-			if p.holdFor > 0 && p.hold.IsZero() {
-				p.hold = lastInput.Add(p.holdFor)
-				s.log.Info().Int("partition", p.id).Dur("after", time.Since(started)).Msg("first message of the partition; holding windows open")
-			}
-			if time.Since(lastLag) > 5*time.Second {
-				lastLag = time.Now()
-				if info, err := p.cons.Info(ctx); err == nil {
-					s.m.lag.Set(float64(info.NumPending))
-				}
-			}
-			p.handle(msg)
-			if !p.holding(time.Now()) {
-				s.mu.Lock()
-				closed := p.agg.Closed()
-				s.mu.Unlock()
-				if len(closed) > 0 {
-					if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
-						s.log.Warn().Err(err).Msg("emitting windows failed")
-					}
-				}
-			}
-		}
-		if p.id >= 0 && time.Since(lastKeep) > s.cfg.AckWait/3 {
-			lastKeep = time.Now()
-			p.keepAlive()
-		}
-	}
-}
-
-// keepAlive tells the server the held messages are still being worked on,
-// so they are not redelivered while their windows are open.
-func (p *partition) keepAlive() {
-	p.s.mu.Lock()
-	held := append([]pendingMsg(nil), p.pending...)
-	p.s.mu.Unlock()
-	for _, m := range held {
-		_ = m.msg.InProgress()
-	}
-}
-
-// release hands held messages back (negative acknowledgement) so that the
-// next owner of the partition gets them at once. Unpartitioned, the consumer
-// is rewound at the next start instead.
-func (p *partition) release() {
-	s := p.s
-	s.mu.Lock()
-	held := p.pending
-	p.pending, p.inFlight = nil, map[uint64]bool{}
-	s.mu.Unlock()
-	if p.id < 0 {
-		return
-	}
-	for _, m := range held {
-		_ = m.msg.Nak()
-	}
-}
-
-// handle aggregates one message (an event or a batch).
-func (p *partition) handle(msg jetstream.Msg) {
-	s := p.s
-	md, err := msg.Metadata()
-	if err != nil {
-		_ = msg.Nak()
-		return
-	}
-	s.mu.Lock()
-	s.stats.Messages++
-	if p.inFlight[md.Sequence.Stream] { // redelivered while we hold it: already counted
-		s.stats.Redelivered++
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	var maxStart time.Time
-	added := false
-	dec := events.Decoder{MaxPayload: -1}
-	each := func(it events.BatchItem) {
-		if it.Err != nil {
-			s.bad(msg, md, it.Raw, it.Index, it.Err)
-			return
-		}
-		s.mu.Lock()
-		out := p.agg.Add(it.Event)
-		s.stats.Events++
-		switch out {
-		case aggregate.Added:
-			added = true
-			if start := it.Event.Metadata().Timestamp.Truncate(s.cfg.Window); start.After(maxStart) {
-				maxStart = start
-			}
-			s.m.events.WithLabelValues("added").Inc()
-			if series, v, _, ok := aggregate.SeriesOf(it.Event); ok {
-				s.m.perSeries.WithLabelValues(string(series.Type), series.Source, p.agg.SeriesName(series)).Inc()
-				if series.Type != events.MetricRecorded {
-					s.m.durations.Observe(v / 1000) // ms on the wire, seconds in Prometheus
-				}
-			}
-		case aggregate.Late:
-			s.stats.Late++
-			s.m.events.WithLabelValues("late").Inc()
-		default:
-			s.stats.NotAggregated++
-			s.m.events.WithLabelValues("not_aggregated").Inc()
-		}
-		s.mu.Unlock()
-	}
-	if err := dec.EachInBatch(msg.Data(), each); err != nil {
-		s.bad(msg, md, msg.Data(), -1, err)
-	}
-	if !added {
-		_ = msg.Ack() // nothing waits on a window
-		return
-	}
-	s.mu.Lock()
-	p.pending = append(p.pending, pendingMsg{msg: msg, seq: md.Sequence.Stream, maxStart: maxStart})
-	p.inFlight[md.Sequence.Stream] = true
-	s.mu.Unlock()
 }
 
 // bad counts and dead-letters an event that cannot be aggregated.
@@ -645,68 +331,28 @@ func (s *Service) bad(msg jetstream.Msg, md *jetstream.MsgMetadata, raw []byte, 
 	}
 }
 
-// emit publishes closed windows, waits for the server to store them, then
-// acknowledges the input messages whose windows are all published.
-func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) error {
-	s := p.s
-	bus := s.cfg.Bus
-	// The windows have left the aggregator: publish them until the server
-	// has them (or the service stops, and they are recomputed).
-	for wait := 100 * time.Millisecond; len(closed) > 0; wait = min(2*wait, 5*time.Second) {
-		err := func() error {
-			for _, w := range closed {
-				if err := bus.Publish(ctx, w); err != nil {
-					return err
-				}
-			}
-			return bus.Flush(ctx)
-		}()
-		if err == nil {
-			break
-		}
-		s.log.Warn().Err(err).Int("windows", len(closed)).Msg("publishing windows failed; retrying")
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.Emitted += uint64(len(closed))
-	s.m.emitted.Add(float64(len(closed)))
-	s.recent = append(s.recent, closed...)
-	if over := len(s.recent) - s.cfg.Recent; over > 0 {
-		s.recent = append(s.recent[:0], s.recent[over:]...)
-	}
-	// Windows starting at or before the cutoff are closed; so are the
-	// messages whose latest window starts there.
-	cutoff := p.agg.Watermark().Add(-s.cfg.Lateness - s.cfg.Window)
-	keep := p.pending[:0]
-	for _, m := range p.pending {
-		if !m.maxStart.After(cutoff) {
-			_ = m.msg.Ack()
-			delete(p.inFlight, m.seq)
-			continue
-		}
-		keep = append(keep, m)
-	}
-	clear(p.pending[len(keep):])
-	p.pending = keep
-	return nil
-}
-
 func (s *Service) setReady(r bool) {
 	s.mu.Lock()
 	s.ready = r
 	s.mu.Unlock()
 }
 
-// Ready reports whether the service is consuming.
+// Ready reports whether the service is consuming: every consumer it runs
+// exists and, when it has work (messages held or waiting, windows being
+// published), has made progress within StallAfter.
 func (s *Service) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ready
+	if !s.ready {
+		return false
+	}
+	now := time.Now()
+	for _, p := range s.parts {
+		if p.unhealthy(now) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the counters, summed over the partitions this instance runs.
@@ -720,15 +366,14 @@ func (s *Service) Stats() Stats {
 		as := p.agg.Stats()
 		st.OpenWindows += as.OpenWindows
 		st.Series += as.Series
-		st.Pending += len(p.pending)
+		st.SeriesEvicted += as.SeriesEvicted
+		st.DedupEvicted += as.DedupEvicted
+		st.Pending += len(p.inFlight)
 		if id >= 0 {
 			st.Partitions = append(st.Partitions, id)
 		}
 	}
 	slices.Sort(st.Partitions)
-	s.m.open.Set(float64(st.OpenWindows))
-	s.m.series.Set(float64(st.Series))
-	s.m.pending.Set(float64(st.Pending))
 	return st
 }
 

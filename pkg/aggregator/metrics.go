@@ -1,47 +1,118 @@
 package aggregator
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetmon/jetmon/pkg/aggregate"
+)
+
+// Label values are capped so that no input makes /metrics large: at most
+// maxLabelBytes bytes each, and the overflow counter names at most
+// maxOverflowSources sources (then otherSource).
+const (
+	maxLabelBytes      = 128
+	maxOverflowSources = 100
+	otherSource        = "__other__"
+)
 
 type metrics struct {
-	perSeries *prometheus.CounterVec
-	durations prometheus.Histogram
-	lag       prometheus.Gauge
-	events    *prometheus.CounterVec
-	bad       *prometheus.CounterVec
-	emitted   prometheus.Counter
-	open      prometheus.Gauge
-	series    prometheus.Gauge
-	pending   prometheus.Gauge
+	perSeries   *prometheus.CounterVec
+	durations   prometheus.Histogram
+	events      *prometheus.CounterVec
+	bad         *prometheus.CounterVec
+	emitted     prometheus.Counter
+	overflow    *prometheus.CounterVec
+	deadWindows *prometheus.CounterVec
+	recreated   prometheus.Counter
+	gauges      []prometheus.Collector
 }
 
-func newMetrics() *metrics {
-	return &metrics{
+func newMetrics(s *Service) *metrics {
+	m := &metrics{
 		perSeries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_series_events_total",
-			Help: "Events aggregated per series; bounded by the per-source series limit (overflow series).",
+			Help: "Events aggregated per live series (labels capped at 128 bytes); a series forgotten after the series TTL is deleted.",
 		}, []string{"type", "source", "name"}),
 		durations: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "jetmon_aggregator_duration_seconds", Help: "Durations of the aggregated operation and phase events.",
 			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160,
 		}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "jetmon_aggregator_consumer_lag", Help: "Messages waiting for the aggregator's consumer (sampled every few seconds).",
-		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jetmon_aggregator_events_total", Help: "Input events by outcome: added, late, not_aggregated.",
+			Name: "jetmon_aggregator_events_total", Help: "Input events by outcome: added, late, duplicate, not_aggregated.",
 		}, []string{"outcome"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_bad_input_total", Help: "Input that could not be aggregated, by reason; each is dead-lettered.",
 		}, []string{"reason"}),
 		emitted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "jetmon_aggregator_windows_emitted_total", Help: "Aggregated windows published.",
+			Name: "jetmon_aggregator_windows_emitted_total", Help: "Aggregated windows closed (published, or dead-lettered when refused for good).",
 		}),
-		open:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_open_windows", Help: "Windows still open."}),
-		series:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_series", Help: "Live series."}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "jetmon_aggregator_pending_messages", Help: "Input messages held unacknowledged until their windows are published."}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_overflow_events_total",
+			Help: "Events aggregated into an overflow series, by scope (source: the source's series limit; global: the instance's) and source (the first 100 sources, then __other__).",
+		}, []string{"scope", "source"}),
+		deadWindows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_windows_dead_lettered_total", Help: "Windows the server refused for good, dead-lettered, by reason.",
+		}, []string{"reason"}),
+		recreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_consumers_recreated_total", Help: "Consumers (and their streams) re-created after the server lost them.",
+		}),
 	}
+	sum := func(f func(p *partition) float64) func() float64 {
+		return func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			var n float64
+			for _, p := range s.parts {
+				n += f(p)
+			}
+			return n
+		}
+	}
+	m.gauges = []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_series", Help: "Live series."},
+			sum(func(p *partition) float64 { return float64(p.agg.Stats().Series) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_open_windows", Help: "Windows still open."},
+			sum(func(p *partition) float64 { return float64(p.agg.Stats().OpenWindows) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_pending_messages", Help: "Input messages held unacknowledged until their windows are published."},
+			sum(func(p *partition) float64 { return float64(len(p.inFlight)) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_consumer_lag", Help: "Messages waiting for the aggregator's consumers (sampled every second)."},
+			sum(func(p *partition) float64 { return float64(p.backlog) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_ready", Help: "1 while every consumer exists and makes progress (see /readyz)."},
+			func() float64 {
+				if s.Ready() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	return m
+}
+
+// series returns the per-series counter of s.
+func (m *metrics) series(s aggregate.Series) prometheus.Counter {
+	return m.perSeries.WithLabelValues(string(s.Type), capLabel(s.Source), capLabel(s.Name))
+}
+
+// forgetSeries deletes the per-series counter of a series the aggregator
+// forgot.
+func (m *metrics) forgetSeries(s aggregate.Series) {
+	m.perSeries.DeleteLabelValues(string(s.Type), capLabel(s.Source), capLabel(s.Name))
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.perSeries, m.durations, m.lag, m.events, m.bad, m.emitted, m.open, m.series, m.pending}
+	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated}, m.gauges...)
+}
+
+// capLabel cuts v to at most maxLabelBytes bytes, at a rune boundary.
+func capLabel(v string) string {
+	if len(v) <= maxLabelBytes {
+		return v
+	}
+	cut := maxLabelBytes
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut]
 }

@@ -1,0 +1,482 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/events"
+)
+
+// partition consumes one consumer into one aggregator. Its fields below
+// "under s.mu" are shared with Stats, Ready and the gauges.
+type partition struct {
+	s       *Service
+	id      int
+	cons    jetstream.Consumer
+	holdFor time.Duration // from the first message on, no window closes for this long
+	hold    time.Time     // the end of the hold, set by the first message
+	// streamCreated tells a re-created stream from the one the consumer read.
+	streamCreated time.Time
+
+	// under s.mu
+	agg          *aggregate.Aggregator
+	inFlight     map[uint64]*pendingMsg   // input held unacknowledged, by stream sequence
+	bySource     map[string][]*pendingMsg // the same, by the sources whose windows they wait for
+	lastSeq      uint64                   // the latest stream sequence received
+	lastProgress time.Time                // the last message received, window published or input acked
+	backlog      uint64                   // messages waiting on the server (sampled)
+	emitting     bool                     // windows are being published
+	lost         error                    // the consumer is gone and not re-created yet
+}
+
+// pendingMsg is an input message held until the windows it fed are closed.
+type pendingMsg struct {
+	msg   jetstream.Msg // its latest delivery
+	seq   uint64
+	feeds []feed
+	open  int // feeds whose window is not closed yet
+}
+
+// feed is the latest window start of one source a message contributed to:
+// per source, because each source has its own event time.
+type feed struct {
+	source string
+	start  time.Time
+}
+
+func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration) *partition {
+	overflow := aggregate.OverflowName
+	if id >= 0 {
+		overflow += "-p" + fmt.Sprint(id)
+	}
+	o := s.cfg.aggOptions(overflow)
+	o.Limit = s.limit
+	o.OnEvict = s.m.forgetSeries
+	p := &partition{
+		s: s, id: id, cons: cons, holdFor: holdFor, inFlight: map[uint64]*pendingMsg{}, bySource: map[string][]*pendingMsg{},
+		agg: aggregate.New(o), lastProgress: time.Now(),
+	}
+	if info := cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if st, err := s.cfg.Bus.JetStream().Stream(ctx, info.Stream); err == nil {
+			p.streamCreated = st.CachedInfo().Created
+		}
+		cancel()
+	}
+	s.mu.Lock()
+	s.parts[id] = p
+	s.mu.Unlock()
+	return p
+}
+
+// holding reports whether windows must stay open at now: a taken-over
+// partition holds them until holdFor after its first message.
+func (p *partition) holding(now time.Time) bool {
+	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
+}
+
+// unhealthy says why the partition is not making progress at now, or "".
+// Caller holds s.mu.
+func (p *partition) unhealthy(now time.Time) string {
+	switch {
+	case p.lost != nil:
+		return "consumer lost: " + p.lost.Error()
+	case (len(p.inFlight) > 0 || p.backlog > 0 || p.emitting) && now.Sub(p.lastProgress) > p.s.cfg.StallAfter && !p.holding(now):
+		return "no progress for " + now.Sub(p.lastProgress).Round(time.Second).String()
+	}
+	return ""
+}
+
+func (p *partition) progress() {
+	p.s.mu.Lock()
+	p.lastProgress = time.Now()
+	p.s.mu.Unlock()
+}
+
+// run consumes until ctx ends, re-creating the consumer whenever the server
+// loses it; then it hands back what it holds.
+func (p *partition) run(ctx context.Context) error {
+	s := p.s
+	defer func() {
+		s.mu.Lock()
+		p.agg.Close()
+		s.mu.Unlock()
+	}()
+	defer p.release()
+	s.log.Info().Int("partition", p.id).Dur("window", s.cfg.Window).Dur("lateness", s.cfg.Lateness).Msg("aggregating")
+	for {
+		err := p.consume(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.mu.Lock()
+		p.lost = err
+		s.mu.Unlock()
+		s.log.Warn().Err(err).Int("partition", p.id).Msg("the consumer is gone; re-creating it")
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			cons, reset, rerr := p.reconnect(ctx)
+			if rerr == nil {
+				p.cons = cons
+				s.mu.Lock()
+				if reset {
+					// The stream is another one: the held messages are gone
+					// with the old one (their windows are still published),
+					// and its sequences start afresh.
+					p.inFlight, p.bySource, p.lastSeq = map[uint64]*pendingMsg{}, map[string][]*pendingMsg{}, 0
+				}
+				p.lost = nil
+				p.lastProgress = time.Now()
+				s.stats.ConsumersRecreated++
+				s.mu.Unlock()
+				s.m.recreated.Inc()
+				s.log.Info().Int("partition", p.id).Bool("new_stream", reset).Msg("consumer re-created; consuming again")
+				break
+			}
+			s.log.Warn().Err(rerr).Int("partition", p.id).Msg("re-creating the consumer failed; retrying")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// gone reports whether err says the consumer or its stream no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrMsgIteratorClosed)
+}
+
+// consume reads the consumer until ctx ends (nil) or the consumer is lost
+// (the error).
+func (p *partition) consume(ctx context.Context) error {
+	s := p.s
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(512)}
+	if p.id >= 0 {
+		opts = append(opts, jetstream.PullPriorityGroup(PriorityGroup))
+	}
+	it, err := p.cons.Messages(opts...)
+	if err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	started := time.Now()
+	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
+	consumeErrors := 0
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
+		if ctx.Err() != nil {
+			return nil
+		}
+		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		switch {
+		case timeout:
+		case err != nil:
+			if gone(err) {
+				if _, ierr := p.cons.Info(ctx); ierr != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return err
+				}
+			}
+			if consumeErrors++; consumeErrors == 1 || consumeErrors%100 == 0 {
+				s.log.Warn().Err(err).Int("partition", p.id).Int("count", consumeErrors).Msg("consume error")
+			}
+			time.Sleep(100 * time.Millisecond)
+		default:
+			now := time.Now()
+			if p.holdFor > 0 && p.hold.IsZero() {
+				p.hold = now.Add(p.holdFor)
+				s.log.Info().Int("partition", p.id).Dur("after", now.Sub(started)).Msg("first message of the partition; holding windows open")
+			}
+			p.handle(msg)
+			if !p.holding(now) {
+				s.mu.Lock()
+				closed := p.agg.Closed()
+				s.mu.Unlock()
+				if len(closed) > 0 {
+					if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+						s.log.Warn().Err(err).Msg("emitting windows failed")
+					}
+				}
+			}
+		}
+		now := time.Now()
+		if now.Sub(lastInfo) >= time.Second {
+			lastInfo = now
+			info, err := p.cons.Info(ctx)
+			switch {
+			case err == nil:
+				s.mu.Lock()
+				p.backlog = info.NumPending
+				s.mu.Unlock()
+			case gone(err) && ctx.Err() == nil:
+				return err
+			}
+		}
+		// Sources quiet for IdleAfter have their windows closed by the
+		// clock — once the consumer has caught up, so that a backlog's
+		// later events of a source are not made late by it.
+		if now.Sub(lastIdle) >= 250*time.Millisecond && !p.holding(now) {
+			s.mu.Lock()
+			caughtUp := timeout || p.backlog < 512
+			var closed []*events.AggregateEvent
+			if caughtUp {
+				lastIdle = now
+				closed = p.agg.AdvanceIdle(now, s.cfg.IdleAfter)
+			}
+			s.mu.Unlock()
+			if len(closed) > 0 {
+				if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+					s.log.Warn().Err(err).Msg("emitting windows failed")
+				}
+			}
+		}
+		if p.id >= 0 && now.Sub(lastKeep) > s.cfg.AckWait/3 {
+			lastKeep = now
+			p.keepAlive()
+		}
+	}
+}
+
+// keepAlive tells the server the held messages are still being worked on,
+// so they are not redelivered while their windows are open.
+func (p *partition) keepAlive() {
+	p.s.mu.Lock()
+	held := make([]jetstream.Msg, 0, len(p.inFlight))
+	for _, m := range p.inFlight {
+		held = append(held, m.msg)
+	}
+	p.s.mu.Unlock()
+	for _, m := range held {
+		_ = m.InProgress()
+	}
+}
+
+// release hands held messages back (negative acknowledgement) so that the
+// next owner of the partition gets them at once. Unpartitioned, the consumer
+// is rewound at the next start instead.
+func (p *partition) release() {
+	s := p.s
+	s.mu.Lock()
+	held := p.inFlight
+	p.inFlight, p.bySource = map[uint64]*pendingMsg{}, map[string][]*pendingMsg{}
+	s.mu.Unlock()
+	if p.id < 0 {
+		return
+	}
+	for _, m := range held {
+		_ = m.msg.Nak()
+	}
+}
+
+// handle aggregates one message (an event or a batch).
+func (p *partition) handle(msg jetstream.Msg) {
+	s := p.s
+	md, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Nak()
+		return
+	}
+	s.mu.Lock()
+	s.stats.Messages++
+	p.lastProgress = time.Now()
+	p.lastSeq = max(p.lastSeq, md.Sequence.Stream)
+	if pm := p.inFlight[md.Sequence.Stream]; pm != nil {
+		// Redelivered while we hold it: already counted; its ack goes to
+		// the latest delivery (a re-created consumer knows no other).
+		pm.msg = msg
+		s.stats.Redelivered++
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	var feeds []feed
+	dec := events.Decoder{MaxPayload: -1}
+	each := func(it events.BatchItem) {
+		if it.Err != nil {
+			s.bad(msg, md, it.Raw, it.Index, it.Err)
+			return
+		}
+		s.mu.Lock()
+		r := p.agg.Aggregate(it.Event)
+		s.stats.Events++
+		switch r.Outcome {
+		case aggregate.Added:
+			feeds = addFeed(feeds, r.Series.Source, r.WindowStart)
+			s.m.events.WithLabelValues("added").Inc()
+			s.m.series(r.Series).Inc()
+			if r.Series.Type != events.MetricRecorded {
+				s.m.durations.Observe(value(it.Event) / 1000) // ms on the wire, seconds in Prometheus
+			}
+			if r.Overflow != aggregate.NoOverflow {
+				s.overflowed(r.Overflow, it.Event.Metadata().Source)
+			}
+		case aggregate.Late:
+			s.stats.Late++
+			s.m.events.WithLabelValues("late").Inc()
+		case aggregate.Duplicate:
+			s.stats.Duplicates++
+			s.m.events.WithLabelValues("duplicate").Inc()
+		case aggregate.Rejected:
+			s.mu.Unlock()
+			s.bad(msg, md, it.Raw, it.Index, r.Err)
+			return
+		default:
+			s.stats.NotAggregated++
+			s.m.events.WithLabelValues("not_aggregated").Inc()
+		}
+		s.mu.Unlock()
+	}
+	if err := dec.EachInBatch(msg.Data(), each); err != nil {
+		s.bad(msg, md, msg.Data(), -1, err)
+	}
+	if len(feeds) == 0 {
+		_ = msg.Ack() // nothing waits on a window
+		return
+	}
+	s.mu.Lock()
+	pm := &pendingMsg{msg: msg, seq: md.Sequence.Stream, feeds: feeds, open: len(feeds)}
+	p.inFlight[pm.seq] = pm
+	for _, f := range feeds {
+		p.bySource[f.source] = append(p.bySource[f.source], pm)
+	}
+	s.mu.Unlock()
+}
+
+func value(ev events.Event) float64 {
+	_, v, _, _ := aggregate.SeriesOf(ev)
+	return v
+}
+
+// addFeed records that a message fed the window of source starting at
+// start; a message holds one source's events unless someone sent it raw.
+func addFeed(feeds []feed, source string, start time.Time) []feed {
+	for i := range feeds {
+		if feeds[i].source == source {
+			if start.After(feeds[i].start) {
+				feeds[i].start = start
+			}
+			return feeds
+		}
+	}
+	return append(feeds, feed{source, start})
+}
+
+// overflowed counts an event of source that went to an overflow series.
+// Caller holds s.mu.
+func (s *Service) overflowed(o aggregate.Overflow, source string) {
+	s.stats.Overflowed++
+	scope := "source"
+	if o == aggregate.GlobalOverflow {
+		scope = "global"
+	}
+	label := capLabel(source)
+	if !s.overflowSources[label] {
+		if len(s.overflowSources) >= maxOverflowSources {
+			label = otherSource
+		} else {
+			s.overflowSources[label] = true
+			s.log.Warn().Str("source", label).Str("scope", scope).Msg("series limit reached; further series of the source go to an overflow series")
+		}
+	}
+	s.m.overflow.WithLabelValues(scope, label).Inc()
+}
+
+// emit publishes closed windows, waits for the server to store them (or
+// dead-letters those it refuses for good), then acknowledges the input
+// messages whose windows are all closed.
+func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) error {
+	s := p.s
+	if len(closed) > 0 {
+		s.mu.Lock()
+		p.emitting = true
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			p.emitting = false
+			s.mu.Unlock()
+		}()
+	}
+	// The windows have left the aggregator: publish them until the server
+	// has them (or the service stops, and they are recomputed).
+	todo := closed
+	for wait, attempt := 100*time.Millisecond, 1; len(todo) > 0; wait, attempt = min(2*wait, 5*time.Second), attempt+1 {
+		var err error
+		if todo, err = p.publish(ctx, todo); len(todo) == 0 {
+			break
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			s.log.Warn().Err(err).Int("windows", len(todo)).Int("attempt", attempt).Msg("publishing windows failed; retrying")
+		}
+		if noStream(err) {
+			if _, serr := s.ensureStream(ctx, streamOfWindows); serr != nil {
+				s.log.Warn().Err(serr).Msg("cannot re-create the stream of the windows")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Emitted += uint64(len(closed))
+	s.m.emitted.Add(float64(len(closed)))
+	s.recent = append(s.recent, closed...)
+	if over := len(s.recent) - s.cfg.Recent; over > 0 {
+		s.recent = append(s.recent[:0], s.recent[over:]...)
+	}
+	acked := 0
+	for src := range sourcesOf(closed) {
+		list := p.bySource[src]
+		keep := list[:0]
+		for _, m := range list {
+			if !p.agg.IsClosed(src, m.feedOf(src)) {
+				keep = append(keep, m)
+				continue
+			}
+			if m.open--; m.open == 0 {
+				_ = m.msg.Ack()
+				delete(p.inFlight, m.seq)
+				acked++
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(p.bySource, src)
+		} else {
+			p.bySource[src] = keep
+		}
+	}
+	if acked > 0 || len(closed) > 0 {
+		p.lastProgress = time.Now()
+	}
+	return nil
+}
+
+func (m *pendingMsg) feedOf(source string) time.Time {
+	for _, f := range m.feeds {
+		if f.source == source {
+			return f.start
+		}
+	}
+	return time.Time{}
+}
+
+// sourcesOf returns the sources of windows.
+func sourcesOf(windows []*events.AggregateEvent) map[string]struct{} {
+	out := map[string]struct{}{}
+	for _, w := range windows {
+		out[w.Source] = struct{}{}
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmon/jetmon/streams"
+)
+
+// Run consumes until ctx ends. At shutdown, held messages of partitions are
+// negatively acknowledged so that a peer takes them at once; open windows
+// are never flushed incomplete.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.Partitions == 0 {
+		cons, err := s.unpartitionedConsumer(ctx, 0)
+		if err != nil {
+			return err
+		}
+		p := s.newPartition(-1, cons, 0)
+		s.setReady(true)
+		defer s.setReady(false)
+		return p.run(ctx)
+	}
+	return s.runPartitioned(ctx)
+}
+
+// ensureInput creates the partitioned input stream if it is missing, and
+// checks the partition count of an existing one.
+func (s *Service) ensureInput(ctx context.Context) error {
+	js := s.cfg.Bus.JetStream()
+	n := s.cfg.Partitions
+	want := jetstream.StreamConfig{
+		Name: InputStream, Description: fmt.Sprintf("performance events to aggregate, in %d partitions by source", n),
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
+		Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		Sources: []*jetstream.StreamSource{{
+			Name:         streams.Performance,
+			OptStartTime: new(time.Now()),
+			SubjectTransforms: []jetstream.SubjectTransformConfig{
+				{Source: "performance.operation.*.*", Destination: fmt.Sprintf("{{partition(%d,2)}}.performance.operation.{{wildcard(1)}}.{{wildcard(2)}}", n)},
+				{Source: "performance.phase.end.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.phase.end.{{wildcard(1)}}", n)},
+				{Source: "performance.metric.recorded.*", Destination: fmt.Sprintf("{{partition(%d,1)}}.performance.metric.recorded.{{wildcard(1)}}", n)},
+			},
+		}},
+	}
+	st, err := js.Stream(ctx, InputStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = js.CreateStream(ctx, want); err == nil {
+			return nil
+		}
+		// A peer may have created it meanwhile (with its own start time).
+		if st, err = js.Stream(ctx, InputStream); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if have := st.CachedInfo().Config.Description; have != want.Description {
+		return fmt.Errorf("aggregator: stream %s exists with another partitioning (%q); delete it to change Partitions", InputStream, have)
+	}
+	return nil
+}
+
+// partitionConsumer finds or creates the durable consumer of partition p.
+func (s *Service) partitionConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+	js := s.cfg.Bus.JetStream()
+	cons, err := js.CreateOrUpdateConsumer(ctx, InputStream, jetstream.ConsumerConfig{
+		Durable: fmt.Sprintf("%s-p%d", s.cfg.Name, p), Description: "jetmon aggregator partition " + strconv.Itoa(p),
+		FilterSubject: strconv.Itoa(p) + ".>", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: s.cfg.AckWait, MaxAckPending: s.cfg.MaxPending, MaxDeliver: -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned, PinnedTTL: s.cfg.PinnedTTL, PriorityGroups: []string{PriorityGroup},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: partition %d consumer: %w", p, err)
+	}
+	return cons, nil
+}
+
+// runPartitioned announces this instance, and starts and stops partition
+// runners as the membership changes, until ctx ends.
+func (s *Service) runPartitioned(ctx context.Context) error {
+	if err := s.ensureInput(ctx); err != nil {
+		return fmt.Errorf("aggregator: input stream: %w", err)
+	}
+	kv, err := s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+	})
+	if err != nil {
+		return fmt.Errorf("aggregator: members bucket: %w", err)
+	}
+	type runner struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	running := map[int]runner{}
+	stopRunner := func(p int) {
+		r := running[p]
+		r.cancel()
+		<-r.done
+		delete(running, p)
+		s.mu.Lock()
+		delete(s.parts, p)
+		s.mu.Unlock()
+	}
+	defer func() {
+		for p := range running {
+			stopRunner(p)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = kv.Delete(dctx, s.cfg.Instance)
+		cancel()
+		s.setReady(false)
+	}()
+	tick := time.NewTicker(max(s.cfg.MemberTTL/3, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("announcing this instance failed")
+		}
+		members, err := kv.Keys(ctx)
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			members, err = []string{s.cfg.Instance}, nil
+		}
+		if err == nil {
+			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
+			for p := range running {
+				if !owned[p] {
+					s.log.Info().Int("partition", p).Msg("handing the partition over")
+					stopRunner(p)
+				}
+			}
+			for p := range owned {
+				if _, ok := running[p]; ok {
+					continue
+				}
+				cons, err := s.partitionConsumer(ctx, p)
+				if err != nil {
+					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
+					continue
+				}
+				// Keep windows open a while after taking a partition: a
+				// previous owner's handed-back messages arrive once the pin
+				// moves (PinnedTTL), mixed with new ones; one that vanished
+				// holding messages gets them redelivered within AckWait.
+				// The hold counts from the first message: the pin of a
+				// vanished owner may take longer than its membership to go.
+				holdFor := s.cfg.PinnedTTL + 2*time.Second
+				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+					holdFor = s.cfg.AckWait + 2*time.Second
+				}
+				pctx, cancel := context.WithCancel(ctx)
+				r := runner{cancel: cancel, done: make(chan struct{})}
+				part := s.newPartition(p, cons, holdFor)
+				go func() {
+					defer close(r.done)
+					if err := part.run(pctx); err != nil {
+						s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
+					}
+				}()
+				running[p] = r
+				s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
+			}
+			s.setReady(true)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Assign returns the partitions that instance owns among members, by
+// rendezvous hashing: every instance computes the same split, and a change of
+// membership moves only the partitions of the instance that came or went.
+func Assign(partitions int, members []string, instance string) map[int]bool {
+	owned := map[int]bool{}
+	for p := range partitions {
+		best, bestScore := "", uint64(0)
+		for _, m := range members {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte(m))
+			// FNV alone keeps the order of similar names across partitions;
+			// the splitmix64 finaliser makes every (member, partition) pair
+			// an independent draw.
+			x := h.Sum64() ^ (uint64(p)+1)*0x9e3779b97f4a7c15
+			x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+			x = (x ^ x>>27) * 0x94d049bb133111eb
+			if score := x ^ x>>31; best == "" || score > bestScore || (score == bestScore && m < best) {
+				best, bestScore = m, score
+			}
+		}
+		if best == instance {
+			owned[p] = true
+		}
+	}
+	return owned
+}
