@@ -94,6 +94,9 @@ func (e *AggregateEvent) validateFields(fieldSet) error {
 	case e.ErrorCount > e.Count:
 		return invalid("error_count", "exceeds count")
 	}
+	if err := checkNames("operation", e.Operation, "metric", e.Metric, "unit", e.Unit); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
 		v    float64

@@ -652,7 +652,9 @@ func (e *SystemEvent) UnmarshalJSON(data []byte) error {
 // renameField points a validation error at a more precise field name.
 func renameField(err error, field string) error {
 	if ve, ok := errors.AsType[*ValidationError](err); ok {
-		return &ValidationError{Field: field, Reason: ve.Reason}
+		renamed := *ve
+		renamed.Field = field
+		return &renamed
 	}
 	return err
 }

@@ -14,32 +14,75 @@ import (
 var ErrInvalid = errors.New("invalid event")
 
 // MaxClockSkew is how far in the future an event's timestamp may lie before
-// validation rejects it as absurd.
-const MaxClockSkew = time.Hour
+// validation rejects it: enough for clocks that disagree, too little to
+// hold a window open or to sort ahead of what is yet to come.
+const MaxClockSkew = 5 * time.Minute
 
-// Limits on the free-form identifiers of an event.
+// MinTimestamp is the earliest timestamp validation accepts: the Unix epoch.
+var MinTimestamp = time.Unix(0, 0).UTC()
+
+// Limits on the strings of an event (docs/wire-format.md, "Limits"), in
+// bytes of UTF-8.
 const (
-	MaxIDLen     = 128
+	// MaxIDLen bounds id.
+	MaxIDLen = 128
+	// MaxSourceLen bounds source.
 	MaxSourceLen = 256
+	// MaxNameLen bounds the names: operation, phase, metric, component,
+	// resource, field_path, unit, status, context_id, scope,
+	// aggregated_type.
+	MaxNameLen = 256
+	// MaxTextLen bounds free text: message, error, reason, each entry of a
+	// validation event's errors, each value of a control event's config.
+	MaxTextLen = 4 << 10
+	// MaxLabels bounds the entries of attributes and config.
+	MaxLabels = 64
+	// MaxLabelKeyLen bounds each key of attributes and config (keys must not
+	// be empty).
+	MaxLabelKeyLen = 128
+	// MaxLabelValueLen bounds each value of attributes.
+	MaxLabelValueLen = 1 << 10
+	// MaxListLen bounds the entries of a validation event's errors.
+	MaxListLen = 256
+)
+
+// Limits on the numbers of an event. Every number must be finite.
+const (
+	// MaxDurationMS bounds duration_ms and latency_ms, which must not be
+	// negative either: 1e10 ms is about 115 days.
+	MaxDurationMS = 1e10
+	// MaxAbsValue bounds the absolute value of value and threshold.
+	MaxAbsValue = 1e15
 )
 
 // ValidationError reports the first field of an event that breaks the data
-// model. It matches [ErrInvalid].
+// model. It matches [ErrInvalid]; one for a field over its length or count
+// limit also matches [ErrPayloadTooLarge].
 type ValidationError struct {
 	// Field is the wire (JSON) name of the offending field, e.g. "duration_ms".
 	Field string
 	// Reason says what is wrong with it.
 	Reason string
+
+	tooLarge bool
 }
 
 func (e *ValidationError) Error() string {
 	return "invalid event: " + e.Field + ": " + e.Reason
 }
 
-// Is makes every ValidationError match [ErrInvalid].
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+// Is makes every ValidationError match [ErrInvalid], and one for a field
+// over its size limit [ErrPayloadTooLarge].
+func (e *ValidationError) Is(target error) bool {
+	return target == ErrInvalid || (e.tooLarge && target == ErrPayloadTooLarge)
+}
 
 func invalid(field, reason string) error { return &ValidationError{Field: field, Reason: reason} }
+
+// tooLong reports a field over its length or count limit.
+func tooLong(field, reason string) error {
+	return &ValidationError{Field: field, Reason: reason, tooLarge: true}
+}
 
 func missing(field string) error { return invalid(field, "required field is missing") }
 
@@ -84,6 +127,15 @@ func (m *Meta) validate(fam Family) error {
 	if inFuture(m.Timestamp) {
 		return invalid("timestamp", m.Timestamp.UTC().Format(time.RFC3339)+" is more than "+MaxClockSkew.String()+" in the future")
 	}
+	if m.Timestamp.Before(MinTimestamp) {
+		return invalid("timestamp", m.Timestamp.UTC().Format(time.RFC3339)+" is before 1970")
+	}
+	if err := checkText("context_id", m.ContextID, MaxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkLabels("attributes", m.Attributes, MaxLabelValueLen); err != nil {
+		return err
+	}
 	if m.TraceID.IsZero() && (!m.SpanID.IsZero() || !m.ParentSpanID.IsZero()) {
 		return invalid("trace_id", "required when span_id or parent_span_id is set")
 	}
@@ -116,7 +168,7 @@ func checkToken(field, v string, maxLen int) error {
 		return missing(field)
 	}
 	if len(v) > maxLen {
-		return invalid(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
+		return tooLong(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
 	}
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c <= ' ' || c >= 0x7f {
@@ -135,7 +187,7 @@ func checkText(field, v string, maxLen int, required bool) error {
 		return nil
 	}
 	if len(v) > maxLen {
-		return invalid(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
+		return tooLong(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
 	}
 	if plainPrefixString(v) == len(v) { // printable ASCII: nothing more to check
 		return nil
@@ -151,7 +203,46 @@ func checkText(field, v string, maxLen int, required bool) error {
 	return nil
 }
 
-// checkDuration accepts finite, non-negative milliseconds.
+// checkLength accepts up to maxLen bytes of anything (free text may hold
+// line breaks).
+func checkLength(field, v string, maxLen int) error {
+	if len(v) > maxLen {
+		return tooLong(field, "longer than "+strconv.Itoa(maxLen)+" bytes")
+	}
+	return nil
+}
+
+// checkNames applies checkText with MaxNameLen to optional name fields,
+// given as field, value pairs.
+func checkNames(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if err := checkText(fields[i], fields[i+1], MaxNameLen, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLabels bounds a map of labels: at most MaxLabels entries, non-empty
+// keys of at most MaxLabelKeyLen bytes, values of at most maxValue bytes.
+func checkLabels(field string, m map[string]string, maxValue int) error {
+	if len(m) > MaxLabels {
+		return tooLong(field, "more than "+strconv.Itoa(MaxLabels)+" entries")
+	}
+	for k, v := range m {
+		switch {
+		case k == "":
+			return invalid(field, "empty key")
+		case len(k) > MaxLabelKeyLen:
+			return tooLong(field, "key "+quote(k)+" longer than "+strconv.Itoa(MaxLabelKeyLen)+" bytes")
+		case len(v) > maxValue:
+			return tooLong(field+"."+k, "longer than "+strconv.Itoa(maxValue)+" bytes")
+		}
+	}
+	return nil
+}
+
+// checkDuration accepts finite milliseconds in [0, MaxDurationMS].
 func checkDuration(field string, v float64) error {
 	switch {
 	case math.IsNaN(v):
@@ -160,6 +251,20 @@ func checkDuration(field string, v float64) error {
 		return invalid(field, "must be finite, got "+strconv.FormatFloat(v, 'g', -1, 64))
 	case v < 0:
 		return invalid(field, "must not be negative, got "+strconv.FormatFloat(v, 'g', -1, 64))
+	case v > MaxDurationMS:
+		return invalid(field, "must be at most 1e10 (ms, about 115 days), got "+strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	return nil
+}
+
+// checkValue accepts finite numbers whose absolute value is at most
+// MaxAbsValue.
+func checkValue(field string, v float64) error {
+	if err := checkFinite(field, v); err != nil {
+		return err
+	}
+	if math.Abs(v) > MaxAbsValue {
+		return invalid(field, "must be between -1e15 and 1e15, got "+strconv.FormatFloat(v, 'g', -1, 64))
 	}
 	return nil
 }
@@ -191,7 +296,14 @@ func (e *PerformanceEvent) validateFields(seen fieldSet) error {
 	if err := checkDuration("duration_ms", e.DurationMS); err != nil {
 		return err
 	}
-	if err := checkFinite("value", e.Value); err != nil {
+	if err := checkValue("value", e.Value); err != nil {
+		return err
+	}
+	if err := checkNames("field_path", e.FieldPath, "operation", e.Operation, "phase", e.Phase, "status", e.Status,
+		"metric", e.Metric, "unit", e.Unit, "resource", e.Resource); err != nil {
+		return err
+	}
+	if err := checkLength("error", e.Error, MaxTextLen); err != nil {
 		return err
 	}
 	needDuration := false
@@ -237,10 +349,16 @@ func (e *HealthEvent) validateFields(fieldSet) error {
 	if err := checkDuration("latency_ms", e.LatencyMS); err != nil {
 		return err
 	}
-	if err := checkFinite("value", e.Value); err != nil {
+	if err := checkValue("value", e.Value); err != nil {
 		return err
 	}
-	if err := checkFinite("threshold", e.Threshold); err != nil {
+	if err := checkValue("threshold", e.Threshold); err != nil {
+		return err
+	}
+	if err := checkNames("component", e.Component, "metric", e.Metric); err != nil {
+		return err
+	}
+	if err := checkLength("message", e.Message, MaxTextLen); err != nil {
 		return err
 	}
 	switch e.Type {
@@ -283,11 +401,17 @@ func (e *ControlEvent) validateFields(seen fieldSet) error {
 		return missing("sample_rate")
 	}
 	if e.Scope != "" {
+		if err := checkLength("scope", e.Scope, MaxNameLen); err != nil {
+			return err
+		}
 		if err := ValidatePattern(e.Scope); err != nil {
 			return invalid("scope", err.Error())
 		}
 	}
-	return nil
+	if err := checkLength("reason", e.Reason, MaxTextLen); err != nil {
+		return err
+	}
+	return checkLabels("config", e.Config, MaxTextLen)
 }
 
 func checkMode(field, v string, required bool) error {
@@ -310,7 +434,24 @@ func (e *ValidationEvent) validateFields(fieldSet) error {
 	if e.ContextID == "" {
 		return missing("context_id")
 	}
-	return checkDuration("duration_ms", e.DurationMS)
+	if err := checkDuration("duration_ms", e.DurationMS); err != nil {
+		return err
+	}
+	if err := checkNames("field_path", e.FieldPath, "status", e.Status); err != nil {
+		return err
+	}
+	if err := checkLength("message", e.Message, MaxTextLen); err != nil {
+		return err
+	}
+	if len(e.Errors) > MaxListLen {
+		return tooLong("errors", "more than "+strconv.Itoa(MaxListLen)+" entries")
+	}
+	for i, msg := range e.Errors {
+		if err := checkLength("errors["+strconv.Itoa(i)+"]", msg, MaxTextLen); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Validate reports the first problem with e as a [*ValidationError], or nil.
@@ -320,7 +461,13 @@ func (e *SystemEvent) validateFields(fieldSet) error {
 	if e.Error == "" {
 		return missing("error")
 	}
-	return nil
+	if err := checkNames("component", e.Component); err != nil {
+		return err
+	}
+	if err := checkLength("error", e.Error, MaxTextLen); err != nil {
+		return err
+	}
+	return checkLength("message", e.Message, MaxTextLen)
 }
 
 // quote returns s in double quotes, shortened to keep error messages readable.
