@@ -99,20 +99,35 @@ func TestAggregatesMatchExactValues(t *testing.T) {
 	for col.total() < 20_000 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if col.total() != 20_000 || len(col.ws) != 1 {
-		t.Fatalf("aggregates count %d events in %d windows, want 20000 in 1 (stats %+v)", col.total(), len(col.ws), svc.Stats())
-	}
+	col.mu.Lock()
+	n := len(col.ws)
 	var w *events.AggregateEvent
 	for _, x := range col.ws {
 		w = x
 	}
+	col.mu.Unlock()
+	if col.total() != 20_000 || n != 1 {
+		t.Fatalf("aggregates count %d events in %d windows, want 20000 in 1 (stats %+v)", col.total(), n, svc.Stats())
+	}
 	sort.Float64s(ds)
 	exact := func(q float64) float64 { return ds[int(math.Ceil(q*float64(len(ds))))-1] }
+	var sum float64
+	for _, d := range ds { // ascending: the rounding error stays far below the tolerance
+		sum += d
+	}
 	if w.ErrorCount != uint64(errs) || w.Min != ds[0] || w.Max != ds[len(ds)-1] || w.Source != "checkout" || w.Operation != "db.query" {
 		t.Errorf("aggregate %+v", w)
 	}
-	if rel := math.Abs(w.P95-exact(0.95)) / exact(0.95); rel > 0.01 {
-		t.Errorf("p95 %.4f vs exact %.4f: %.2f%% off", w.P95, exact(0.95), rel*100)
+	if math.Abs(w.Sum-sum) > 1e-9*sum || math.Abs(w.Avg-sum/20_000) > 1e-9*sum/20_000 {
+		t.Errorf("sum %v avg %v; exact %v and %v", w.Sum, w.Avg, sum, sum/20_000)
+	}
+	for _, q := range []struct {
+		name   string
+		got, q float64
+	}{{"p50", w.P50, 0.5}, {"p90", w.P90, 0.9}, {"p95", w.P95, 0.95}, {"p99", w.P99, 0.99}} {
+		if rel := math.Abs(q.got-exact(q.q)) / exact(q.q); rel > 0.01 {
+			t.Errorf("%s %.4f vs exact %.4f: %.2f%% off", q.name, q.got, exact(q.q), rel*100)
+		}
 	}
 	if st := svc.Stats(); st.Pending != 0 {
 		t.Errorf("input left unacknowledged after the window was published: %+v", st)
