@@ -61,10 +61,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	name := fs.String("name", "aggregator", "durable consumer name (prefix, with --partitions); without --partitions run one instance per name")
-	window := fs.Duration("window", 10*time.Second, "tumbling window length")
-	lateness := fs.Duration("lateness", 5*time.Second, "how long after its end a window still takes events")
-	maxSeries := fs.Int("max-series-per-source", 1000, "series per source before new ones go to an overflow series")
+	d := aggregator.DefaultConfig()
+	name := fs.String("name", d.Name, "durable consumer name (prefix, with --partitions); without --partitions run one instance per name")
+	window := fs.Duration("window", d.Window, "tumbling window length")
+	lateness := fs.Duration("lateness", d.Lateness, "how long after its end a window still takes events")
+	maxSeries := fs.Int("max-series-per-source", d.MaxSeriesPerSource, "series per source before new ones go to the source's overflow series")
+	maxSeriesTotal := fs.Int("max-series", d.MaxSeries, "series of this instance (all its partitions) before new ones go to the global overflow series")
+	seriesTTL := fs.Duration("series-ttl", d.SeriesTTL, "a series without open windows and events for this long is forgotten, with its metrics")
+	maxFutureSkew := fs.Duration("max-future-skew", d.MaxFutureSkew, "events timestamped further ahead of the clock are dead-lettered")
+	dedupWindow := fs.Duration("dedup-window", d.DedupWindow, "an event sent again (same source and id) within this long counts once (negative: off)")
+	maxDedupIDs := fs.Int("max-dedup-ids", d.MaxDedupIDs, "event ids remembered per partition for --dedup-window (about 40 bytes each)")
+	idleAfter := fs.Duration("idle-after", 0, "a source quiet this long has its windows closed by the clock (default the lateness, at least 1s)")
+	stallAfter := fs.Duration("stall-after", 0, "/readyz fails when a consumer with work makes no progress this long (default 2×(window+lateness+idle-after), at least 1m)")
 	fromBeginning := fs.Bool("from-beginning", false, "a new consumer starts at the oldest stored event")
 	partitions := fs.Int("partitions", 0, "scale out over this many partitions (0: one consumer, one instance); every instance must agree")
 	instance := fs.String("instance", "", "this instance's name among its peers (default host-pid)")
@@ -88,6 +96,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		fmt.Fprintf(stderr, "aggregator: lateness %s: must not be negative\n", *lateness)
 		return 2
 	}
+	if err := (aggregator.Config{
+		Bus: nil, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries, MaxSeries: *maxSeriesTotal, SeriesTTL: *seriesTTL,
+		MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs, IdleAfter: *idleAfter, StallAfter: *stallAfter,
+		Partitions: *partitions,
+	}).Validate(); err != nil {
+		fmt.Fprintf(stderr, "aggregator: %v\n", err)
+		return 2
+	}
 	log, err := cli.NewLogger(stderr, c.logLevel, !c.logJSON)
 	if err != nil {
 		fmt.Fprintf(stderr, "aggregator: %v\n", err)
@@ -104,7 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	reg := httpd.NewRegistry()
 	svc, err := aggregator.New(aggregator.Config{
 		Bus: bus, Name: *name, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries,
-		FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, Logger: &log, Registerer: reg,
+		MaxSeries: *maxSeriesTotal, SeriesTTL: *seriesTTL, MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs,
+		IdleAfter: *idleAfter, StallAfter: *stallAfter, FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
@@ -128,7 +145,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	c.register(fs)
 	from := fs.String("from", "", "start of the range, RFC 3339 (required)")
 	to := fs.String("to", "", "end of the range, RFC 3339 (default: the last stored event)")
-	window := fs.Duration("window", 10*time.Second, "tumbling window length")
+	window := fs.Duration("window", aggregate.DefaultWindow, "tumbling window length")
 	output := fs.String("output", "-", "NDJSON file of the recomputed windows (- for stdout)")
 	subject := fs.String("subject", "", "also publish each window (core NATS) on SUBJECT.<source>")
 	quiet := fs.Bool("quiet", false, "no progress bar")

@@ -34,12 +34,23 @@ func TestFlagsAndHelp(t *testing.T) {
 		{[]string{"replay"}, 2, "--from is required"},
 		{[]string{"replay", "--from", "yesterday"}, 2, `--from "yesterday"`},
 		{[]string{"replay", "--help"}, 0, "NDJSON"},
+		{[]string{"--help"}, 0, "AGGREGATOR_MAX_FUTURE_SKEW"},
+		{[]string{"--help"}, 0, "AGGREGATOR_DEDUP_WINDOW"},
+		{[]string{"--max-series", "-1"}, 2, "MaxSeries"},
+		{[]string{"--series-ttl", "1s"}, 2, "SeriesTTL"},
+		{[]string{"--max-future-skew", "-1m"}, 2, "MaxFutureSkew"},
+		{[]string{"--stall-after", "-1s"}, 2, "StallAfter"},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer
 		if code := run(context.Background(), c.args, &out, &out, noEnv); code != c.code || !strings.Contains(out.String(), c.want) {
 			t.Errorf("aggregator %v: exit %d, output:\n%s\nwant exit %d and %q", c.args, code, out.String(), c.code, c.want)
 		}
+	}
+	var out bytes.Buffer
+	env := func(k string) (string, bool) { return "-5", k == "AGGREGATOR_MAX_DEDUP_IDS" }
+	if code := run(context.Background(), nil, &out, &out, env); code != 2 || !strings.Contains(out.String(), "MaxDedupIDs") {
+		t.Errorf("AGGREGATOR_MAX_DEDUP_IDS=-5: exit %d, output:\n%s", code, out.String())
 	}
 	if v, ok := envLookup(func(k string) (string, bool) { return "nats://x:1", k == "NATS_URL" })("AGGREGATOR_NATS_URL"); !ok || v != "nats://x:1" {
 		t.Errorf("NATS_URL is not read for --nats-url: %q %v", v, ok)

@@ -141,7 +141,9 @@ func DefaultConfig() Config {
 	return c
 }
 
-func (c Config) validate() error {
+// Validate reports the first field out of range, naming it; zero values are
+// fine (they mean the defaults). It does not look at Bus.
+func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -283,7 +285,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Bus == nil {
 		return nil, errors.New("aggregator: Config.Bus is required")
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
