@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"strconv"
 	"sync"
 	"time"
@@ -132,21 +131,19 @@ const batchIDLen = len(batchIDPrefix) + 32
 // SHA-256 over the ids. A batch re-sent with the same events therefore gets
 // the same id, and the server's dedup window drops it.
 func BatchMsgID(ids ...string) string {
-	h := sha256.New()
+	var buf []byte
 	for _, id := range ids {
-		writeID(h, id)
+		buf = appendID(buf, id)
 	}
-	return sumID(h)
+	return sumID(buf)
 }
 
-func writeID(h hash.Hash, id string) {
-	_, _ = h.Write([]byte(id))
-	_, _ = h.Write([]byte{0})
-}
+// appendID appends an event id to the bytes a batch id is derived from.
+func appendID(buf []byte, id string) []byte { return append(append(buf, id...), 0) }
 
-func sumID(h hash.Hash) string {
-	var sum [sha256.Size]byte
-	return batchIDPrefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
+func sumID(ids []byte) string {
+	sum := sha256.Sum256(ids)
+	return batchIDPrefix + hex.EncodeToString(sum[:16])
 }
 
 // batchIDPlaceholder has the length of every batch id; it sizes headers
@@ -159,7 +156,7 @@ type batchBuilder struct {
 	buf   []byte // "[" then the events, comma-separated
 	n     int
 	first events.Meta // headers come from the first event
-	ids   hash.Hash   // over the events' ids: the message id
+	ids   []byte      // the events' ids, each followed by a zero byte
 	room  int         // header bytes reserved
 	limit int         // data bytes the message may carry
 }
@@ -169,10 +166,7 @@ func (bb *batchBuilder) reset(m *events.Meta, maxPayload, maxEvents int, buf []b
 	bb.buf = append(buf[:0], '[')
 	bb.n = 0
 	bb.first = *m
-	if bb.ids == nil {
-		bb.ids = sha256.New()
-	}
-	bb.ids.Reset()
+	bb.ids = bb.ids[:0]
 	bb.room = payloadSize(&nats.Msg{Header: headers(m, batchIDPlaceholder, maxEvents)})
 	bb.limit = maxPayload - bb.room
 }
@@ -195,7 +189,7 @@ func (bb *batchBuilder) add(ev events.Event) (bool, int) {
 		return false, size + 2 + bb.room
 	}
 	bb.n++
-	writeID(bb.ids, ev.Metadata().ID)
+	bb.ids = appendID(bb.ids, ev.Metadata().ID)
 	return true, 0
 }
 
