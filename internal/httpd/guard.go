@@ -19,6 +19,10 @@ type Guard struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on every
 	// path except Open.
 	Token string
+	// OtherTokens are accepted like Token (e.g. the ingest's grant token,
+	// whose holder need not also hold Token). They count only when Token is
+	// set.
+	OtherTokens []string
 	// Open lists the paths served without the token (default /healthz and
 	// /readyz, for probes).
 	Open []string
@@ -73,7 +77,12 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		limit = DefaultMaxInFlight
 	}
 	slots := make(chan struct{}, limit)
-	token := []byte(g.Token)
+	tokens := [][]byte{[]byte(g.Token)}
+	for _, o := range g.OtherTokens {
+		if o != "" {
+			tokens = append(tokens, []byte(o))
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case slots <- struct{}{}:
@@ -83,9 +92,9 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, "too many requests in flight (limit "+strconv.Itoa(limit)+"); retry")
 			return
 		}
-		if len(token) > 0 && !isOpen(open, r.URL.Path) {
+		if g.Token != "" && !isOpen(open, r.URL.Path) {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), token) != 1 {
+			if !ok || !anyEqual([]byte(got), tokens) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="jetmon"`)
 				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 				return
@@ -99,6 +108,15 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// anyEqual compares got with every token in constant time.
+func anyEqual(got []byte, tokens [][]byte) bool {
+	match := 0
+	for _, t := range tokens {
+		match |= subtle.ConstantTimeCompare(got, t)
+	}
+	return match == 1
 }
 
 func isOpen(open []string, path string) bool {

@@ -100,7 +100,7 @@ func TestGuardTokenAndWrites(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	base := serve(t, httpd.Guard{Token: "tok"}.Wrap(h), httpd.DefaultLimits)
+	base := serve(t, httpd.Guard{Token: "tok", OtherTokens: []string{"", "grant"}}.Wrap(h), httpd.DefaultLimits)
 	for _, tc := range []struct {
 		name, method, path, ct, token, origin string
 		want                                  int
@@ -110,6 +110,8 @@ func TestGuardTokenAndWrites(t *testing.T) {
 		{"read needs token", "GET", "/api/v1/alerts", "", "", "", 401},
 		{"wrong token", "GET", "/metrics", "", "nope", "", 401},
 		{"read with token", "GET", "/metrics", "", "tok", "", 204},
+		{"read with the other token", "GET", "/metrics", "", "grant", "", 204},
+		{"empty token", "GET", "/metrics", "", " ", "", 401},
 		{"json write", "POST", "/v1/events", "application/json", "tok", "", 204},
 		{"ndjson write", "POST", "/v1/events", "application/x-ndjson; charset=utf-8", "tok", "", 204},
 		{"cli write without type", "POST", "/v1/events", "", "tok", "", 204},

@@ -37,6 +37,11 @@ type Options struct {
 	MaxPayload int32
 	// User and Password, or Token, require clients to authenticate.
 	User, Password, Token string
+	// Users, when set, are the only accounts' users, each with its own
+	// permissions (see internal/natsauth); NoAuthUser, one of them, is who a
+	// client without credentials is (empty: such a client is refused).
+	Users      []*server.User
+	NoAuthUser string
 	// TLS, when set, makes the client listener require TLS.
 	TLS *tls.Config
 	// Cluster joins a JetStream cluster when Cluster.Name is set.
@@ -114,6 +119,9 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Token != "" {
 		so.Authorization = o.Token
+	}
+	if len(o.Users) > 0 {
+		so.Users, so.NoAuthUser = o.Users, o.NoAuthUser
 	}
 	if o.TLS != nil {
 		so.TLSConfig, so.TLS, so.TLSTimeout = o.TLS, true, 2

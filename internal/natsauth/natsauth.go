@@ -1,0 +1,127 @@
+// Package natsauth holds the NATS users of a jetmon deployment as data: one
+// role per component, each with the least subject permissions that component
+// needs. The embedded server of `jetmon up` uses them, and a NATS cluster's
+// configuration can be written from them.
+//
+// The guarantees, checked against a real server by the tests:
+//   - only [Operator] can create, update, purge or delete streams (other than
+//     the key-value buckets and the partitioned input a component owns),
+//     delete messages, or delete other components' state;
+//   - [Producer] can publish events and nothing else: not the types only the
+//     pipeline emits (aggregated windows, monitoring control, threshold
+//     events — see [PipelineOnlySubjects]), not alerts, not dead letters;
+//   - [Reader] can read every stream (tail, dead-letter listing, replay with
+//     ordered consumers) and change nothing;
+//   - [Aggregator] and [AlertManager] consume their input and publish their
+//     output only.
+package natsauth
+
+import (
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Role names a component's user.
+type Role string
+
+// The roles.
+const (
+	Operator     Role = "operator"
+	Producer     Role = "producer"
+	Aggregator   Role = "aggregator"
+	AlertManager Role = "alertmanager"
+	Reader       Role = "reader"
+	// Guest is the role of an anonymous client of `jetmon up`: a Reader that
+	// may also publish what a Producer may.
+	Guest Role = "guest"
+)
+
+// Roles lists every role.
+func Roles() []Role { return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Guest} }
+
+// eventSubjects are the event families' subjects.
+var eventSubjects = []string{"performance.>", "health.>", "validation.>", "system.>", "monitoring.>"}
+
+// PipelineOnlySubjects are the event subjects only the pipeline publishes:
+// aggregated windows (the aggregator), threshold events (the alert manager)
+// and monitoring control (an operator). An application's own reports, such as
+// its breaker's monitoring.config.changed, stay open to producers.
+var PipelineOnlySubjects = []string{
+	"performance.metric.aggregated", "performance.metric.aggregated.>",
+	"health.threshold.>",
+	"monitoring.mode.>", "monitoring.enabled", "monitoring.enabled.>",
+	"monitoring.disabled", "monitoring.disabled.>", "monitoring.sampled", "monitoring.sampled.>",
+}
+
+// destructive are the JetStream API calls that lose data or change a stream.
+var destructive = []string{
+	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
+	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.SNAPSHOT.>", "$JS.API.STREAM.RESTORE.>",
+	"$JS.API.STREAM.PEER.>", "$JS.API.STREAM.LEADER.>", "$JS.API.META.>", "$JS.API.ACCOUNT.>", "$JS.API.SERVER.>",
+}
+
+// readAPI are the JetStream API calls that read streams through consumers.
+var readAPI = []string{
+	"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+	"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+	"$JS.API.CONSUMER.CREATE.*", "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
+	"$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.MSG.NEXT.*.*",
+	"$JS.FC.>",
+}
+
+// consumeAPI adds what a durable consumer needs: acks and removing its own
+// consumers (a rewind recreates one).
+var consumeAPI = append([]string{
+	"$JS.ACK.>", "$JS.API.CONSUMER.DURABLE.CREATE.*.*", "$JS.API.CONSUMER.DELETE.*.*",
+	"$JS.API.CONSUMER.UNPIN.*.*.*", "$JS.API.CONSUMER.PAUSE.*.*",
+}, readAPI...)
+
+// kv returns what a component needs to own the key-value bucket name.
+func kv(names ...string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, "$KV."+n+".>", "$JS.API.STREAM.CREATE.KV_"+n, "$JS.API.STREAM.UPDATE.KV_"+n, "$JS.API.STREAM.INFO.KV_"+n)
+	}
+	return out
+}
+
+// replies is every client's inbox: request replies and publish acks.
+var replies = []string{"_INBOX.>"}
+
+// Permissions returns the permissions of role; nil (everything) for Operator.
+func Permissions(role Role) *server.Permissions {
+	producer := &server.SubjectPermission{Allow: eventSubjects, Deny: PipelineOnlySubjects}
+	switch role {
+	case Operator:
+		return nil
+	case Producer:
+		return &server.Permissions{Publish: producer, Subscribe: &server.SubjectPermission{Allow: replies}}
+	case Reader, Guest:
+		pub := &server.SubjectPermission{Allow: readAPI, Deny: destructive}
+		if role == Guest {
+			pub.Allow = append(append([]string{}, readAPI...), eventSubjects...)
+			pub.Deny = append(append([]string{}, destructive...), PipelineOnlySubjects...)
+		}
+		return &server.Permissions{
+			Publish:   pub,
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		}
+	case Aggregator:
+		allow := append([]string{"performance.metric.aggregated.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_aggregators")...)},
+			Subscribe: &server.SubjectPermission{Allow: append([]string{"performance.>"}, replies...)},
+		}
+	case AlertManager:
+		allow := append([]string{"alerts.>", "health.threshold.>", "deadletter.>"}, consumeAPI...)
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_alerts", "jetmon_silences", "jetmon_nflog")...)},
+			Subscribe: &server.SubjectPermission{Allow: append([]string{">"}, replies...)},
+		}
+	}
+	return &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{">"}}, Subscribe: &server.SubjectPermission{Deny: []string{">"}}}
+}
+
+// User returns the server's user for role with password.
+func User(role Role, password string) *server.User {
+	return &server.User{Username: string(role), Password: password, Permissions: Permissions(role)}
+}
