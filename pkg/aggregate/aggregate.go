@@ -239,7 +239,13 @@ func (a *Aggregator) check(ev events.Event, s Series, v float64, now time.Time) 
 func (a *Aggregator) Add(ev events.Event) Outcome { return a.Aggregate(ev).Outcome }
 
 // Aggregate adds ev like Add and says where it went.
-func (a *Aggregator) Aggregate(ev events.Event) Result {
+func (a *Aggregator) Aggregate(ev events.Event) Result { return a.AggregateArrived(ev, time.Time{}) }
+
+// AggregateArrived is Aggregate with the time ev arrived — when the stream
+// stored its message — which AdvanceIdle compares against (zero: Now).
+// Arrival by the stream's clock keeps a consumer that falls behind from
+// taking the sources whose messages wait for it for quiet ones.
+func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result {
 	s, v, failed, ok := SeriesOf(ev)
 	if !ok {
 		a.st.NotAggregated++
@@ -247,6 +253,10 @@ func (a *Aggregator) Aggregate(ev events.Event) Result {
 	}
 	nowT := a.o.Now()
 	now := nowT.UnixNano()
+	arrival := now
+	if !arrived.IsZero() {
+		arrival = arrived.UnixNano()
+	}
 	if err := a.check(ev, s, v, nowT); err != nil {
 		a.st.Rejected++
 		return Result{Outcome: Rejected, Err: err}
@@ -331,7 +341,7 @@ func (a *Aggregator) Aggregate(ev events.Event) Result {
 	w.min, w.max = min(w.min, v), max(w.max, v)
 	_ = w.sketch.Add(v)
 	a.st.Added++
-	ss.lastSeen, src.lastArrival = now, now
+	ss.lastSeen, src.lastArrival = now, max(src.lastArrival, arrival)
 	if t := ts.UnixNano(); t > src.watermark {
 		src.watermark = t
 	}
@@ -385,9 +395,11 @@ func (a *Aggregator) Advance(t time.Time) []*events.AggregateEvent {
 }
 
 // AdvanceIdle moves to now the watermark of every source with open windows
-// whose last event arrived (by Now) at least idle before now, and returns
-// the windows that closed: a source that went quiet has its windows closed
-// by the clock while the others go on by their own event time.
+// whose last event arrived (see AggregateArrived) at least idle before now,
+// and returns the windows that closed: a source that went quiet has its
+// windows closed by the clock while the others go on by their own event
+// time. now is the wall clock when the input is idle, or the arrival time
+// of the latest message while messages flow.
 func (a *Aggregator) AdvanceIdle(now time.Time, idle time.Duration) []*events.AggregateEvent {
 	nn, quiet := now.UnixNano(), now.Add(-idle).UnixNano()
 	for _, src := range a.sources {

@@ -23,6 +23,8 @@ type partition struct {
 	hold    time.Time     // the end of the hold, set by the first message
 	// streamCreated tells a re-created stream from the one the consumer read.
 	streamCreated time.Time
+	// lastStored is when the server stored the latest message received.
+	lastStored time.Time
 
 	// under s.mu
 	agg          *aggregate.Aggregator
@@ -222,16 +224,19 @@ func (p *partition) consume(ctx context.Context) error {
 			}
 		}
 		// Sources quiet for IdleAfter have their windows closed by the
-		// clock — once the consumer has caught up, so that a backlog's
-		// later events of a source are not made late by it.
-		if now.Sub(lastIdle) >= 250*time.Millisecond && !p.holding(now) {
-			s.mu.Lock()
-			caughtUp := timeout || p.backlog < 512
-			var closed []*events.AggregateEvent
-			if caughtUp {
-				lastIdle = now
-				closed = p.agg.AdvanceIdle(now, s.cfg.IdleAfter)
+		// clock. Quiet is judged by the stream's clock (when the server
+		// stored the messages): against the latest message while messages
+		// flow, so that a consumer that falls behind does not take sources
+		// whose messages wait for it for quiet ones; against the wall clock
+		// when nothing comes.
+		if (timeout || now.Sub(lastIdle) >= 250*time.Millisecond) && !p.holding(now) {
+			lastIdle = now
+			at := now
+			if !timeout {
+				at = p.lastStored
 			}
+			s.mu.Lock()
+			closed := p.agg.AdvanceIdle(at, s.cfg.IdleAfter)
 			s.mu.Unlock()
 			if len(closed) > 0 {
 				if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
@@ -289,6 +294,9 @@ func (p *partition) handle(msg jetstream.Msg) {
 	s.stats.Messages++
 	p.lastProgress = time.Now()
 	p.lastSeq = max(p.lastSeq, md.Sequence.Stream)
+	if md.Timestamp.After(p.lastStored) {
+		p.lastStored = md.Timestamp
+	}
 	if pm := p.inFlight[md.Sequence.Stream]; pm != nil {
 		// Redelivered while we hold it: already counted; its ack goes to
 		// the latest delivery (a re-created consumer knows no other).
@@ -306,7 +314,7 @@ func (p *partition) handle(msg jetstream.Msg) {
 			return
 		}
 		s.mu.Lock()
-		r := p.agg.Aggregate(it.Event)
+		r := p.agg.AggregateArrived(it.Event, md.Timestamp)
 		s.stats.Events++
 		switch r.Outcome {
 		case aggregate.Added:
