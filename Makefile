@@ -11,7 +11,7 @@ GOFUMPT_VERSION       ?= v0.12.0
 # Fuzz targets as package:target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch
 
-.PHONY: all run test vet lint fmt bench fuzz tools build clean
+.PHONY: all run test attack vet lint fmt bench fuzz tools build clean
 
 all: lint test
 
@@ -26,6 +26,10 @@ build:
 ## test: vet, then every test with the race detector
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## attack: the adversarial suite alone (it also runs in `make test`): hostile input against the real `jetmon up`
+attack:
+	$(GO) test -count=1 -timeout 15m -run 'TestAttack|TestUpEndToEnd' -v ./cmd/jetmon/ ./internal/httpd/ ./internal/natsauth/
 
 vet:
 	$(GO) vet ./...

@@ -14,12 +14,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/cli"
+	"github.com/jetmon/jetmon/internal/natsauth"
 	"github.com/jetmon/jetmon/internal/pipeline"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -72,7 +74,17 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(s
 	rules := fs.String("rules", "", "alerting rules file, reloaded on SIGHUP (default: the built-in demo rules; see examples/rules.yaml)")
 	httpAddr := fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
 	dataDir := fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
-	natsPort := fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on 127.0.0.1:PORT; 0: in-process only")
+	natsPort := fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on NATS-HOST:PORT; 0: in-process only")
+	natsHost := fs.String("nats-host", "127.0.0.1", "address of the NATS listener; beyond loopback it needs --nats-no-guests (or --nats-insecure)")
+	noGuests := fs.Bool("nats-no-guests", false, "refuse NATS clients without credentials (by default they may publish events and read streams, never manage them)")
+	natsInsecure := fs.Bool("nats-insecure", false, "allow guests on a NATS listener beyond loopback")
+	natsPW := map[natsauth.Role]*string{}
+	for _, r := range []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Reader} {
+		natsPW[r] = fs.String("nats-"+string(r)+"-password-file", "", "file holding the password of NATS user "+string(r)+" (env JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD sets it too); no password: no such user")
+	}
+	tokenFile := fs.String("token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env JETMON_TOKEN sets it too)")
+	grantFile := fs.String("grant-token-file", "", "file holding the bearer token that lets an ingest request publish the pipeline-only types: aggregated windows, monitoring control, threshold events (env JETMON_GRANT_TOKEN)")
+	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C or SIGTERM)")
 	refresh := fs.Duration("refresh", 2*time.Second, "interval of the live view")
 	quiet := fs.Bool("quiet", false, "no live view, logs only")
@@ -115,6 +127,27 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 		fmt.Fprintf(stderr, "jetmon up: duration %s: must not be negative\n", *duration)
 		return 2
 	}
+	token, err := cli.Secret(env, "JETMON_TOKEN", *tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon up: --token-file: %v\n", err)
+		return 2
+	}
+	grant, err := cli.Secret(env, "JETMON_GRANT_TOKEN", *grantFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon up: --grant-token-file: %v\n", err)
+		return 2
+	}
+	access := pipeline.NATSAccess{NoGuests: *noGuests, Insecure: *natsInsecure, Passwords: map[natsauth.Role]string{}}
+	for r, file := range natsPW {
+		pw, err := cli.Secret(env, "JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD", *file)
+		if err != nil {
+			fmt.Fprintf(stderr, "jetmon up: --nats-%s-password-file: %v\n", r, err)
+			return 2
+		}
+		if pw != "" {
+			access.Passwords[r] = pw
+		}
+	}
 	if *rules != "" {
 		if _, err := alerting.Load(*rules); err != nil {
 			fmt.Fprintf(stderr, "jetmon up: --rules: %v\n", err)
@@ -134,8 +167,13 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 		defer cancel()
 	}
 	o := pipeline.Options{
-		DataDir: *dataDir, NATSPort: *natsPort, HTTP: *httpAddr, Window: *window, Rate: *rate, Rules: *rules,
+		DataDir: *dataDir, NATSPort: *natsPort, NATSHost: *natsHost, NATS: access, HTTP: *httpAddr,
+		Token: token, GrantToken: grant, InsecureHTTP: *insecureHTTP, Window: *window, Rate: *rate, Rules: *rules,
 		ViewEvery: *refresh, Logger: log,
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
+		return 2
 	}
 	if !*quiet {
 		o.View = stdout

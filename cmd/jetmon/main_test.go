@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,13 +63,43 @@ type upProcess struct {
 	http, nats     string
 }
 
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildJetmon builds the binary once for every test of the run.
 func buildJetmon(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "jetmon")
-	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "jetmon-test-bin-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "jetmon")
+		if out, err := exec.CommandContext(context.Background(), "go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// runBin runs the binary to its end and returns its combined output.
+func runBin(ctx context.Context, bin string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
 }
 
 // startUp runs `jetmon up` as a real process and waits until /readyz is 200.
@@ -199,6 +230,18 @@ func TestUpEndToEnd(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("windows counted %d of %d events", counted, sent)
 		}
+	}
+	// Once only: no later window may add more.
+	for settle := time.After(3 * time.Second); settle != nil; {
+		select {
+		case w := <-windows:
+			counted += w.Count
+		case <-settle:
+			settle = nil
+		}
+	}
+	if counted != uint64(sent) {
+		t.Fatalf("windows counted %d events, %d were sent", counted, sent)
 	}
 	select {
 	case r := <-fired:

@@ -7,18 +7,24 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed" // the demo rules
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/httpd"
+	"github.com/jetmon/jetmon/internal/natsauth"
 	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/producer"
 	"github.com/jetmon/jetmon/pkg/aggregator"
@@ -40,10 +46,20 @@ type Options struct {
 	// DataDir is the embedded server's JetStream store; a restart resumes it.
 	DataDir string
 	// NATSPort, when positive, lets NATS clients (the nats CLI) connect on
-	// 127.0.0.1:NATSPort.
+	// NATSHost:NATSPort (default host 127.0.0.1).
 	NATSPort int
+	NATSHost string
+	// NATS says who may connect on NATSPort; see [NATSAccess].
+	NATS NATSAccess
 	// HTTP is the address of the one HTTP server (ingest, APIs, metrics).
 	HTTP string
+	// Token, when set, is required on every HTTP path but /healthz and
+	// /readyz. GrantToken, when set, lets an ingest request that presents it
+	// instead publish the types only the pipeline emits (aggregated windows,
+	// monitoring control, threshold events); without it nobody can.
+	Token, GrantToken string
+	// InsecureHTTP allows HTTP beyond loopback without a Token.
+	InsecureHTTP bool
 	// Window is the aggregation window (default 5s).
 	Window time.Duration
 	// Rate is the load generator's requests per second; 0 turns the demo
@@ -65,6 +81,73 @@ type Options struct {
 	Ready func(httpAddr net.Addr, natsURL string)
 }
 
+// NATSAccess configures the users of the embedded server's listener. The
+// pipeline's own parts connect in-process as an internal user whose password
+// is made anew at each start and never leaves the process.
+type NATSAccess struct {
+	// NoGuests refuses clients without credentials; by default they connect
+	// as natsauth.Guest: they may publish events (not the pipeline-only
+	// types) and read every stream, and manage nothing.
+	NoGuests bool
+	// Passwords of the roles' users (natsauth.Operator, Producer, Reader,
+	// ...); a role without a password has no user. Only the operator can
+	// create, change, purge or delete streams.
+	Passwords map[natsauth.Role]string
+	// Insecure allows a listener beyond loopback that guests can use.
+	Insecure bool
+}
+
+// ErrNATSExposed reports a NATS listener beyond loopback open to guests.
+var ErrNATSExposed = errors.New("a NATS listener beyond loopback must not admit guests")
+
+// Validate reports the first unsafe or impossible setting, naming it: HTTP
+// beyond loopback without a token ([httpd.ErrExposed]), a NATS listener
+// beyond loopback open to guests ([ErrNATSExposed]), an unknown role or a
+// short password.
+func (o Options) Validate() error {
+	if o.NATSHost == "" {
+		o.NATSHost = "127.0.0.1"
+	}
+	if err := httpd.CheckExposure(o.HTTP, o.Token, o.InsecureHTTP); err != nil {
+		return err
+	}
+	if o.NATSPort != 0 && !o.NATS.NoGuests && !o.NATS.Insecure && !httpd.IsLoopback(o.NATSHost) {
+		return fmt.Errorf("nats host %s: %w (refuse guests, or allow it explicitly)", o.NATSHost, ErrNATSExposed)
+	}
+	for r, pw := range o.NATS.Passwords {
+		if !slices.Contains(natsauth.Roles(), r) || r == natsauth.Guest {
+			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader)", r)
+		}
+		if len(pw) < 8 {
+			return fmt.Errorf("nats user %s: password shorter than 8 characters", r)
+		}
+	}
+	return nil
+}
+
+// natsUsers returns the embedded server's users: the internal one, the
+// configured roles, and the guest unless refused.
+func (o Options) natsUsers() (users []*server.User, internal nats.Option, err error) {
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, nil, err
+	}
+	pw := hex.EncodeToString(secret)
+	users = append(users, &server.User{Username: internalUser, Password: pw})
+	for _, r := range natsauth.Roles() {
+		if p, ok := o.NATS.Passwords[r]; ok {
+			users = append(users, natsauth.User(r, p))
+		}
+	}
+	if !o.NATS.NoGuests {
+		users = append(users, natsauth.User(natsauth.Guest, ""))
+	}
+	return users, nats.UserInfo(internalUser, pw), nil
+}
+
+// internalUser is the pipeline's own parts' user of the embedded server.
+const internalUser = "jetmon-internal"
+
 // Run runs the pipeline until ctx ends, then stops every part in order.
 func Run(ctx context.Context, o Options) (err error) {
 	if o.Window <= 0 {
@@ -79,6 +162,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.HTTP == "" {
 		o.HTTP = "127.0.0.1:9100"
 	}
+	if o.NATSHost == "" {
+		o.NATSHost = "127.0.0.1"
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	log := o.Logger
 	var rules *alerting.Config
 	if o.Rules == "" {
@@ -91,12 +180,20 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	srvLog := log.Level(zerolog.WarnLevel)
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: o.DataDir, Port: o.NATSPort, Logger: &srvLog})
+	users, internal, err := o.natsUsers()
+	if err != nil {
+		return err
+	}
+	so := natsserver.Options{StoreDir: o.DataDir, Host: o.NATSHost, Port: o.NATSPort, Users: users, Logger: &srvLog}
+	if !o.NATS.NoGuests {
+		so.NoAuthUser = string(natsauth.Guest)
+	}
+	srv, err := natsserver.Start(so)
 	if err != nil {
 		return fmt.Errorf("embedded NATS server (data dir %s): %w", o.DataDir, err)
 	}
 	defer srv.Stop()
-	nc, err := srv.Connect()
+	nc, err := srv.Connect(internal)
 	if err != nil {
 		return fmt.Errorf("connect to the embedded server: %w", err)
 	}
@@ -145,13 +242,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	ing, err := ingest.New(ingest.Options{Publisher: pub, AssignDefaults: true})
+	// 2xx means stored: the ingest publishes straight through the bus and
+	// answers once JetStream has acknowledged; the breaker is for the demo
+	// load, which must never block.
+	ing, err := ingest.New(ingest.Options{Publisher: bus, GrantToken: o.GrantToken, AssignDefaults: true})
 	if err != nil {
 		return err
 	}
 
 	mux := httpd.Mux(reg)
 	ing.Mount(mux)
+	guarded := httpd.Guard{Token: o.Token, OtherTokens: []string{o.GrantToken}}.Wrap(mux)
 	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
 	agg.Mount(aggMux)
 	am.Mount(amMux)
@@ -180,7 +281,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		{"aggregator", agg.Run},
 		{"alertmanager", am.Run},
 		{"http", func(ctx context.Context) error {
-			return httpd.Serve(ctx, o.HTTP, mux, func(a net.Addr) { httpAddr.Store(a) })
+			return httpd.Serve(ctx, o.HTTP, guarded, func(a net.Addr) { httpAddr.Store(a) })
 		}},
 	}
 	if o.Rules != "" && o.Reload != nil {
@@ -267,7 +368,7 @@ func printWhere(log *zerolog.Logger, addr net.Addr, natsURL string) {
 		log.Info().Msg("try: nats --server " + natsURL + " sub 'alerts.>'   or   nats --server " + natsURL + " sub 'performance.metric.aggregated.>'")
 		log.Info().Msg("try: jetmon tail --nats-url " + natsURL + " 'health.>'   or   jetmon dlq list --nats-url " + natsURL)
 	}
-	log.Info().Msg(`try: curl -s ` + base + `/v1/events -d '{"event_type":"performance.operation.complete","source":"me","operation":"hello","duration_ms":900}'`)
+	log.Info().Msg(`try: curl -s ` + base + `/v1/events -H 'Content-Type: application/json' -d '{"event_type":"performance.operation.complete","source":"me","operation":"hello","duration_ms":900}'`)
 }
 
 // SlowOperation is the demo's slow operation (p95 well above 250 ms).

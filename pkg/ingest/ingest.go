@@ -54,6 +54,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -300,7 +301,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.stats.tooLarge.Add(1)
@@ -339,3 +340,38 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// readBody reads a body into one buffer of its exact size. It reads in
+// pooled chunks first and allocates the buffer only once the whole body has
+// arrived: a slow client holds no more memory than it has sent, and a burst
+// of large bodies leaves no trail of doubling buffers (io.ReadAll) behind.
+func readBody(r io.Reader) ([]byte, error) {
+	var chunks []*[]byte
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	total := 0
+	for {
+		c := chunkPool.Get().(*[]byte)
+		chunks = append(chunks, c)
+		n, err := io.ReadFull(r, *c)
+		total += n
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	body := make([]byte, 0, total)
+	for _, c := range chunks {
+		body = append(body, (*c)[:min(len(*c), total-len(body))]...)
+	}
+	return body, nil
+}
+
+const chunkSize = 64 << 10
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
