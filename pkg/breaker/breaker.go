@@ -17,6 +17,15 @@
 // monitoring event once the bus is back. Breaker state, spool depth, drops
 // and publish latency are Prometheus metrics; each state change is also a
 // monitoring event.
+//
+// Nothing cycles forever. An event that no retry can publish — invalid,
+// larger than [Options.MaxEventBytes], or refused by the bus with
+// [events.ErrInvalid], [events.ErrPayloadTooLarge] or [events.ErrUnsupported],
+// whether Publish, the asynchronous [Publisher.Failed] or the drainer hears
+// it — is discarded and counted (Stats.Permanent and
+// jetmon_discarded_events_total{reason}), never spooled or retried. An event
+// that keeps failing asynchronously is re-sent at most
+// [Options.MaxAsyncFailures] times.
 package breaker
 
 import (
@@ -88,7 +97,24 @@ type Options struct {
 	// LatencySampleEvery measures one Publish in this many (default 16):
 	// reading the clock twice per call would cost more than the breaker.
 	LatencySampleEvery int
+
+	// MaxEventBytes is the largest encoded event the breaker spools. An
+	// event it would have to spool that is larger can never cross NATS
+	// (whose default max_payload is 1 MiB, headers included) and is
+	// discarded as too_large instead. 0 means [DefaultMaxEventBytes]; a
+	// negative value means the disk spool's own record limit (64 MiB).
+	MaxEventBytes int
+	// MaxAsyncFailures bounds how often one event reported through
+	// [Publisher.Failed] is spooled for a re-send: its next asynchronous
+	// failure discards it as retries_exhausted (default 10). The count is
+	// kept per event id for the most recent SpoolMaxEvents failing ids, in
+	// memory only.
+	MaxAsyncFailures int
 }
+
+// DefaultMaxEventBytes is the default [Options.MaxEventBytes]: NATS' default
+// max_payload of 1 MiB less 4 KiB for the message headers.
+const DefaultMaxEventBytes = events.DefaultMaxPayload - 4<<10
 
 func (o Options) withDefaults() Options {
 	set := func(v *time.Duration, d time.Duration) {
@@ -128,6 +154,15 @@ func (o Options) withDefaults() Options {
 	if o.LatencySampleEvery <= 0 {
 		o.LatencySampleEvery = 16
 	}
+	if o.MaxEventBytes == 0 {
+		o.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if o.MaxEventBytes < 0 || o.MaxEventBytes > maxRecord {
+		o.MaxEventBytes = maxRecord
+	}
+	if o.MaxAsyncFailures <= 0 {
+		o.MaxAsyncFailures = 10
+	}
 	return o
 }
 
@@ -166,7 +201,7 @@ type Stats struct {
 	Spooled    uint64 // events put in the spool
 	Drained    uint64 // spooled events the bus accepted later
 	Dropped    uint64 // events lost to a full spool
-	Permanent  uint64 // events refused as invalid or oversized
+	Permanent  uint64 // events discarded as unpublishable: invalid, oversized, unsupported, retries exhausted
 	Failures   uint64 // failed attempts (each retry counts)
 	SpoolDepth int
 	SpoolBytes int64
@@ -181,10 +216,11 @@ type Publisher struct {
 	flog    *rateLog
 	decoder events.Decoder
 
-	mu       sync.Mutex // guards spool, dropsByType, unreported
-	spool    spool
-	drops    map[events.Type]uint64 // since the last drop report
-	spooling atomic.Bool            // the spool holds events (or is about to)
+	mu         sync.Mutex // guards spool, drops, asyncFails
+	spool      spool
+	drops      map[events.Type]uint64 // since the last drop report
+	asyncFails *failCounts
+	spooling   atomic.Bool // the spool holds events (or is about to)
 
 	kick   chan struct{}
 	done   chan struct{}
@@ -195,9 +231,17 @@ type Publisher struct {
 	published, spooled, drained, dropped, permanent, failures atomic.Uint64
 }
 
+// ErrNoPublisher is returned by [New] and [Wrap] for a nil publisher or bus:
+// a breaker with nothing behind it would spool forever.
+var ErrNoPublisher = errors.New("breaker: nil publisher")
+
 // New wraps next. With a SpoolDir it first loads what an earlier process
-// spooled there, and starts sending it at once.
+// spooled there, and starts sending it at once. A nil next fails with
+// [ErrNoPublisher].
 func New(next events.Publisher, o Options) (*Publisher, error) {
+	if next == nil {
+		return nil, ErrNoPublisher
+	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -207,10 +251,12 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 		log = o.Logger.With().Str("component", "breaker").Str("publisher", o.Name).Logger()
 	}
 	p := &Publisher{
-		next: next, o: o, m: newMetrics(o.Name), flog: newRateLog(log, o.LogInterval),
+		next: next, o: o, flog: newRateLog(log, o.LogInterval),
 		decoder: events.Decoder{MaxPayload: -1}, drops: map[events.Type]uint64{},
-		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		asyncFails: newFailCounts(o.SpoolMaxEvents),
+		kick:       make(chan struct{}, 1), done: make(chan struct{}),
 	}
+	p.m = newMetrics(o.Name, p.stateValue, p.spoolDepth)
 	if o.SpoolDir != "" {
 		s, err := openDiskSpool(o.SpoolDir, o.SpoolMaxBytes)
 		if err != nil {
@@ -247,7 +293,6 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 		p.spooling.Store(true)
 		p.signal()
 	}
-	p.updateSpoolGauges()
 	p.wg.Go(p.drainLoop)
 	return p, nil
 }
@@ -256,6 +301,36 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 func permanent(err error) bool {
 	return errors.Is(err, events.ErrInvalid) || errors.Is(err, events.ErrPayloadTooLarge) ||
 		errors.Is(err, events.ErrUnsupported)
+}
+
+// Reasons an event is discarded, the values of the reason label of
+// jetmon_discarded_events_total.
+const (
+	reasonInvalid     = "invalid"
+	reasonTooLarge    = "too_large"
+	reasonUnsupported = "unsupported"
+	reasonExhausted   = "retries_exhausted"
+	reasonCorrupt     = "corrupt"
+)
+
+// reasonOf names the kind of a permanent error.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, events.ErrPayloadTooLarge):
+		return reasonTooLarge
+	case errors.Is(err, events.ErrUnsupported):
+		return reasonUnsupported
+	}
+	return reasonInvalid
+}
+
+// discard counts an event that will never be published and logs it (rate
+// limited, by type and id only: an event's content stays out of the log).
+func (p *Publisher) discard(typ events.Type, id, reason string, err error) {
+	p.permanent.Add(1)
+	p.m.failures.WithLabelValues("permanent").Inc()
+	p.m.discarded.WithLabelValues(reason).Inc()
+	p.flog.report("discard", fmt.Errorf("%s %s discarded (%s): %w", typ, id, reason, err))
 }
 
 // Publish validates ev and publishes it through the circuit. It returns nil
@@ -271,8 +346,7 @@ func (p *Publisher) Publish(ctx context.Context, ev events.Event) error {
 		return fmt.Errorf("breaker: publish: %w", err)
 	}
 	if err := ev.Validate(); err != nil {
-		p.permanent.Add(1)
-		p.m.failures.WithLabelValues("permanent").Inc()
+		p.discard(ev.Metadata().Type, ev.Metadata().ID, reasonOf(err), err)
 		return err
 	}
 	if p.calls.Add(1)%uint64(p.o.LatencySampleEvery) == 0 {
@@ -288,8 +362,7 @@ func (p *Publisher) Publish(ctx context.Context, ev events.Event) error {
 		p.published.Add(1)
 		return nil
 	case permanent(err):
-		p.permanent.Add(1)
-		p.m.failures.WithLabelValues("permanent").Inc()
+		p.discard(ev.Metadata().Type, ev.Metadata().ID, reasonOf(err), err)
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("breaker: publish: %w", ctx.Err())
@@ -342,14 +415,35 @@ func (p *Publisher) attempt(ctx context.Context, ev events.Event) (err error) {
 // dropped although it may have arrived. Wire
 // it to the transport's asynchronous error hook (jsbus.Config.OnPublishError
 // through jsbus.ReportFailedEvents).
+//
+// A permanent err ([events.ErrInvalid], [events.ErrPayloadTooLarge],
+// [events.ErrUnsupported]), an invalid or oversized ev, and an ev that has
+// already failed [Options.MaxAsyncFailures] times are discarded and counted
+// instead: re-sending them would only fail again, forever.
 func (p *Publisher) Failed(ev events.Event, err error) {
-	if p.closed.Load() {
+	if p.closed.Load() || ev == nil {
+		return
+	}
+	m := ev.Metadata()
+	if permanent(err) {
+		p.discard(m.Type, m.ID, reasonOf(err), err)
+		return
+	}
+	if verr := ev.Validate(); verr != nil {
+		p.discard(m.Type, m.ID, reasonOf(verr), verr)
 		return
 	}
 	p.failures.Add(1)
 	p.m.failures.WithLabelValues("async").Inc()
 	p.flog.report("async publish", err)
 	_, _ = p.cb.Execute(func() (struct{}, error) { return struct{}{}, err })
+	p.mu.Lock()
+	n := p.asyncFails.inc(m.ID)
+	p.mu.Unlock()
+	if n > p.o.MaxAsyncFailures {
+		p.discard(m.Type, m.ID, reasonExhausted, fmt.Errorf("failed asynchronously %d times, last: %w", n, err))
+		return
+	}
 	_ = p.enqueue(ev, err, false)
 }
 
@@ -358,6 +452,13 @@ func (p *Publisher) Failed(ev events.Event, err error) {
 // even in a full spool, so that the drop count is the application's alone.
 func (p *Publisher) enqueue(ev events.Event, cause error, internal bool) error {
 	data := ev.AppendJSON(nil)
+	if len(data) > p.o.MaxEventBytes {
+		m := ev.Metadata()
+		err := fmt.Errorf("breaker: %s %s: %w: %d bytes encoded, the limit is %d (Options.MaxEventBytes)",
+			m.Type, m.ID, events.ErrPayloadTooLarge, len(data), p.o.MaxEventBytes)
+		p.discard(m.Type, m.ID, reasonTooLarge, err)
+		return err
+	}
 	p.mu.Lock()
 	ok, err := p.spool.push(data, internal)
 	if ok {
@@ -366,7 +467,6 @@ func (p *Publisher) enqueue(ev events.Event, cause error, internal bool) error {
 		p.drops[ev.Metadata().Type]++
 	}
 	p.mu.Unlock()
-	p.updateSpoolGauges()
 	if err != nil {
 		p.flog.report("spool", err)
 	}
@@ -392,12 +492,24 @@ func (p *Publisher) signal() {
 	}
 }
 
-func (p *Publisher) updateSpoolGauges() {
+// spoolDepth returns the spool's events and bytes, for the gauges.
+func (p *Publisher) spoolDepth() (int, int64) {
 	p.mu.Lock()
-	n, b := p.spool.len(), p.spool.bytes()
-	p.mu.Unlock()
-	p.m.spoolEvents.Set(float64(n))
-	p.m.spoolBytes.Set(float64(b))
+	defer p.mu.Unlock()
+	return p.spool.len(), p.spool.bytes()
+}
+
+// stateValue is the state gauge's value. Asking gobreaker for the state
+// also moves an open circuit whose timeout has passed to half-open, so a
+// scrape never reports a stale "open".
+func (p *Publisher) stateValue() float64 {
+	switch p.State() {
+	case Open:
+		return 2
+	case HalfOpen:
+		return 1
+	}
+	return 0
 }
 
 // drainLoop sends spooled events whenever the circuit lets it. After a
@@ -459,9 +571,15 @@ func (p *Publisher) drain() bool {
 			return p.finishDrain(ctx)
 		}
 		ev, derr := p.decoder.Decode(data)
-		if derr != nil { // cannot happen unless the disk spool was damaged
-			p.flog.report("spool", fmt.Errorf("undecodable spooled event dropped: %w", derr))
+		if derr != nil { // a damaged disk spool, or an event a newer version wrote
 			p.popSpool()
+			p.discard("", "", reasonCorrupt, fmt.Errorf("undecodable spooled event: %w", derr))
+			continue
+		}
+		if len(data) > p.o.MaxEventBytes { // spooled by a process with a larger limit
+			p.popSpool()
+			p.discard(ev.Metadata().Type, ev.Metadata().ID, reasonTooLarge,
+				fmt.Errorf("%w: %d bytes spooled, the limit is %d", events.ErrPayloadTooLarge, len(data), p.o.MaxEventBytes))
 			continue
 		}
 		_, err = p.cb.Execute(func() (struct{}, error) { return struct{}{}, p.attempt(ctx, ev) })
@@ -472,7 +590,7 @@ func (p *Publisher) drain() bool {
 		if err == nil {
 			p.drained.Add(1)
 		} else {
-			p.permanent.Add(1)
+			p.discard(ev.Metadata().Type, ev.Metadata().ID, reasonOf(err), err)
 		}
 	}
 }
@@ -483,7 +601,6 @@ func (p *Publisher) popSpool() {
 		p.flog.report("spool", err)
 	}
 	p.mu.Unlock()
-	p.updateSpoolGauges()
 }
 
 // finishDrain marks the spool empty and reports drops since the last report.
@@ -519,14 +636,6 @@ func (p *Publisher) finishDrain(ctx context.Context) bool {
 func (p *Publisher) onStateChange(_ string, from, to gobreaker.State) {
 	f, t := stateOf(from), stateOf(to)
 	p.m.transitions.WithLabelValues(string(f), string(t)).Inc()
-	switch t {
-	case Open:
-		p.m.state.Set(2)
-	case HalfOpen:
-		p.m.state.Set(1)
-	default:
-		p.m.state.Set(0)
-	}
 	p.flog.log.Info().Str("from", string(f)).Str("to", string(t)).Msg("circuit state changed")
 	ev := events.NewControlEvent(events.ConfigChanged, p.o.Source)
 	ev.Reason = "circuit breaker " + string(f) + " -> " + string(t)

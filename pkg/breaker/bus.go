@@ -16,8 +16,12 @@ type Bus struct {
 
 var _ events.Bus = (*Bus)(nil)
 
-// Wrap returns bus with a breaker in front of its Publish.
+// Wrap returns bus with a breaker in front of its Publish. A nil bus fails
+// with [ErrNoPublisher].
 func Wrap(bus events.Bus, o Options) (*Bus, error) {
+	if bus == nil {
+		return nil, ErrNoPublisher
+	}
 	p, err := New(bus, o)
 	if err != nil {
 		return nil, err
