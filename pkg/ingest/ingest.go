@@ -54,7 +54,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"sync"
 	"time"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -62,9 +61,11 @@ import (
 
 // Defaults of [Options].
 const (
-	DefaultMaxBody        = 4 << 20
-	DefaultMaxErrors      = 100
-	DefaultPublishTimeout = 10 * time.Second
+	DefaultMaxBody = 4 << 20
+	// DefaultMaxBodiesInFlight is Options.MaxBodiesInFlight's default.
+	DefaultMaxBodiesInFlight = 64 << 20
+	DefaultMaxErrors         = 100
+	DefaultPublishTimeout    = 10 * time.Second
 )
 
 // publishChunk is how many accepted events are published at a time, which
@@ -84,6 +85,11 @@ type Options struct {
 	// MaxBody bounds a request body (default 4 MiB); a larger one is refused
 	// with 413 before it is read.
 	MaxBody int64
+	// MaxBodiesInFlight bounds the body bytes held by the requests being
+	// served at once (default 64 MiB): a request whose announced length (or
+	// MaxBody, when it announces none) does not fit is answered 503 with
+	// Retry-After, so a burst of large or slow bodies cannot grow memory.
+	MaxBodiesInFlight int64
 	// Token, when set, is required as "Authorization: Bearer <token>".
 	Token string
 	// GrantToken, when set, is a second bearer token that also lets a
@@ -158,6 +164,7 @@ type Handler struct {
 	grant  []byte
 	token  []byte
 	probes events.Decoder // a whole body, without the size limit
+	bodies atomic.Int64   // body bytes reserved by the requests in flight
 }
 
 type counters struct {
@@ -172,6 +179,8 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("ingest: Options.Publisher is required")
 	case o.MaxBody < 0:
 		return nil, fmt.Errorf("ingest: Options.MaxBody %d: must not be negative", o.MaxBody)
+	case o.MaxBodiesInFlight < 0:
+		return nil, fmt.Errorf("ingest: Options.MaxBodiesInFlight %d: must not be negative", o.MaxBodiesInFlight)
 	case o.MaxEvent < 0:
 		return nil, fmt.Errorf("ingest: Options.MaxEvent %d: must not be negative", o.MaxEvent)
 	case o.MaxErrors < 0:
@@ -184,6 +193,10 @@ func New(o Options) (*Handler, error) {
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
 	}
+	if o.MaxBodiesInFlight == 0 {
+		o.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	}
+	o.MaxBodiesInFlight = max(o.MaxBodiesInFlight, o.MaxBody)
 	if o.MaxEvent == 0 {
 		o.MaxEvent = events.DefaultMaxPayload
 	}
@@ -301,7 +314,18 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	reserve := r.ContentLength
+	if reserve < 0 {
+		reserve = h.o.MaxBody
+	}
+	if h.bodies.Add(reserve) > h.o.MaxBodiesInFlight {
+		h.bodies.Add(-reserve)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "too many request bodies in flight (limit "+strconv.FormatInt(h.o.MaxBodiesInFlight, 10)+" bytes); retry")
+		return
+	}
+	defer h.bodies.Add(-reserve)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.o.MaxBody), r.ContentLength)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.stats.tooLarge.Add(1)
@@ -341,37 +365,35 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// readBody reads a body into one buffer of its exact size. It reads in
-// pooled chunks first and allocates the buffer only once the whole body has
-// arrived: a slow client holds no more memory than it has sent, and a burst
-// of large bodies leaves no trail of doubling buffers (io.ReadAll) behind.
-func readBody(r io.Reader) ([]byte, error) {
-	var chunks []*[]byte
-	defer func() {
-		for _, c := range chunks {
-			chunkPool.Put(c)
-		}
-	}()
-	total := 0
+// readBody reads a body of the announced length (-1: unknown) into one
+// buffer of its size, allocated once the first chunk has arrived (a client
+// that sends nothing holds nothing); io.ReadAll's doubling would leave about
+// the body's size again in garbage per request, which a burst of large
+// bodies turns into memory the process keeps until its next collection.
+func readBody(r io.Reader, length int64) ([]byte, error) {
+	first := make([]byte, min(max(length, 0)+1, firstChunk))
+	n, err := io.ReadFull(r, first)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return first[:n], nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, max(length+1, 2*firstChunk))
+	buf = append(buf, first...)
 	for {
-		c := chunkPool.Get().(*[]byte)
-		chunks = append(chunks, c)
-		n, err := io.ReadFull(r, *c)
-		total += n
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			break
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // announced length exceeded: grow
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	body := make([]byte, 0, total)
-	for _, c := range chunks {
-		body = append(body, (*c)[:min(len(*c), total-len(body))]...)
-	}
-	return body, nil
 }
 
-const chunkSize = 64 << 10
-
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+const firstChunk = 64 << 10
