@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	partitions := fs.Int("partitions", 0, "scale out over this many partitions (0: one consumer, one instance); every instance must agree")
 	instance := fs.String("instance", "", "this instance's name among its peers (default host-pid)")
 	httpAddr := fs.String("http", "127.0.0.1:9102", "address of /healthz, /readyz, /metrics and /api/v1 (empty: off)")
+	tokenFile := fs.String("http-token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env AGGREGATOR_HTTP_TOKEN sets it too)")
+	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -101,6 +103,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs, IdleAfter: *idleAfter, StallAfter: *stallAfter,
 		Partitions: *partitions,
 	}).Validate(); err != nil {
+		fmt.Fprintf(stderr, "aggregator: %v\n", err)
+		return 2
+	}
+	token, err := cli.Secret(env, "AGGREGATOR_HTTP_TOKEN", *tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "aggregator: --http-token-file: %v\n", err)
+		return 2
+	}
+	if err := httpd.CheckExposure(*httpAddr, token, *insecureHTTP); err != nil {
 		fmt.Fprintf(stderr, "aggregator: %v\n", err)
 		return 2
 	}
@@ -129,7 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	mux := httpd.Mux(reg)
 	svc.Mount(mux)
-	runErr := httpd.ServeWhile(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
+	runErr := httpd.ServeWhile(ctx, *httpAddr, httpd.Guard{Token: token}.Wrap(mux), func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")
 		return 1

@@ -30,6 +30,8 @@ func TestFlagsAndHelp(t *testing.T) {
 	}{
 		{[]string{"--help"}, 0, "AGGREGATOR_WINDOW"},
 		{[]string{"--window", "0s"}, 2, "window 0s"},
+		{[]string{"--http", "0.0.0.0:9102"}, 2, "http 0.0.0.0:9102: listening beyond loopback needs a token"},
+		{[]string{"--http-token-file", "/nonexistent"}, 2, "--http-token-file"},
 		{[]string{"--window", "soon"}, 2, `invalid value "soon"`},
 		{[]string{"replay"}, 2, "--from is required"},
 		{[]string{"replay", "--from", "yesterday"}, 2, `--from "yesterday"`},

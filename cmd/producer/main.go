@@ -88,7 +88,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	var nf cli.NATSFlags
 	nf.Register(fs)
 	addr := fs.String("http", "127.0.0.1:9101", "listen address of /v1/events, /healthz, /readyz and /metrics")
-	tokenFile := fs.String("token-file", "", "file holding the bearer token POST /v1/events requires (env PRODUCER_TOKEN sets it too)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env PRODUCER_TOKEN sets it too)")
+	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
 	grantFile := fs.String("grant-token-file", "", "file holding a second bearer token that may also publish the types only the pipeline emits: aggregated windows, monitoring.*, health.threshold.* (env PRODUCER_GRANT_TOKEN sets it too)")
 	maxBody := fs.Int64("max-body", 4<<20, "largest request body in bytes")
 	assignIDs := fs.Bool("assign-ids", false, "give events without an id or timestamp a new id and the time of receipt (retries then cannot be deduplicated)")
@@ -120,6 +121,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		fmt.Fprintf(stderr, "producer serve: --grant-token-file: %v\n", err)
 		return 2
 	}
+	if err := httpd.CheckExposure(*addr, token, *insecureHTTP); err != nil {
+		fmt.Fprintf(stderr, "producer serve: %v\n", err)
+		return 2
+	}
 	var hc producer.HealthConfig
 	if *healthFile != "" {
 		if hc, err = producer.LoadHealthConfig(*healthFile); err != nil {
@@ -136,7 +141,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 		return 1
 	}
 	err = producer.Serve(ctx, producer.ServeOptions{
-		Bus: bus, Breaker: br, HTTP: *addr, Token: token, GrantToken: grant, MaxBody: *maxBody, AssignDefaults: *assignIDs, Health: hc, Source: *source,
+		Bus: bus, Breaker: br, HTTP: *addr, Token: token, InsecureHTTP: *insecureHTTP, GrantToken: grant, MaxBody: *maxBody, AssignDefaults: *assignIDs, Health: hc, Source: *source,
 		Env: env, Logger: log, Registry: reg,
 		Ready: func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("ingest listening: POST /v1/events") },
 	})

@@ -20,6 +20,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "--help"}, 0, "PRODUCER_HTTP"},
 		{[]string{"serve", "--health-config", "/nonexistent.json"}, 2, "nonexistent"},
 		{[]string{"serve", "--token-file", "/nonexistent"}, 2, "--token-file"},
+		{[]string{"serve", "--http", ":9101"}, 2, "http :9101: listening beyond loopback needs a token"},
 		{[]string{"loadgen", "--help"}, 0, "PRODUCER_RATE"},
 		{[]string{"loadgen", "--error-rate", "2"}, 2, "error rate 2"},
 		{[]string{"loadgen", "--rate", "fast"}, 2, `invalid value "fast"`},

@@ -122,8 +122,10 @@ type ServeOptions struct {
 	Breaker *breaker.Publisher
 	// HTTP is the listen address (default 127.0.0.1:9101).
 	HTTP string
-	// Token, when set, is required on POST /v1/events.
+	// Token, when set, is required on every path but /healthz and /readyz.
 	Token string
+	// InsecureHTTP allows HTTP beyond loopback without a Token.
+	InsecureHTTP bool
 	// GrantToken, when set, also lets a client publish the types only the
 	// pipeline emits (see ingest.Options.GrantToken).
 	GrantToken string
@@ -149,6 +151,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	if o.HTTP == "" {
 		o.HTTP = "127.0.0.1:9101"
+	}
+	if err := httpd.CheckExposure(o.HTTP, o.Token, o.InsecureHTTP); err != nil {
+		return err
 	}
 	if o.Env == nil {
 		o.Env = os.LookupEnv
@@ -183,5 +188,6 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	mux := httpd.Mux(o.Registry)
 	ing.Mount(mux)
 	mux.Handle("GET /readyz", hm.Readyz())
-	return httpd.ServeWhile(ctx, o.HTTP, mux, o.Ready, hm.Run)
+	guarded := httpd.Guard{Token: o.Token, OtherTokens: []string{o.GrantToken}}.Wrap(mux)
+	return httpd.ServeWhile(ctx, o.HTTP, guarded, o.Ready, hm.Run)
 }
