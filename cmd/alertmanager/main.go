@@ -30,6 +30,7 @@ import (
 
 	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/internal/httpd"
+	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -132,7 +133,7 @@ log, webhook and Prometheus Alertmanager receivers.
 	defer stop()
 	bus, err := jsbus.Connect(ctx, nf.Config("jetmon-alertmanager", &log))
 	if err != nil {
-		log.Error().Err(err).Msg("cannot connect")
+		log.Error().Err(redact.Error(err)).Msg("cannot connect")
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
@@ -148,7 +149,7 @@ log, webhook and Prometheus Alertmanager receivers.
 		ExternalURL: *externalURL, APIToken: apiToken, RetryFor: *retryFor, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
-		log.Error().Err(err).Msg("cannot start")
+		log.Error().Err(redact.Error(err)).Msg("cannot start")
 		return 1
 	}
 	mux := httpd.Mux(reg)
@@ -288,7 +289,7 @@ func silence(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 			return 0
 		}
 	}
-	fmt.Fprintf(stderr, "alertmanager silence %s: %v\n", verb, err)
+	fmt.Fprintf(stderr, "alertmanager silence %s: %v\n", verb, redact.Error(err, append(redact.Secrets(*url), token)...))
 	return 1
 }
 
@@ -315,7 +316,7 @@ func call(ctx context.Context, client *http.Client, method, url, token string, b
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return nil, errors.New(e.Error)
 		}
-		return nil, fmt.Errorf("%s %s: %s", method, url, resp.Status)
+		return nil, fmt.Errorf("%s %s: %s", method, redact.URL(url), resp.Status)
 	}
 	return data, nil
 }
@@ -353,7 +354,7 @@ k·MAD) for a threshold rule.
 	defer stop()
 	bus, err := jsbus.Connect(ctx, nf.Config("jetmon-alertmanager-suggest", &log))
 	if err != nil {
-		fmt.Fprintf(stderr, "alertmanager suggest: %v\n", err)
+		fmt.Fprintf(stderr, "alertmanager suggest: %v\n", redact.Error(err))
 		return 1
 	}
 	defer func() { _ = bus.Close() }()

@@ -53,6 +53,42 @@ func URL(raw string) string {
 	return u.String()
 }
 
+// Secrets returns the credentials [URL] masks in raw — the password, the
+// query values, the fragment and token-like path segments — for [String] and
+// [Error] to mask wherever else they show up, e.g. in a server's answer that
+// echoes the request. Values shorter than 4 bytes are left out.
+func Secrets(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	add := func(v string) {
+		if len(v) >= 4 {
+			out = append(out, v)
+			if esc := url.QueryEscape(v); esc != v {
+				out = append(out, esc)
+			}
+		}
+	}
+	if u.User != nil {
+		p, _ := u.User.Password()
+		add(p)
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	add(u.Fragment)
+	for s := range strings.SplitSeq(u.Path, "/") {
+		if secretLooking(s) {
+			add(s)
+		}
+	}
+	return out
+}
+
 // maskQuery keeps the parameter names of a raw query and masks the values,
 // in their order.
 func maskQuery(q string) string {

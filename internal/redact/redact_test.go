@@ -101,3 +101,21 @@ func ExampleURL() {
 	fmt.Println(redact.URL("https://bot:hunter2@example.com/hook?token=abc&team=ops"))
 	// Output: https://bot:REDACTED@example.com/hook?token=REDACTED&team=REDACTED
 }
+
+func TestSecrets(t *testing.T) {
+	got := redact.Secrets("http://u:p%40ssword@h/services/T1/B1/Xk3kfj39sdkfj3kSDKfj3k2d?token=SECRET&x=ab")
+	want := map[string]bool{"p@ssword": true, "p%40ssword": true, "Xk3kfj39sdkfj3kSDKfj3k2d": true, "SECRET": true}
+	for _, s := range got {
+		delete(want, s)
+		if s == "ab" {
+			t.Errorf("Secrets returned the 2-byte value %q", s)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("Secrets = %q; missing %v", got, want)
+	}
+	body := redact.String("echo: u:p@ssword SECRET", redact.Secrets("http://u:p%40ssword@h/?token=SECRET")...)
+	if strings.Contains(body, "ssword") || strings.Contains(body, "SECRET") {
+		t.Errorf("String with Secrets = %q", body)
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -592,7 +593,7 @@ func checkURL(s string) error {
 		return errors.New("required")
 	}
 	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
-		return fmt.Errorf("%q is not an http(s) URL", s)
+		return fmt.Errorf("%q is not an http(s) URL", redact.URL(s))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/jetmon/jetmon/internal/redact"
 )
 
 // sender delivers one notification to one target.
@@ -102,7 +105,11 @@ func newIntegrations(r *Receiver, client *http.Client, log *zerolog.Logger, exte
 		out = append(out, newIntegration(r.Name, len(out), s, sendResolvedOr(w.SendResolved)))
 	}
 	if a := r.Alertmanager; a != nil {
-		s := &alertmanagerSender{url: strings.TrimSuffix(a.URL, "/") + "/api/v2/alerts", client: client, timeout: timeoutOr(a.Timeout), externalURL: externalURL}
+		u, err := url.Parse(a.URL)
+		if err != nil {
+			return nil, fmt.Errorf("receiver %s: alertmanager url: %w", r.Name, redact.Error(err, redact.Secrets(a.URL)...))
+		}
+		s := &alertmanagerSender{url: u.JoinPath("api/v2/alerts").String(), client: client, timeout: timeoutOr(a.Timeout), externalURL: externalURL}
 		out = append(out, newIntegration(r.Name, len(out), s, sendResolvedOr(a.SendResolved)))
 	}
 	return out, nil
@@ -281,12 +288,15 @@ func (s *alertmanagerSender) send(ctx context.Context, n *Notification) error {
 }
 
 // post sends body; 4xx answers (but 408 and 429) are permanent errors.
+// Its errors never hold credentials: the URL's password, query values and
+// token-like path segments, and the bearer token, are masked (see
+// [redact.URL]) — they end up in logs.
 func post(ctx context.Context, client *http.Client, timeout time.Duration, url, token string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return backoff.Permanent(err)
+		return backoff.Permanent(redact.Error(err, append(redact.Secrets(url), token)...))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "jetmon-alertmanager")
@@ -295,14 +305,15 @@ func post(ctx context.Context, client *http.Client, timeout time.Duration, url, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return redact.Error(err, append(redact.Secrets(url), token)...)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	// The receiver's answer may echo the request (URL, headers): redact it too.
+	err = fmt.Errorf("POST %s: %s: %s", redact.URL(url), resp.Status, redact.String(strings.TrimSpace(string(msg)), append(redact.Secrets(url), token)...))
 	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 		return backoff.Permanent(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -545,7 +546,7 @@ func (s *Service) deliver(ctx context.Context, in *integration, n *Notification)
 	}
 	if err != nil {
 		result("failed")
-		s.log.Error().Err(err).Str("receiver", in.receiver).Str("integration", in.sender.kind()).Str("group", n.GroupKey).Msg("notification failed")
+		s.log.Error().Err(redact.Error(err)).Str("receiver", in.receiver).Str("integration", in.sender.kind()).Str("group", n.GroupKey).Msg("notification failed")
 		return
 	}
 	result("sent")
@@ -557,7 +558,7 @@ func (s *Service) sendWithRetry(ctx context.Context, in *integration, n *Notific
 	return backoff.Retry(func() error {
 		_, err := in.breaker.Execute(func() (struct{}, error) { return struct{}{}, in.sender.send(ctx, n) })
 		if err != nil {
-			s.log.Debug().Err(err).Str("receiver", in.receiver).Msg("notification attempt failed")
+			s.log.Debug().Err(redact.Error(err)).Str("receiver", in.receiver).Msg("notification attempt failed")
 		}
 		return err
 	}, backoff.WithContext(b, ctx))
