@@ -140,7 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	mux := httpd.Mux(reg)
 	svc.Mount(mux)
-	runErr := httpd.ServeWhile(ctx, *httpAddr, httpd.Guard{Token: token}.Wrap(mux), func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
+	runErr := httpd.ServeWhile(ctx, *httpAddr, httpd.ForAddr(*httpAddr, token).Wrap(mux), func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")
 		return 1

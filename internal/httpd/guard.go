@@ -26,9 +26,20 @@ type Guard struct {
 	// Open lists the paths served without the token (default /healthz and
 	// /readyz, for probes).
 	Open []string
+	// LoopbackHost refuses (403) a request whose Host is not a loopback
+	// address or localhost: set it when the server listens on loopback only,
+	// so that a web page that rebinds its own name to 127.0.0.1 cannot talk
+	// to the daemon through the visitor's browser. [ForAddr] sets it.
+	LoopbackHost bool
 	// MaxInFlight bounds the requests served at once (default 256); one more
 	// is answered 503 with Retry-After at once instead of queueing.
 	MaxInFlight int
+}
+
+// ForAddr returns the guard for a server on addr with token: LoopbackHost
+// when addr is loopback.
+func ForAddr(addr, token string, otherTokens ...string) Guard {
+	return Guard{Token: token, OtherTokens: otherTokens, LoopbackHost: addr != "" && IsLoopback(addr)}
 }
 
 // DefaultMaxInFlight is Guard.MaxInFlight's default.
@@ -90,6 +101,10 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 		default:
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "too many requests in flight (limit "+strconv.Itoa(limit)+"); retry")
+			return
+		}
+		if g.LoopbackHost && !IsLoopback(r.Host) {
+			writeError(w, http.StatusForbidden, "host "+strconv.Quote(r.Host)+" refused: this server answers to loopback names only")
 			return
 		}
 		if g.Token != "" && !isOpen(open, r.URL.Path) {

@@ -140,6 +140,44 @@ func TestGuardTokenAndWrites(t *testing.T) {
 	}
 }
 
+// A page that rebinds its name to 127.0.0.1 sends its own name as Host (and
+// as Origin, so the write rules alone would let it through).
+func TestGuardRefusesForeignHostOnLoopback(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	base := serve(t, httpd.ForAddr("127.0.0.1:0", "").Wrap(h), httpd.DefaultLimits)
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"", 204}, // the client's own: 127.0.0.1:port
+		{"localhost:9100", 204},
+		{"[::1]:9100", 204},
+		{"evil.example:9100", 403},
+		{"127.0.0.1.evil.example", 403},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1/events", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if tc.host != "" {
+			req.Host = tc.host
+			req.Header.Set("Origin", "http://"+tc.host)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Host %q: HTTP %d, want %d", tc.host, resp.StatusCode, tc.want)
+		}
+	}
+	if g := httpd.ForAddr("0.0.0.0:9100", "tok"); g.LoopbackHost {
+		t.Error("ForAddr(0.0.0.0) checks the Host")
+	}
+}
+
 func TestGuardBoundsRequestsInFlight(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 8)

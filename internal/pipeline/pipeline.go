@@ -252,7 +252,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	mux := httpd.Mux(reg)
 	ing.Mount(mux)
-	guarded := httpd.Guard{Token: o.Token, OtherTokens: []string{o.GrantToken}}.Wrap(mux)
+	guarded := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken).Wrap(mux)
 	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
 	agg.Mount(aggMux)
 	am.Mount(amMux)

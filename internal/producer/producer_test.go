@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/internal/producer"
 	"github.com/jetmon/jetmon/pkg/breaker"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -153,8 +154,22 @@ func TestServe(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The probes are open; everything else needs the token.
+	for _, path := range []string{"/metrics", "/v1/openapi.json"} {
+		resp, err := testutil.Get(t, base+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %d", path, resp.StatusCode)
+		}
+	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.json"} {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+		if path != "/healthz" && path != "/readyz" {
+			req.Header.Set("Authorization", "Bearer tok")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -188,6 +188,6 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	mux := httpd.Mux(o.Registry)
 	ing.Mount(mux)
 	mux.Handle("GET /readyz", hm.Readyz())
-	guarded := httpd.Guard{Token: o.Token, OtherTokens: []string{o.GrantToken}}.Wrap(mux)
+	guarded := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken).Wrap(mux)
 	return httpd.ServeWhile(ctx, o.HTTP, guarded, o.Ready, hm.Run)
 }
