@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/natstest"
-	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/internal/producer"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/breaker"
 	"github.com/jetmon/jetmon/pkg/events"
 )
