@@ -91,6 +91,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	instance := fs.String("instance", unsafeName.ReplaceAllString(host, "_"), "this instance's name among its peers; names its input consumers, so keep it across restarts")
 	externalURL := fs.String("external-url", "", "URL people use to reach this instance (in notifications; default http://<--http>)")
 	retryFor := fs.Duration("retry-for", time.Minute, "how long one notification is retried")
+	maxSilence := fs.Duration("max-silence", alerting.DefaultMaxSilence, "how far from now a silence created over the API may end (negative: no limit)")
 	tokenFile := fs.String("api-token-file", "", "file holding the bearer token the API's writes (silences) require (env ALERTMANAGER_API_TOKEN sets it too)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of console text")
@@ -146,7 +147,7 @@ log, webhook and Prometheus Alertmanager receivers.
 	svc, err := alerting.New(alerting.Options{
 		Config: cfg, RulesFile: *rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
 		Instance: *instance, Durable: "alertmanager-" + unsafeName.ReplaceAllString(*instance, "_"),
-		ExternalURL: *externalURL, APIToken: apiToken, RetryFor: *retryFor, Logger: &log, Registerer: reg,
+		ExternalURL: *externalURL, APIToken: apiToken, RetryFor: *retryFor, MaxSilence: *maxSilence, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
 		log.Error().Err(redact.Error(err)).Msg("cannot start")

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -17,7 +19,14 @@ import (
 //	POST   /api/v1/silences        create or update a silence (JSON [SilenceRequest])
 //	DELETE /api/v1/silences/{id}   expire a silence
 //
-// (the writes need Options.APIToken as a bearer token when it is set)
+// The writes refuse a request from a browser page of another origin (an
+// Origin header whose host differs from the request's Host, or Sec-Fetch-Site
+// other than same-origin or none: 403) and a body that is not JSON (a
+// Content-Type other than application/json: 415; no Content-Type is accepted
+// only from a client that sends no Origin, such as curl or the alertmanager
+// CLI). Together they stop cross-site request forgery through the "simple"
+// requests a browser sends without asking first. The writes also need
+// Options.APIToken as a bearer token when it is set.
 //
 //	GET    /api/v1/rules           loaded rules
 //	GET    /api/v1/baselines       anomaly baselines and suggested thresholds
@@ -32,7 +41,7 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		reply(w, ss, err)
 	})
 	mux.HandleFunc("POST /api/v1/silences", func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(w, r) {
+		if !sameOrigin(w, r) || !jsonBody(w, r) || !s.authorized(w, r) {
 			return
 		}
 		var req SilenceRequest
@@ -55,7 +64,7 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		reply(w, sil, nil)
 	})
 	mux.HandleFunc("DELETE /api/v1/silences/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(w, r) {
+		if !sameOrigin(w, r) || !s.authorized(w, r) {
 			return
 		}
 		sil, err := s.ExpireSilence(r.Context(), r.PathValue("id"))
@@ -80,6 +89,41 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+}
+
+// sameOrigin refuses, with 403, a write a browser sends from a page of
+// another origin. Browsers send Origin on every cross-origin POST and DELETE
+// (and Sec-Fetch-Site on every request); other clients send neither.
+func sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		httpError(w, http.StatusForbidden, fmt.Errorf("cross-site request refused (Sec-Fetch-Site: %s)", site))
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		httpError(w, http.StatusForbidden, fmt.Errorf("cross-origin request refused: Origin %q is not this API's host %q", origin, r.Host))
+		return false
+	}
+	return true
+}
+
+// jsonBody refuses, with 415, a body that is not declared JSON. A request
+// without Content-Type passes only when it has no Origin either: a browser
+// can send a body without Content-Type, a CLI client may forget it.
+func jsonBody(w http.ResponseWriter, r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.Header.Get("Origin") == "" {
+		return true
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		return true
+	}
+	httpError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: want application/json", ct))
+	return false
 }
 
 // authorized checks the bearer token of a write, answering 401 itself.

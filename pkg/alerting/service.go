@@ -55,6 +55,9 @@ type Options struct {
 	// APIToken, when set, is required as "Authorization: Bearer <token>"
 	// on the API's writes (creating and expiring silences).
 	APIToken string
+	// MaxSilence bounds how far from now a new or updated silence may end
+	// (default [DefaultMaxSilence]; negative: no bound).
+	MaxSilence time.Duration
 	// RetryFor bounds the retries of one notification (default 1m);
 	// ClaimTTL how long a claimed notification log entry is held (default
 	// RetryFor + 30s).
@@ -69,6 +72,10 @@ type Options struct {
 	Logger     *zerolog.Logger
 	Registerer prometheus.Registerer
 }
+
+// DefaultMaxSilence is the default [Options.MaxSilence]: 30 days, past a
+// month a silence is more likely forgotten than meant.
+const DefaultMaxSilence = 30 * 24 * time.Hour
 
 // Service runs the rules against the bus, keeps alert state, and sends
 // notifications. Its state is owned by one goroutine (Run's loop); every
@@ -122,6 +129,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.SnapshotEvery <= 0 {
 		opts.SnapshotEvery = 5 * time.Second
+	}
+	if opts.MaxSilence == 0 {
+		opts.MaxSilence = DefaultMaxSilence
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{}
@@ -731,6 +741,13 @@ func (s *Service) PutSilence(ctx context.Context, sil *Silence) (*Silence, error
 	sil.UpdatedAt = now
 	if err := sil.Compile(); err != nil {
 		return nil, err
+	}
+	if sil.matchers.matchAll() {
+		return nil, ErrSilenceMatchesAll
+	}
+	if left := sil.EndsAt.Sub(now); s.opts.MaxSilence > 0 && left > s.opts.MaxSilence {
+		return nil, fmt.Errorf("%w: it ends in %s, more than the limit of %s (Options.MaxSilence, --max-silence)",
+			ErrSilenceTooLong, left.Round(time.Minute), s.opts.MaxSilence)
 	}
 	if err := s.store.SaveSilence(ctx, sil); err != nil {
 		return nil, err

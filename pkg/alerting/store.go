@@ -12,8 +12,15 @@ import (
 )
 
 var (
-	errNoMatchers  = errors.New("a silence needs at least one matcher")
-	errSilenceEnds = errors.New("a silence must end after it starts")
+	errNoMatchers = errors.New("a silence needs at least one matcher")
+	// ErrSilenceMatchesAll is returned by [Service.PutSilence] for a
+	// silence whose matchers are all match-anything regular expressions
+	// (such as alertname=~".*"): it would mute every alert.
+	ErrSilenceMatchesAll = errors.New("a silence must not match every alert: give at least one matcher that names what to silence (name=value, or a regular expression that does not match everything)")
+	// ErrSilenceTooLong is returned by [Service.PutSilence] for a silence
+	// that ends later than Options.MaxSilence from now.
+	ErrSilenceTooLong = errors.New("silence too long")
+	errSilenceEnds    = errors.New("a silence must end after it starts")
 	// ErrConflict is returned by [Store.PutNflog] when the entry changed
 	// since it was read: another instance got there first.
 	ErrConflict = errors.New("notification log entry changed concurrently")
