@@ -9,7 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
+	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -50,8 +52,14 @@ func (v *view) draw(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	st := v.agg.Stats()
-	now := time.Now()
+	_, _ = io.WriteString(v.out, v.render(time.Now(), v.agg.Stats(), v.agg.Recent(), alerts))
+}
+
+// render returns one frame. Every string that comes from events (sources,
+// operations, rule labels and annotations) goes through [term], so that no
+// event can move the cursor, retitle the window or otherwise talk to the
+// terminal.
+func (v *view) render(now time.Time, st aggregator.Stats, recent []*events.AggregateEvent, alerts []alerting.AlertStatus) string {
 	rate := 0.0
 	if !v.lastAt.IsZero() {
 		rate = float64(st.Events-v.lastEvents) / now.Sub(v.lastAt).Seconds()
@@ -64,15 +72,15 @@ func (v *view) draw(ctx context.Context) {
 	} else {
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "jetmon up  %s   http://%s", now.Format("15:04:05"), v.httpAddr)
+	fmt.Fprintf(&b, "jetmon up  %s   http://%s", now.Format("15:04:05"), term(v.httpAddr))
 	if v.natsURL != "" {
-		fmt.Fprintf(&b, "   %s", v.natsURL)
+		fmt.Fprintf(&b, "   %s", term(redact.URL(v.natsURL)))
 	}
 	fmt.Fprintf(&b, "\naggregated %d events (%.0f/s), %d windows emitted, %d series, %d late\n\n", st.Events, rate, st.Emitted, st.Series, st.Late)
 
 	// The latest window of each series.
 	latest := map[string]*events.AggregateEvent{}
-	for _, w := range v.agg.Recent() {
+	for _, w := range recent {
 		k := w.Source + "\x00" + w.Name()
 		if cur := latest[k]; cur == nil || w.WindowEnd.After(cur.WindowEnd) {
 			latest[k] = w
@@ -92,7 +100,7 @@ func (v *view) draw(ctx context.Context) {
 		if w.Count > 0 {
 			errPct = 100 * float64(w.ErrorCount) / float64(w.Count)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%6d\t%5.1f\t%8.1f\t%8.1f\t%8.1f\n", w.WindowEnd.Local().Format("15:04:05"), w.Source, w.Name(), w.Count, errPct, w.P50, w.P95, w.P99)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%6d\t%5.1f\t%8.1f\t%8.1f\t%8.1f\n", w.WindowEnd.Local().Format("15:04:05"), term(w.Source), term(w.Name()), w.Count, errPct, w.P50, w.P95, w.P99)
 	}
 	_ = tw.Flush()
 
@@ -123,8 +131,52 @@ func (v *view) draw(ctx context.Context) {
 		if summary == "" {
 			summary = a.Labels.String()
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\tsince %s\n", state, a.Rule, summary, since.Local().Format("15:04:05"))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tsince %s\n", state, term(a.Rule), term(summary), since.Local().Format("15:04:05"))
 	}
 	_ = tw.Flush()
-	_, _ = io.WriteString(v.out, b.String())
+	return b.String()
+}
+
+// term returns s safe to write to a terminal: C0 controls (tab and newline
+// included, which would break the table), DEL, C1 controls, Unicode
+// bidirectional overrides and bytes that are not UTF-8 are shown as visible
+// escapes (\x1b, \u202e) instead of being sent raw. A backslash is left
+// alone: the escapes are for reading, not for parsing back.
+func term(s string) string {
+	clean := true
+	for i, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || isBidi(r) || (r == utf8.RuneError && !validAt(s, i)) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case (r >= 0x80 && r <= 0x9f) || isBidi(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// isBidi reports Unicode bidirectional embedding, override and isolate
+// controls, which reorder what the terminal shows.
+func isBidi(r rune) bool { return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) }
+
+// validAt reports whether the U+FFFD at s[i] is really in s (not a bad byte).
+func validAt(s string, i int) bool {
+	r, n := utf8.DecodeRuneInString(s[i:])
+	return r == utf8.RuneError && n == 3
 }
