@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 )
 
@@ -72,10 +73,16 @@ func NewLogger(w io.Writer, level string, pretty bool) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// IsTerminal reports whether f is a character device (a terminal).
+// IsTerminal reports whether f is a terminal: whether the terminal ioctl
+// (TCGETS on Linux, TIOCGETA on the BSDs and macOS) succeeds on it, as
+// isatty(3) does. A character device that is not a terminal, such as
+// /dev/null, is not one; nor is a nil f.
 func IsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if f == nil {
+		return false
+	}
+	fd := f.Fd()
+	return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
 }
 
 // Secret returns a credential from file (trimmed) when file is set, else

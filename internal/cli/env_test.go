@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,5 +56,41 @@ func TestSecretPrefersTheFile(t *testing.T) {
 	}
 	if _, err := cli.Secret(env, "X_TOKEN", f+".missing"); err == nil {
 		t.Fatal("a missing file gave no error")
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	open := func(name string, flag int) *os.File {
+		t.Helper()
+		f, err := os.OpenFile(name, flag, 0o600)
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		return f
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(); _ = w.Close() })
+	for _, tc := range []struct {
+		name string
+		f    *os.File
+		want bool
+	}{
+		{"/dev/null, a character device that is no terminal", open(os.DevNull, os.O_WRONLY), false},
+		{"a regular file", open(filepath.Join(t.TempDir(), "out"), os.O_CREATE|os.O_WRONLY), false},
+		{"a pipe", w, false},
+		{"nil", nil, false},
+		// The master side of a new pseudo-terminal answers the terminal
+		// ioctl, with no controlling terminal needed.
+		{"a pseudo-terminal", open("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cli.IsTerminal(tc.f); got != tc.want {
+				t.Errorf("IsTerminal = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
