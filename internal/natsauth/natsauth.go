@@ -18,6 +18,7 @@ package natsauth
 
 import (
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Role names a component's user.
@@ -121,7 +122,24 @@ func Permissions(role Role) *server.Permissions {
 	return &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{">"}}, Subscribe: &server.SubjectPermission{Deny: []string{">"}}}
 }
 
-// User returns the server's user for role with password.
+// User returns the server's user for role with password, which the server
+// keeps only as a bcrypt hash. The server's no-auth user (the guest) must
+// have an empty password: the server checks a client without credentials
+// against the stored password itself, which a hash would fail.
 func User(role Role, password string) *server.User {
-	return &server.User{Username: string(role), Password: password, Permissions: Permissions(role)}
+	return &server.User{Username: string(role), Password: Hash(password, bcrypt.DefaultCost), Permissions: Permissions(role)}
+}
+
+// Hash returns password as a bcrypt hash the server accepts in place of the
+// password (cost: bcrypt's; a random machine-made password can take
+// bcrypt.MinCost). An empty password stays empty.
+func Hash(password string, cost int) string {
+	if password == "" {
+		return ""
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil { // longer than bcrypt's 72 bytes: refuse every login rather than store it plain
+		return "$2a$10$invalid.password.longer.than.72.bytes.refused......."
+	}
+	return string(h)
 }

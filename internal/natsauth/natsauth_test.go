@@ -22,7 +22,14 @@ import (
 	"github.com/jetmon/jetmon/streams"
 )
 
-func password(r natsauth.Role) string { return string(r) + "-secret" }
+// password is role's password; the guest, whom the server makes of a
+// client without credentials, has none.
+func password(r natsauth.Role) string {
+	if r == natsauth.Guest {
+		return ""
+	}
+	return string(r) + "-secret"
+}
 
 // startServer runs a server with one user per role; a client without
 // credentials is a guest.

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmon/jetmon/internal/httpd"
 	"github.com/jetmon/jetmon/internal/natsauth"
@@ -118,8 +119,8 @@ func (o Options) Validate() error {
 		if !slices.Contains(natsauth.Roles(), r) || r == natsauth.Guest {
 			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader)", r)
 		}
-		if len(pw) < 8 {
-			return fmt.Errorf("nats user %s: password shorter than 8 characters", r)
+		if len(pw) < 8 || len(pw) > 72 {
+			return fmt.Errorf("nats user %s: password of %d characters: must be 8 to 72", r, len(pw))
 		}
 	}
 	return nil
@@ -133,7 +134,7 @@ func (o Options) natsUsers() (users []*server.User, internal nats.Option, err er
 		return nil, nil, err
 	}
 	pw := hex.EncodeToString(secret)
-	users = append(users, &server.User{Username: internalUser, Password: pw})
+	users = append(users, &server.User{Username: internalUser, Password: natsauth.Hash(pw, bcrypt.MinCost)})
 	for _, r := range natsauth.Roles() {
 		if p, ok := o.NATS.Passwords[r]; ok {
 			users = append(users, natsauth.User(r, p))
