@@ -228,9 +228,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case req := <-s.input:
 			s.m.input.Inc()
 			s.apply(ctx, s.engine.ObserveInput(req.ev, req.input, time.Now()))
+			s.m.series.Set(float64(s.engine.Series())) // new series come without transitions
 			close(req.done)
 		case <-timer.C:
 			s.apply(ctx, s.engine.Tick(time.Now()))
+			s.m.series.Set(float64(s.engine.Series())) // idle series go without transitions
 		case sil := <-silences:
 			s.disp.SetSilence(sil.ID, sil, time.Now())
 		case f := <-s.calls:

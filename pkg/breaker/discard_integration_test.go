@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,13 +19,25 @@ import (
 )
 
 // sizedEvent returns a performance event whose encoding is exactly size
-// bytes.
+// bytes, padded with attributes of at most 1000 bytes while the label limit
+// allows (an event too big for that is invalid as well as too large).
 func sizedEvent(t *testing.T, tag string, size int) events.Event {
 	t.Helper()
 	ev := eventstest.NewEvent(events.OperationComplete, tag)
-	ev.Metadata().Attributes["pad"] = ""
-	base := len(ev.AppendJSON(nil))
-	ev.Metadata().Attributes["pad"] = strings.Repeat("x", size-base)
+	attrs := ev.Metadata().Attributes
+	for i := 0; len(ev.AppendJSON(nil)) < size; i++ {
+		key := fmt.Sprintf("pad%02d", i)
+		attrs[key] = ""
+		room := size - len(ev.AppendJSON(nil))
+		if room <= 0 {
+			delete(attrs, key)
+			break
+		}
+		if len(attrs) < events.MaxLabels {
+			room = min(room, 1000)
+		}
+		attrs[key] = strings.Repeat("x", room)
+	}
 	if n := len(ev.AppendJSON(nil)); n != size {
 		t.Fatalf("event encodes to %d bytes, want %d", n, size)
 	}

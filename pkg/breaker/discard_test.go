@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -149,8 +148,10 @@ func TestOversizedEventIsNeverSpooled(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		p := newPublisher(t, bus, breaker.Options{Registerer: reg, MaxEventBytes: 4 << 10, ConsecutiveFailures: 100})
 		defer func() { _ = p.Close() }()
-		big := eventstest.NewEvent(events.OperationComplete, "big")
-		big.Metadata().Attributes["pad"] = strings.Repeat("x", 8<<10)
+		big := sizedEvent(t, "big", 8<<10) // valid, but over MaxEventBytes
+		if err := big.Validate(); err != nil {
+			t.Fatal(err)
+		}
 		if err := p.Publish(t.Context(), big); !errors.Is(err, events.ErrPayloadTooLarge) {
 			t.Errorf("Publish(8 KiB event) = %v, want ErrPayloadTooLarge", err)
 		}

@@ -5,10 +5,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/internal/redact"
 )
 
 // rateLog logs monitoring failures at most once per kind per interval, with
-// the number of occurrences since the last line. It is safe for concurrent use.
+// the number of occurrences since the last line, with any URL credentials in
+// the error masked (see [redact.Error]). It is safe for concurrent use.
 type rateLog struct {
 	log      zerolog.Logger
 	interval time.Duration
@@ -43,5 +46,5 @@ func (r *rateLog) report(kind string, err error) {
 	n := e.suppressed + 1
 	e.last, e.suppressed = now, 0
 	r.mu.Unlock()
-	r.log.Warn().Err(err).Str("kind", kind).Int("count", n).Dur("interval", r.interval).Msg("monitoring failure")
+	r.log.Warn().Err(redact.Error(err)).Str("kind", kind).Int("count", n).Dur("interval", r.interval).Msg("monitoring failure")
 }
