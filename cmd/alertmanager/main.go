@@ -115,7 +115,7 @@ log, webhook and Prometheus Alertmanager receivers.
 	}
 	cfg, err := alerting.Load(*rules)
 	if err != nil {
-		fmt.Fprintf(stderr, "alertmanager: --rules: %v\n", err)
+		fmt.Fprintf(stderr, "alertmanager: --rules: %v\n", redact.Error(err))
 		return 2
 	}
 	if *instance == "" {
@@ -188,7 +188,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	for _, f := range fs.Args() {
 		cfg, err := alerting.Load(f)
 		if err != nil {
-			fmt.Fprintf(stderr, "FAILED %s:\n%v\n", f, err)
+			fmt.Fprintf(stderr, "FAILED %s:\n%v\n", f, redact.Error(err))
 			code = 1
 			continue
 		}
