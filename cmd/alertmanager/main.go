@@ -93,6 +93,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	retryFor := fs.Duration("retry-for", time.Minute, "how long one notification is retried")
 	maxSilence := fs.Duration("max-silence", alerting.DefaultMaxSilence, "how far from now a silence created over the API may end (negative: no limit)")
 	tokenFile := fs.String("api-token-file", "", "file holding the bearer token the API's writes (silences) require (env ALERTMANAGER_API_TOKEN sets it too)")
+	httpTokenFile := fs.String("http-token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires; the API token passes too (env ALERTMANAGER_HTTP_TOKEN sets it too)")
+	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without --http-token-file")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log JSON lines instead of console text")
 	usage(fs, `Usage: alertmanager [run] [flags]
@@ -125,6 +127,15 @@ log, webhook and Prometheus Alertmanager receivers.
 	apiToken, err := cli.Secret(env, "ALERTMANAGER_API_TOKEN", *tokenFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "alertmanager: --api-token-file: %v\n", err)
+		return 2
+	}
+	httpToken, err := cli.Secret(env, "ALERTMANAGER_HTTP_TOKEN", *httpTokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "alertmanager: --http-token-file: %v\n", err)
+		return 2
+	}
+	if err := httpd.CheckExposure(*httpAddr, httpToken, *insecureHTTP); err != nil {
+		fmt.Fprintf(stderr, "alertmanager: %v\n", err)
 		return 2
 	}
 	if *externalURL == "" && *httpAddr != "" {
@@ -160,7 +171,8 @@ log, webhook and Prometheus Alertmanager receivers.
 			log.Error().Err(err).Msg("reload on SIGHUP failed; the running rules stay")
 		}
 	})()
-	runErr := httpd.ServeWhile(ctx, *httpAddr, mux, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
+	guarded := httpd.ForAddr(*httpAddr, httpToken, apiToken).Wrap(mux)
+	runErr := httpd.ServeWhile(ctx, *httpAddr, guarded, func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")
 		return 1

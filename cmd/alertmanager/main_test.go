@@ -40,6 +40,8 @@ func TestFlagsHelpAndCheck(t *testing.T) {
 		{[]string{"--help"}, 0, "ALERTMANAGER_RULES"},
 		{[]string{"--rules", bad}, 2, bad + `:3: rules[0].field: "p42"`},
 		{[]string{"--rules", filepath.Join(dir, "missing.yaml")}, 2, "missing.yaml"},
+		{[]string{"--rules", "../../examples/rules.yaml", "--http", "0.0.0.0:9103"}, 2, "http 0.0.0.0:9103: listening beyond loopback needs a token"},
+		{[]string{"--rules", "../../examples/rules.yaml", "--http-token-file", filepath.Join(dir, "missing-token")}, 2, "--http-token-file"},
 		{[]string{"check", "../../examples/rules.yaml"}, 0, "SUCCESS ../../examples/rules.yaml: 4 rules"},
 		{[]string{"check", bad}, 1, "FAILED " + bad},
 		{[]string{"check"}, 2, "at least one rules file"},
