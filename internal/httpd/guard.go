@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -134,14 +135,7 @@ func anyEqual(got []byte, tokens [][]byte) bool {
 	return match == 1
 }
 
-func isOpen(open []string, path string) bool {
-	for _, p := range open {
-		if p == path {
-			return true
-		}
-	}
-	return false
-}
+func isOpen(open []string, path string) bool { return slices.Contains(open, path) }
 
 // IsWrite reports whether method changes state.
 func IsWrite(method string) bool {

@@ -57,27 +57,27 @@ func TestString(t *testing.T) {
 
 func TestErrorFromNetHTTP(t *testing.T) {
 	// A real *url.Error: net/http strips the password but keeps the query.
-	req, err := http.NewRequest(http.MethodPost, "http://user:pass@127.0.0.1:1/hook?token=SECRET", nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://user:pass@127.0.0.1:1/hook?token=SECRET", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err == nil {
+		_ = resp.Body.Close()
 		t.Fatal("posting to port 1 succeeded")
 	}
 	red := redact.Error(fmt.Errorf("notify: %w", err))
 	if s := red.Error(); strings.Contains(s, "SECRET") || strings.Contains(s, "pass") {
 		t.Errorf("redacted error %q still holds a credential", s)
 	}
-	var ue *url.Error
-	if !errors.As(red, &ue) {
+	if _, ok := errors.AsType[*url.Error](red); !ok {
 		t.Errorf("the redacted error lost its *url.Error")
 	}
 	if redact.Error(nil) != nil {
 		t.Error("Error(nil) != nil")
 	}
 	plain := errors.New("nothing secret")
-	if redact.Error(plain) != plain {
+	if got := redact.Error(plain); got != plain { //nolint:errorlint // the very same value, not one wrapping it
 		t.Error("an error without credentials was wrapped")
 	}
 }

@@ -41,11 +41,11 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 	var lastErr error
 	fail := func(w *events.AggregateEvent, err error) {
 		if permanent(err) {
-			if dlErr := p.s.deadLetterWindow(ctx, w, err); dlErr == nil {
+			dlErr := p.s.deadLetterWindow(ctx, w, err)
+			if dlErr == nil {
 				return
-			} else {
-				err = dlErr
 			}
+			err = dlErr
 		}
 		retry, lastErr = append(retry, w), err
 	}

@@ -95,7 +95,12 @@ func TestMaxSilenceIsConfigurable(t *testing.T) {
 	srv := apiServer(t, alerting.Options{MaxSilence: 2 * time.Hour})
 	post := func(dur string) (int, string) {
 		body, _ := json.Marshal(alerting.SilenceRequest{Matchers: map[string]string{"alertname": "Slow"}, Duration: dur})
-		resp, err := srv.Client().Post(srv.URL+"/api/v1/silences", "application/json", strings.NewReader(string(body)))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/api/v1/silences", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

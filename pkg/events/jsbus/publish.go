@@ -123,9 +123,6 @@ func payloadSize(msg *nats.Msg) int {
 // batchIDPrefix starts the Nats-Msg-Id of every batch message.
 const batchIDPrefix = "batch-"
 
-// batchIDLen is the length of every batch message id.
-const batchIDLen = len(batchIDPrefix) + 32
-
 // BatchMsgID returns the Nats-Msg-Id (and ce-id) of a batch message holding
 // events with these ids, in this order: "batch-" and 32 hex digits of a
 // SHA-256 over the ids. A batch re-sent with the same events therefore gets
@@ -163,7 +160,8 @@ type batchBuilder struct {
 
 // reset starts an empty batch whose first event is m, in buf's storage.
 func (bb *batchBuilder) reset(m *events.Meta, maxPayload, maxEvents int, buf []byte) {
-	bb.buf = append(buf[:0], '[')
+	buf = append(buf[:0], '[')
+	bb.buf = buf
 	bb.n = 0
 	bb.first = *m
 	bb.ids = bb.ids[:0]
