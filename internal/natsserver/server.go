@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -145,7 +146,7 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	if o.Logger != nil {
-		s.SetLogger(logAdapter{o.Logger.With().Str("component", "nats-server").Logger()}, false, false)
+		s.SetLogger(logAdapter{log: o.Logger.With().Str("component", "nats-server").Logger(), noPlaintext: noPlaintext(o.Users)}, false, false)
 	}
 	s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
@@ -196,11 +197,32 @@ func (s *Server) Stop() {
 }
 
 // logAdapter sends the server's logs to zerolog.
-type logAdapter struct{ log zerolog.Logger }
+type logAdapter struct {
+	log zerolog.Logger
+	// noPlaintext: every password is a bcrypt hash, and the server's
+	// plaintext warning is about the empty password of the no-auth user
+	// (which cannot be hashed), so it is dropped.
+	noPlaintext bool
+}
+
+// noPlaintext reports whether every non-empty password is a bcrypt hash.
+func noPlaintext(users []*server.User) bool {
+	for _, u := range users {
+		if u.Password != "" && !strings.HasPrefix(u.Password, "$2") {
+			return false
+		}
+	}
+	return true
+}
 
 func (l logAdapter) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
-func (l logAdapter) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l logAdapter) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l logAdapter) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l logAdapter) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
-func (l logAdapter) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l logAdapter) Warnf(format string, v ...any) {
+	if l.noPlaintext && strings.HasPrefix(format, "Plaintext passwords detected") {
+		return
+	}
+	l.log.Warn().Msgf(format, v...)
+}
+func (l logAdapter) Fatalf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l logAdapter) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l logAdapter) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }
