@@ -42,7 +42,7 @@ func (c *common) register(fs *flag.FlagSet) {
 }
 
 func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*jsbus.Bus, error) {
-	return jsbus.Connect(ctx, c.nats.Config("jetmon-aggregator", log))
+	return c.nats.Connect(ctx, "jetmon-aggregator", log)
 }
 
 // envLookup adds NATS_URL as a fallback for AGGREGATOR_NATS_URL.
@@ -53,6 +53,9 @@ func envLookup(env func(string) (string, bool)) func(string) (string, bool) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	if len(args) > 0 && args[0] == "replay" {
 		return replay(ctx, args[1:], stdout, stderr, env)
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return cli.Healthcheck(ctx, "aggregator", "AGGREGATOR", "http://127.0.0.1:9102/readyz", args[1:], stderr, env)
 	}
 	if len(args) > 0 && args[0] == "run" {
 		args = args[1:]
@@ -80,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	tokenFile := fs.String("http-token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env AGGREGATOR_HTTP_TOKEN sets it too)")
 	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n       aggregator healthcheck [--url URL]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := cli.ParseWithEnv(fs, "AGGREGATOR", args, envLookup(env)); err != nil {

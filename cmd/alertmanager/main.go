@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 			return silence(ctx, args[1:], stdout, stderr, env)
 		case "suggest":
 			return suggest(ctx, args[1:], stdout, stderr, env)
+		case "healthcheck":
+			return cli.Healthcheck(ctx, "alertmanager", envPrefix, "http://127.0.0.1:9103/readyz", args[1:], stderr, env)
 		case "run":
 			args = args[1:]
 		}
@@ -101,6 +103,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
        alertmanager check FILE...
        alertmanager silence add|list|expire [flags]
        alertmanager suggest [flags]
+       alertmanager healthcheck [--url URL]
 
 Evaluates the rules file against aggregated windows, health and other events
 on NATS JetStream, keeps alert state, silences and the notification log in
@@ -143,7 +146,7 @@ log, webhook and Prometheus Alertmanager receivers.
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bus, err := jsbus.Connect(ctx, nf.Config("jetmon-alertmanager", &log))
+	bus, err := nf.Connect(ctx, "jetmon-alertmanager", &log)
 	if err != nil {
 		log.Error().Err(redact.Error(err)).Msg("cannot connect")
 		return 1
@@ -365,7 +368,7 @@ k·MAD) for a threshold rule.
 	log, _ := cli.NewLogger(stderr, "warn", true)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bus, err := jsbus.Connect(ctx, nf.Config("jetmon-alertmanager-suggest", &log))
+	bus, err := nf.Connect(ctx, "jetmon-alertmanager-suggest", &log)
 	if err != nil {
 		fmt.Fprintf(stderr, "alertmanager suggest: %v\n", redact.Error(err))
 		return 1

@@ -33,6 +33,9 @@ Usage:
   jetmon up [flags]              run the pipeline in one process (Ctrl-C stops it)
   jetmon tail [flags] [PATTERN]  print events as they are stored (read-only)
   jetmon dlq list|retry|drop     inspect dead letters, publish them again, drop them
+  jetmon streams apply [flags]   create or update the streams (as the NATS operator)
+  jetmon nats-config [flags]     write a NATS server's users (one per component) and their passwords
+  jetmon healthcheck [--url U]   exit 0 when U (default the local /readyz) answers 200
   jetmon types                   list the event types of the taxonomy
   jetmon help                    show this help
 
@@ -53,6 +56,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return tail(ctx, args[1:], stdout, stderr, env)
 	case "dlq":
 		return dlq(ctx, args[1:], stdout, stderr, env)
+	case "healthcheck":
+		return cli.Healthcheck(ctx, "jetmon", "JETMON", "http://127.0.0.1:9100/readyz", args[1:], stderr, env)
+	case "streams":
+		return streamsCmd(ctx, args[1:], stdout, stderr, env)
+	case "nats-config":
+		return natsConfig(args[1:], stdout, stderr, env)
 	case "types":
 		for _, t := range events.Types() {
 			fmt.Fprintln(stdout, t)

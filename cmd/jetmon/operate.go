@@ -53,7 +53,10 @@ func parseOp(fs *flag.FlagSet, args []string, stderr io.Writer, env func(string)
 // changes streams, and logs only errors.
 func (o *opFlags) connect(ctx context.Context, name string, stderr io.Writer) (*jsbus.Bus, error) {
 	log := zerolog.New(stderr).Level(zerolog.ErrorLevel)
-	cfg := o.nats.Config(name, &log)
+	cfg, err := o.nats.Config(name, &log)
+	if err != nil {
+		return nil, err
+	}
 	cfg.SkipStreams = true
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

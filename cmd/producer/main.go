@@ -33,6 +33,7 @@ const usage = `producer: puts events on the jetmon bus.
 Usage:
   producer serve [flags]     HTTP ingest (POST /v1/events) and health agent
   producer loadgen [flags]   generate a realistic workload
+  producer healthcheck       exit 0 when the local /readyz (or --url) answers 200
 
 Run 'producer <command> --help' for the flags.
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return serve(ctx, args[1:], stderr, env)
 	case "loadgen":
 		return loadgen(ctx, args[1:], stdout, stderr, env)
+	case "healthcheck":
+		return cli.Healthcheck(ctx, "producer", "PRODUCER", "http://127.0.0.1:9101/readyz", args[1:], stderr, env)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -61,7 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 // failures fed back into the breaker.
 func connect(ctx context.Context, nf *cli.NATSFlags, log *zerolog.Logger, batch int, spoolDir string, reg prometheus.Registerer) (*jsbus.Bus, *breaker.Publisher, error) {
 	var br atomic.Pointer[breaker.Publisher]
-	cfg := nf.Config("jetmon-producer", log)
+	cfg, err := nf.Config("jetmon-producer", log)
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg.BatchMaxEvents = batch
 	cfg.PublishRetries = -1 // the breaker retries
 	cfg.OnPublishError = jsbus.ReportFailedEvents(func(ev events.Event, err error) {

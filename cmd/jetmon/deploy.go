@@ -1,0 +1,214 @@
+package main
+
+// The commands a deployment beyond one process needs: the NATS users of
+// every component (nats-config), and the streams applied once by the
+// operator (streams apply).
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jetmon/jetmon/internal/cli"
+	"github.com/jetmon/jetmon/internal/natsauth"
+	"github.com/jetmon/jetmon/internal/redact"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/streams"
+)
+
+// deployRoles are the users of a deployment (no guest).
+var deployRoles = []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Aggregator, natsauth.AlertManager, natsauth.Reader}
+
+// natsConfig writes the authorization block of a nats-server configuration:
+// one user per role, passwords as bcrypt hashes read from SECRETS/<role>.password
+// (made at random with --create when missing).
+func natsConfig(args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	fs := flag.NewFlagSet("jetmon nats-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secrets := fs.String("secrets", "", "directory of the passwords, one file per user: operator.password, producer.password, aggregator.password, alertmanager.password, reader.password (required)")
+	create := fs.Bool("create", false, "make a random password for each user whose file is missing (mode 0600)")
+	out := fs.String("out", "", "write the configuration here instead of stdout")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: jetmon nats-config --secrets DIR [--create] [--out FILE]
+
+Writes the "authorization" block of a nats-server configuration with one user
+per jetmon component and the least subject permissions each needs
+(docs/security.md lists them): operator, producer, aggregator, alertmanager,
+reader. Passwords are read from DIR/<user>.password and stored as bcrypt
+hashes; the components read the same files (--password-file). Include the
+output from the server's configuration: include "auth.conf".
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := cli.ParseWithEnv(fs, "JETMON", args, env); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "jetmon nats-config: %v\n", err)
+		return 2
+	}
+	if *secrets == "" {
+		fmt.Fprintln(stderr, "jetmon nats-config: --secrets is required")
+		return 2
+	}
+	if *create {
+		if err := os.MkdirAll(*secrets, 0o700); err != nil {
+			fmt.Fprintf(stderr, "jetmon nats-config: %v\n", err)
+			return 1
+		}
+	}
+	var users []confUser
+	for _, r := range deployRoles {
+		pw, err := readOrMakePassword(filepath.Join(*secrets, string(r)+".password"), *create)
+		if err != nil {
+			fmt.Fprintf(stderr, "jetmon nats-config: user %s: %v\n", r, err)
+			return 1
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+		if err != nil {
+			fmt.Fprintf(stderr, "jetmon nats-config: user %s: %v\n", r, err)
+			return 1
+		}
+		users = append(users, confUser{User: string(r), Password: string(hash), Permissions: toConf(natsauth.Permissions(r))})
+	}
+	var body strings.Builder
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // subjects end in '>'
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(map[string]any{"users": users}); err != nil {
+		fmt.Fprintf(stderr, "jetmon nats-config: %v\n", err)
+		return 1
+	}
+	text := "# jetmon's NATS users, written by `jetmon nats-config`; passwords are bcrypt hashes.\n# The permissions are internal/natsauth's: docs/security.md explains them.\nauthorization: " + body.String()
+	if *out == "" {
+		_, _ = io.WriteString(stdout, text)
+		return 0
+	}
+	if err := os.WriteFile(*out, []byte(text), 0o644); err != nil { //nolint:gosec // hashes only; the server's user reads it
+		fmt.Fprintf(stderr, "jetmon nats-config: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type confUser struct {
+	User        string           `json:"user"`
+	Password    string           `json:"password"`
+	Permissions *confPermissions `json:"permissions,omitempty"`
+}
+
+type confSubjects struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}
+
+type confPermissions struct {
+	Publish   *confSubjects `json:"publish,omitempty"`
+	Subscribe *confSubjects `json:"subscribe,omitempty"`
+}
+
+func toConf(p *server.Permissions) *confPermissions {
+	if p == nil {
+		return nil
+	}
+	conv := func(s *server.SubjectPermission) *confSubjects {
+		if s == nil {
+			return nil
+		}
+		return &confSubjects{Allow: s.Allow, Deny: s.Deny}
+	}
+	return &confPermissions{Publish: conv(p.Publish), Subscribe: conv(p.Subscribe)}
+}
+
+// readOrMakePassword returns the password in file, making a random one when
+// the file is missing and create is set.
+func readOrMakePassword(file string, create bool) (string, error) {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		pw := strings.TrimSpace(string(b))
+		if len(pw) < 8 || len(pw) > 72 {
+			return "", fmt.Errorf("%s: a password of %d characters: must be 8 to 72", file, len(pw))
+		}
+		return pw, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || !create {
+		return "", err
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	pw := hex.EncodeToString(raw)
+	return pw, os.WriteFile(file, []byte(pw+"\n"), 0o600)
+}
+
+// streamsCmd applies the stream definitions as the operator.
+func streamsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	if len(args) == 0 || args[0] != "apply" {
+		fmt.Fprintln(stderr, "Usage: jetmon streams apply [flags]   (create or update the streams in streams/, as the NATS operator)")
+		return 2
+	}
+	fs := flag.NewFlagSet("jetmon streams apply", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var of opFlags
+	of.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: jetmon streams apply [flags]
+
+Creates the streams of streams/ that are missing and updates those that
+differ, with --stream-replicas replicas (3 on a three-node cluster). The
+user needs the operator's rights (jetmon nats-config).
+
+Flags (each also settable as JETMON_<FLAG>):
+`)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseOp(fs, args[1:], stderr, env); !ok {
+		return code
+	}
+	cfg, err := of.nats.Config("jetmon-streams", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", err)
+		return 2
+	}
+	cfg.SkipStreams = true
+	cctx, cancel := context.WithTimeout(ctx, of.timeout)
+	defer cancel()
+	bus, err := jsbus.Connect(cctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", redact.Error(err))
+		return 1
+	}
+	defer func() { _ = bus.Close() }()
+	defs, err := streams.Definitions()
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", err)
+		return 1
+	}
+	results, err := streams.Apply(cctx, bus.JetStream(), defs, cfg.Streams)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STREAM\tOUTCOME\tREPLICAS")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", r.Stream, r.Outcome, cfg.Streams.Replicas)
+	}
+	_ = tw.Flush()
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", err)
+		return 1
+	}
+	return 0
+}
