@@ -3,7 +3,6 @@ package streams_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/streams"
 )
@@ -138,16 +138,10 @@ func TestApplyOptions(t *testing.T) {
 }
 
 // TestNatsCLIAcceptsDefinitions loads every file with `nats stream add
-// --config`. CI installs the nats CLI (.ci/run); elsewhere the test skips
-// when it is missing, and fails under CI=true.
+// --config`. CI installs the nats CLI (.ci/run); without it the test fails,
+// or skips with JETMON_SKIP_MISSING=1.
 func TestNatsCLIAcceptsDefinitions(t *testing.T) {
-	bin, err := exec.LookPath("nats")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the nats CLI is not installed (CI=true): go install github.com/nats-io/natscli/nats@v0.5.0")
-		}
-		t.Skip("the nats CLI is not installed; go install github.com/nats-io/natscli/nats@v0.5.0")
-	}
+	bin := testutil.Tool(t, "go install github.com/nats-io/natscli/nats@v0.5.0", "nats")
 	srv := natstest.Start(t)
 	files, _ := filepath.Glob("*.json")
 	if len(files) == 0 {

@@ -1,7 +1,7 @@
 // Package redistest starts a real redis-server for tests: a random loopback
 // port, a temporary directory, no persistence unless asked, stopped when the
-// test ends. Without the redis-server binary the test is skipped — and fails
-// under CI=true, where .ci/run installs it.
+// test ends. Without the redis-server binary the test fails, or is skipped
+// with JETMON_SKIP_MISSING=1 (see [testutil.SkipMissingEnv]).
 package redistest
 
 import (
@@ -32,13 +32,7 @@ type Server struct {
 // Start runs redis-server with extra arguments (e.g. "--requirepass", "pw").
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is not installed (CI=true): apt-get install -y redis-server")
-		}
-		t.Skip("redis-server is not installed: apt-get install -y redis-server")
-	}
+	bin := testutil.Tool(t, "apt-get install -y redis-server", "redis-server")
 	s := &Server{Dir: t.TempDir(), Port: testutil.FreePort(t), t: t}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	s.args = append([]string{

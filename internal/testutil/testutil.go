@@ -5,11 +5,13 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,18 +75,64 @@ func Get(t testing.TB, url string) (*http.Response, error) {
 	return http.DefaultClient.Do(req)
 }
 
+// SkipMissingEnv names the variable that lets tests skip when a server or
+// tool they need is not installed: JETMON_SKIP_MISSING=1. Without it such a
+// test fails, so that a plain `make test` never passes by skipping; under
+// CI=true it fails even with it.
+const SkipMissingEnv = "JETMON_SKIP_MISSING"
+
+// SkipMissing reports whether a missing tool may skip a test rather than fail
+// it: JETMON_SKIP_MISSING=1 and not CI=true.
+func SkipMissing() bool {
+	return os.Getenv(SkipMissingEnv) == "1" && os.Getenv("CI") != "true"
+}
+
+// LookTool returns the path of the first of names found on PATH. When none
+// is, it fails the test with install (how to get the tool) — unless
+// [SkipMissing], where it logs that and returns "".
+func LookTool(t testing.TB, install string, names ...string) string {
+	t.Helper()
+	bin, missing := lookTool(t, install, names)
+	if bin == "" {
+		t.Log(missing)
+	}
+	return bin
+}
+
+// Tool is [LookTool] for a test that cannot run without the tool: with
+// [SkipMissing] the test is skipped, otherwise it fails.
+func Tool(t testing.TB, install string, names ...string) string {
+	t.Helper()
+	bin, missing := lookTool(t, install, names)
+	if bin == "" {
+		t.Skipf("%s (%s=1)", missing, SkipMissingEnv)
+	}
+	return bin
+}
+
+func lookTool(t testing.TB, install string, names []string) (bin, missing string) {
+	t.Helper()
+	for _, name := range names {
+		if bin, err := exec.LookPath(name); err == nil {
+			return bin, ""
+		}
+	}
+	missing = fmt.Sprintf("%s is not installed (%s)", strings.Join(names, " or "), install)
+	if !SkipMissing() {
+		t.Fatalf("%s; %s=1 skips what needs it", missing, SkipMissingEnv)
+	}
+	return "", missing
+}
+
 // CheckMetrics runs `promtool check metrics` (Debian package prometheus) on
 // a /metrics body: the Prometheus text format must parse and pass its lint.
-// Without promtool the check is logged as not done, except under CI=true,
-// where it fails the test.
+// Without promtool the test fails; with [SkipMissing] the check is logged as
+// not done and the test goes on.
 func CheckMetrics(t testing.TB, body []byte) {
 	t.Helper()
-	bin, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (apt-get install prometheus)")
-		}
-		t.Log("promtool not installed: the metrics format is not checked")
+	bin := LookTool(t, "apt-get install prometheus", "promtool")
+	if bin == "" {
+		t.Log("the metrics format is not checked")
 		return
 	}
 	cmd := exec.CommandContext(t.Context(), bin, "check", "metrics")

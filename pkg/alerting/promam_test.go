@@ -21,15 +21,7 @@ import (
 // skips, except under CI=true, where it fails.
 func startPrometheusAlertmanager(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		if bin, err = exec.LookPath("alertmanager"); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("prometheus-alertmanager not installed (apt-get install prometheus-alertmanager)")
-			}
-			t.Skip("prometheus-alertmanager not installed")
-		}
-	}
+	bin := testutil.Tool(t, "apt-get install prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "alertmanager.yml")
 	if err := os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600); err != nil {
