@@ -28,10 +28,11 @@ func ExampleNewEvent() {
 		panic(err)
 	}
 	_ = bus.Publish(context.Background(), eventstest.NewEvent(events.ComponentDegraded, "cache-1"))
-	for col.Len() == 0 {
-		time.Sleep(time.Millisecond)
+	got, ok := col.Await(1, 10*time.Second)
+	if !ok {
+		panic("no event within 10s")
 	}
-	ev := col.Events()[0].(*events.HealthEvent)
+	ev := got[0].(*events.HealthEvent)
 	fmt.Println(ev.Type, ev.Status, eventstest.Tag(ev))
 	// Output: health.component.degraded degraded cache-1
 }

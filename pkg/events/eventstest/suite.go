@@ -41,6 +41,18 @@ type Features struct {
 	// bus numbers messages, not events), so StartAtSequence may replay the
 	// events that share the start sequence too.
 	SharedSequences bool
+	// AsyncPublish: Publish may return before the event is stored (it was
+	// handed to the connection, or to a batch); Harness.Flush waits until
+	// every event published so far is stored. The suite flushes where it
+	// depends on what is stored: before a time mark or a deliver-new
+	// subscription. Without the claim, Publish itself must store, and the
+	// suite checks that by not flushing.
+	AsyncPublish bool
+	// BatchedPublish: events published one after another may travel as one
+	// message, which a group hands whole to one member. GroupSharesLoad ends
+	// a batch (Harness.Flush) after every second event so that the group has
+	// messages to share. It requires AsyncPublish (a batch waits to be sent).
+	BatchedPublish bool
 }
 
 // Harness opens the bus under test.
@@ -56,8 +68,15 @@ type Harness struct {
 	MaxPayload int
 	// Timeout bounds each wait for deliveries (0: 10 s).
 	Timeout time.Duration
+	// Flush waits until every event published on bus so far is stored.
+	// Required when AsyncPublish is claimed.
+	Flush func(ctx context.Context, bus events.Bus) error
 	// Settle is how long the suite waits to be sure that something does NOT
-	// arrive (0: 200 ms).
+	// arrive where no later delivery can prove it: an event that matches no
+	// subscription, a stopped subscription, and every check on a bus that
+	// does not claim OrderedPerSubject (0: 200 ms). Where the bus orders a
+	// subject's events, the suite instead publishes a later event on the same
+	// subject and waits for it.
 	Settle   time.Duration
 	Features Features
 }
@@ -72,6 +91,14 @@ func Run(t *testing.T, h Harness) {
 	}
 	if h.MaxPayload == 0 {
 		h.MaxPayload = events.DefaultMaxPayload
+	}
+	switch {
+	case h.Features.BatchedPublish && !h.Features.AsyncPublish:
+		t.Fatal("eventstest: BatchedPublish claimed without AsyncPublish")
+	case h.Features.AsyncPublish && h.Flush == nil:
+		t.Fatal("eventstest: AsyncPublish claimed without Harness.Flush")
+	case h.Features.DurableAcrossRestart && h.Reconnect == nil:
+		t.Fatal("eventstest: DurableAcrossRestart claimed without Harness.Reconnect")
 	}
 	tests := []struct {
 		name string
@@ -195,19 +222,48 @@ func (c *Collector) Len() int {
 // WaitFor waits until at least n events arrived, failing t after timeout.
 func (c *Collector) WaitFor(t *testing.T, n int, timeout time.Duration) []events.Event {
 	t.Helper()
+	got, ok := c.Await(n, timeout)
+	if !ok {
+		t.Fatalf("received %d events within %s, want %d: %v", len(got), timeout, n, tags(got))
+	}
+	return got
+}
+
+// Await waits until at least n events arrived or timeout passed, and returns
+// what arrived and whether it was n or more. It suits examples and
+// goroutines, where WaitFor's t.Fatal cannot be called.
+func (c *Collector) Await(n int, timeout time.Duration) ([]events.Event, bool) {
+	return c.AwaitFunc(func(evs []events.Event) bool { return len(evs) >= n }, timeout)
+}
+
+// AwaitFunc waits until done holds for the events received so far or
+// timeout passed, and returns them and whether done held.
+func (c *Collector) AwaitFunc(done func([]events.Event) bool, timeout time.Duration) ([]events.Event, bool) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		if c.Len() >= n {
-			return c.Events()
+		if evs := c.Events(); done(evs) {
+			return evs, true
 		}
 		select {
 		case <-c.notify:
 		case <-time.After(10 * time.Millisecond):
 		case <-deadline.C:
-			t.Fatalf("received %d events within %s, want %d", c.Len(), timeout, n)
+			evs := c.Events()
+			return evs, done(evs)
 		}
 	}
+}
+
+// waitTag waits until an event tagged tag arrived and returns everything
+// received up to then.
+func (c *Collector) waitTag(t *testing.T, tag string, timeout time.Duration) []events.Event {
+	t.Helper()
+	got, ok := c.AwaitFunc(func(evs []events.Event) bool { return slices.Contains(tags(evs), tag) }, timeout)
+	if !ok {
+		t.Fatalf("%q not received within %s; received %v", tag, timeout, tags(got))
+	}
+	return got
 }
 
 func subscribe(t *testing.T, bus events.Bus, pattern string, h events.Handler, opts ...events.SubscribeOption) events.Subscription {
@@ -217,6 +273,33 @@ func subscribe(t *testing.T, bus events.Bus, pattern string, h events.Handler, o
 		t.Fatalf("Subscribe(%q): %v", pattern, err)
 	}
 	return sub
+}
+
+// flush waits until the bus has stored what was published, where Publish
+// may return earlier (AsyncPublish).
+func flush(t *testing.T, h Harness, bus events.Bus) {
+	t.Helper()
+	if !h.Features.AsyncPublish {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+	defer cancel()
+	if err := h.Flush(ctx, bus); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+// lastOnSubject waits until col received the event tagged last, published
+// after the events a negative check is about, on their subject. On a bus
+// that orders a subject's events that proves the earlier ones had their
+// chance to arrive; elsewhere the suite also waits h.Settle.
+func lastOnSubject(t *testing.T, h Harness, col *Collector, last string) []events.Event {
+	t.Helper()
+	col.waitTag(t, last, h.Timeout)
+	if !h.Features.OrderedPerSubject {
+		time.Sleep(h.Settle)
+	}
+	return col.Events()
 }
 
 func publish(t *testing.T, bus events.Bus, evs ...events.Event) {
@@ -289,7 +372,7 @@ func testPatternMatching(t *testing.T, h Harness) {
 			}
 		})
 	}
-	time.Sleep(h.Settle)
+	time.Sleep(h.Settle) // a non-matching delivery has no later event to wait for
 	for i, p := range patterns {
 		got := sortedTags(cols[i].Events())
 		want := make([]string, len(p.want))
@@ -354,8 +437,8 @@ func testUnsubscribe(t *testing.T, h Harness) {
 		t.Fatalf("second Unsubscribe: %v", err)
 	}
 	publish(t, bus, NewEvent(events.SystemError, "after"))
-	stay.WaitFor(t, 2, h.Timeout)
-	time.Sleep(h.Settle)
+	stay.waitTag(t, "after", h.Timeout)
+	time.Sleep(h.Settle) // nothing can reach a stopped subscription to prove it quiet
 	if got := tags(gone.Events()); !slices.Equal(got, []string{"before"}) {
 		t.Errorf("unsubscribed handler received %v, want only [before]", got)
 	}
@@ -382,9 +465,10 @@ func testConcurrentPublishers(t *testing.T, h Harness) {
 	for err := range errs {
 		t.Fatalf("concurrent Publish: %v", err)
 	}
-	got := col.WaitFor(t, writers*each, h.Timeout)
-	time.Sleep(h.Settle)
-	got = append(got, col.Events()[len(got):]...)
+	col.WaitFor(t, writers*each, h.Timeout)
+	publish(t, bus, NewEvent(events.OperationComplete, "last"))
+	got := lastOnSubject(t, h, col, "last")
+	got = slices.DeleteFunc(got, func(ev events.Event) bool { return Tag(ev) == "last" })
 	seen := map[string]int{}
 	for _, ev := range got {
 		seen[ev.Metadata().ID]++
@@ -489,9 +573,7 @@ func testContextCancellation(t *testing.T, h Harness) {
 		t.Errorf("Subscribe with a cancelled context: %v, want context.Canceled", err)
 	}
 	publish(t, bus, NewEvent(events.SystemError, "live"))
-	col.WaitFor(t, 1, h.Timeout)
-	time.Sleep(h.Settle)
-	if got := tags(col.Events()); !slices.Equal(got, []string{"live"}) {
+	if got := tags(lastOnSubject(t, h, col, "live")); !slices.Equal(got, []string{"live"}) {
 		t.Errorf("received %v, want only [live]", got)
 	}
 }
@@ -506,9 +588,7 @@ func testOversizedPayload(t *testing.T, h Harness) {
 		t.Errorf("Publish of a %d-byte event: %v, want ErrPayloadTooLarge", h.MaxPayload+1, err)
 	}
 	publish(t, bus, NewEvent(events.SystemError, "small"))
-	col.WaitFor(t, 1, h.Timeout)
-	time.Sleep(h.Settle)
-	if got := tags(col.Events()); !slices.Equal(got, []string{"small"}) {
+	if got := tags(lastOnSubject(t, h, col, "small")); !slices.Equal(got, []string{"small"}) {
 		t.Errorf("received %v, want only [small]", got)
 	}
 }
@@ -592,6 +672,9 @@ func testRedelivery(t *testing.T, h Harness) {
 	poison := &failing{Collector: NewCollector(), bad: map[string]bool{"poison": true}, times: -1, attempts: map[string]int{}}
 	subscribe(t, bus, "system.error", poison, events.MaxDeliver(2))
 	publish(t, bus, NewEvent(events.SystemError, "flaky"), NewEvent(events.SystemError, "poison"))
+	// f takes both events on their third delivery: by then the same event
+	// on the poison subscription, published at the same moment, has had the
+	// time of a third delivery too (plus Settle for the two timers' skew).
 	got := f.WaitFor(t, 2, h.Timeout)
 	if !slices.Equal(sortedTags(got), []string{"flaky", "poison"}) {
 		t.Fatalf("after redelivery the handler holds %v", sortedTags(got))
@@ -600,7 +683,10 @@ func testRedelivery(t *testing.T, h Harness) {
 		t.Errorf("flaky event delivered %d times, want 3 (2 failures, then success)", n)
 	}
 	poison.WaitFor(t, 1, h.Timeout) // "flaky" passes this handler at once
-	time.Sleep(h.Settle + 2*time.Second/10)
+	if !poll(h.Timeout, func() bool { return poison.attemptsOf("poison") >= 2 }) {
+		t.Fatalf("poison event delivered %d times with MaxDeliver(2), want 2", poison.attemptsOf("poison"))
+	}
+	time.Sleep(h.Settle)
 	if n := poison.attemptsOf("poison"); n != 2 {
 		t.Errorf("poison event delivered %d times with MaxDeliver(2), want 2", n)
 	}
@@ -625,9 +711,13 @@ func testDurable(t *testing.T, h Harness, restart bool) {
 	}
 	second := NewCollector()
 	subscribe(t, bus, "validation.*", second, events.Durable("resume"))
-	got := second.WaitFor(t, 2, h.Timeout)
-	time.Sleep(h.Settle)
-	got = append(got, second.Events()[len(got):]...)
+	// a and c share a subject, so do b and "last": once c, d and "last"
+	// arrived, a replayed a or b would have arrived too.
+	second.waitTag(t, "c", h.Timeout)
+	second.waitTag(t, "d", h.Timeout)
+	publish(t, bus, NewEvent(events.ValidationCompleted, "last"))
+	got := lastOnSubject(t, h, second, "last")
+	got = slices.DeleteFunc(got, func(ev events.Event) bool { return Tag(ev) == "last" })
 	if !slices.Equal(sortedTags(got), []string{"c", "d"}) {
 		t.Errorf("durable resumed with %v, want [c d]", sortedTags(got))
 	}
@@ -641,11 +731,16 @@ func testDurableAcrossRestart(t *testing.T, h Harness) { testDurable(t, h, true)
 
 func testReplayFromTime(t *testing.T, h Harness) {
 	bus := open(t, h)
+	// The old events are stored before the mark and the new ones before the
+	// deliver-new subscription; the sleeps only keep the mark off the
+	// millisecond the old events were stored in (a stream id's resolution).
 	publish(t, bus, NewEvent(events.PhaseStart, "old1"), NewEvent(events.PhaseStart, "old2"))
-	time.Sleep(50 * time.Millisecond)
+	flush(t, h, bus)
+	time.Sleep(10 * time.Millisecond)
 	mark := time.Now()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
 	publish(t, bus, NewEvent(events.PhaseStart, "new1"), NewEvent(events.PhaseStart, "new2"))
+	flush(t, h, bus)
 
 	fromTime := NewCollector()
 	subscribe(t, bus, "performance.>", fromTime, events.StartAtTime(mark))
@@ -655,15 +750,13 @@ func testReplayFromTime(t *testing.T, h Harness) {
 	subscribe(t, bus, "performance.>", fresh)
 	publish(t, bus, NewEvent(events.PhaseStart, "live"))
 
-	if got := tags(fromTime.WaitFor(t, 3, h.Timeout)); !slices.Equal(got, []string{"new1", "new2", "live"}) {
+	if got := tags(lastOnSubject(t, h, fromTime, "live")); !slices.Equal(got, []string{"new1", "new2", "live"}) {
 		t.Errorf("StartAtTime replayed %v, want [new1 new2 live]", got)
 	}
-	if got := tags(all.WaitFor(t, 5, h.Timeout)); !slices.Equal(got, []string{"old1", "old2", "new1", "new2", "live"}) {
+	if got := tags(lastOnSubject(t, h, all, "live")); !slices.Equal(got, []string{"old1", "old2", "new1", "new2", "live"}) {
 		t.Errorf("DeliverAll replayed %v", got)
 	}
-	fresh.WaitFor(t, 1, h.Timeout)
-	time.Sleep(h.Settle)
-	if got := tags(fresh.Events()); !slices.Equal(got, []string{"live"}) {
+	if got := tags(lastOnSubject(t, h, fresh, "live")); !slices.Equal(got, []string{"live"}) {
 		t.Errorf("a default subscription received %v, want only [live]", got)
 	}
 }
@@ -682,9 +775,7 @@ func testReplayFromSequence(t *testing.T, h Harness) {
 	}
 	col := NewCollector()
 	subscribe(t, bus, "performance.>", col, events.StartAtSequence(second))
-	col.WaitFor(t, 2, h.Timeout)
-	time.Sleep(h.Settle)
-	got := tags(col.Events())
+	got := tags(lastOnSubject(t, h, col, "s3"))
 	want := []string{"s2", "s3"}
 	if h.Features.SharedSequences && len(got) == 3 {
 		want = []string{"s1", "s2", "s3"} // s1 shares s2's sequence
@@ -694,30 +785,43 @@ func testReplayFromSequence(t *testing.T, h Harness) {
 	}
 }
 
+// testGroupSharesLoad checks that a group delivers each event to exactly one
+// member and that both members get work: the member that receives the first
+// event holds it until the other one has received an event, so a bus that
+// hands everything to one member fails (after Timeout) instead of passing
+// by luck, and one that shares does not depend on timing.
 func testGroupSharesLoad(t *testing.T, h Harness) {
 	bus := open(t, h)
 	const n = 200
-	slow := func(c *Collector) events.Handler {
+	a, b := NewCollector(), NewCollector()
+	var first atomic.Pointer[Collector]
+	member := func(self, other *Collector) events.Handler {
 		return events.HandlerFunc(func(ctx context.Context, ev events.Event) error {
-			time.Sleep(time.Millisecond)
-			return c.Handle(ctx, ev)
+			if first.CompareAndSwap(nil, self) {
+				if _, ok := other.Await(1, h.Timeout); !ok {
+					t.Errorf("load not shared: one member held the first event for %s and the other received nothing", h.Timeout)
+				}
+			}
+			return self.Handle(ctx, ev)
 		})
 	}
-	a, b := NewCollector(), NewCollector()
-	subscribe(t, bus, "performance.>", slow(a), events.Group("workers"))
-	subscribe(t, bus, "performance.>", slow(b), events.Group("workers"))
+	subscribe(t, bus, "performance.>", member(a, b), events.Group("workers"))
+	subscribe(t, bus, "performance.>", member(b, a), events.Group("workers"))
 	for i := range n {
 		publish(t, bus, NewEvent(events.OperationComplete, fmt.Sprint(i)))
+		if h.Features.BatchedPublish && i%2 == 1 {
+			flush(t, h, bus) // batches of two: messages for the group to share
+		}
 	}
-	deadline := time.Now().Add(h.Timeout)
-	for a.Len()+b.Len() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	distinct := func() map[string]int {
+		seen := map[string]int{}
+		for _, ev := range append(a.Events(), b.Events()...) {
+			seen[Tag(ev)]++
+		}
+		return seen
 	}
-	time.Sleep(h.Settle)
-	seen := map[string]int{}
-	for _, ev := range append(a.Events(), b.Events()...) {
-		seen[Tag(ev)]++
-	}
+	poll(2*h.Timeout, func() bool { return len(distinct()) == n })
+	seen := distinct()
 	if len(seen) != n {
 		t.Errorf("group received %d distinct events, want %d", len(seen), n)
 	}
@@ -729,4 +833,17 @@ func testGroupSharesLoad(t *testing.T, h Harness) {
 	if a.Len() == 0 || b.Len() == 0 {
 		t.Errorf("load not shared: members got %d and %d events", a.Len(), b.Len())
 	}
+}
+
+// poll checks cond every 10 ms until it holds or timeout passes, and
+// returns whether it held.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }

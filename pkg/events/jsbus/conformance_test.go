@@ -61,6 +61,7 @@ func harness(mutate func(*jsbus.Config)) eventstest.Harness {
 			mu.Unlock()
 			return open(t, url)
 		},
+		Flush: func(ctx context.Context, bus events.Bus) error { return bus.(*jsbus.Bus).Flush(ctx) },
 		Features: eventstest.Features{
 			Replay: true, Durable: true, DurableAcrossRestart: true, Groups: true,
 			OrderedPerSubject: true, Redelivery: true,
@@ -68,16 +69,26 @@ func harness(mutate func(*jsbus.Config)) eventstest.Harness {
 	}
 }
 
+// TestConformance runs the suite with async publishing (the default):
+// Publish returns once the event is handed to the connection.
 func TestConformance(t *testing.T) {
-	eventstest.Run(t, harness(nil))
+	h := harness(nil)
+	h.Features.AsyncPublish = true
+	eventstest.Run(t, h)
 }
 
+// TestConformanceSyncPublish runs it with Publish waiting for the store, so
+// the suite never flushes.
 func TestConformanceSyncPublish(t *testing.T) {
 	eventstest.Run(t, harness(func(c *jsbus.Config) { c.SyncPublish = true }))
 }
 
+// TestConformanceBatched runs it with batching: events share messages (and
+// their sequence), and Publish returns before the batch is even sent.
 func TestConformanceBatched(t *testing.T) {
 	h := harness(func(c *jsbus.Config) { c.BatchMaxEvents = 50 })
 	h.Features.SharedSequences = true
+	h.Features.AsyncPublish = true
+	h.Features.BatchedPublish = true
 	eventstest.Run(t, h)
 }
