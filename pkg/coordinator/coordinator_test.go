@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -15,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/coordinator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
@@ -309,6 +311,9 @@ func TestDirectQuantilesWithinOnePercent(t *testing.T) {
 	}
 }
 
+// TestTeeFeedsBoth checks that each call reaches both coordinators whole:
+// the bus receives one event per call with its type, operation, duration,
+// status and source, and the direct coordinator aggregates the same calls.
 func TestTeeFeedsBoth(t *testing.T) {
 	bus := memBus(t)
 	ed := eventDriven(t, bus, coordinator.Options{})
@@ -317,8 +322,43 @@ func TestTeeFeedsBoth(t *testing.T) {
 	c.OperationComplete(context.Background(), "op", time.Millisecond)
 	c.Time(context.Background(), "timed")()
 	flush(t, ed)
-	if len(bus.Published()) != 2 || len(d.Snapshot().Operations) != 2 {
-		t.Errorf("tee: %d events, %d direct operations", len(bus.Published()), len(d.Snapshot().Operations))
+
+	type got struct {
+		Type      events.Type
+		Source    string
+		Operation string
+		Status    string
+	}
+	var evs []got
+	durations := map[string]float64{}
+	for _, ev := range bus.Published() {
+		pe, ok := ev.(*events.PerformanceEvent)
+		if !ok {
+			t.Fatalf("published %T %s, want performance events only", ev, ev.Metadata().Type)
+		}
+		evs = append(evs, got{pe.Type, pe.Source, pe.Operation, pe.Status})
+		durations[pe.Operation] = pe.DurationMS
+	}
+	want := []got{
+		{events.OperationComplete, "svc", "op", events.StatusSuccess},
+		{events.OperationComplete, "svc", "timed", events.StatusSuccess},
+	}
+	if !slices.Equal(evs, want) {
+		t.Errorf("the event-driven side published %+v, want %+v", evs, want)
+	}
+	if durations["op"] != 1 || durations["timed"] < 0 {
+		t.Errorf("published durations %v, want op 1 ms and timed not negative", durations)
+	}
+
+	snap := d.Snapshot()
+	if n := len(snap.Operations); n != 2 {
+		t.Errorf("the direct side holds %d operations, want 2 (op, timed): %+v", n, snap.Operations)
+	}
+	if o, ok := snap.Operation("op"); !ok || o.Count != 1 || o.Errors != 0 || o.AvgMS != 1 || o.MaxMS != 1 {
+		t.Errorf("direct op = %+v (found %v), want one success of 1 ms", o, ok)
+	}
+	if o, ok := snap.Operation("timed"); !ok || o.Count != 1 || o.Errors != 0 {
+		t.Errorf("direct timed = %+v (found %v), want one success", o, ok)
 	}
 }
 
@@ -388,6 +428,10 @@ func TestVerifyIntegration(t *testing.T) {
 	}
 }
 
+// TestEventFlowTracer records a trace of three events among unrelated ones
+// and checks what ByTrace, ByContext and Format return: exactly the traced
+// events, oldest first, and one line per event naming its type, source,
+// span and parent.
 func TestEventFlowTracer(t *testing.T) {
 	bus := memBus(t)
 	tr, err := coordinator.TraceFlow(context.Background(), bus, ">", 100)
@@ -396,24 +440,54 @@ func TestEventFlowTracer(t *testing.T) {
 	}
 	defer func() { _ = tr.Stop() }()
 	root := events.NewRootTrace()
+	var traced []events.Event
 	for i := range 3 {
 		ev := eventstest.NewEvent(events.ValidationStarted, fmt.Sprint(i))
 		ev.Metadata().SetTrace(root.Child())
 		ev.Metadata().ContextID = "run-7"
-		_ = bus.Publish(context.Background(), ev)
+		ev.Metadata().Timestamp = ev.Metadata().Timestamp.Add(time.Duration(3-i) * time.Second) // published newest first
+		traced = append(traced, ev)
 	}
-	_ = bus.Publish(context.Background(), eventstest.NewEvent(events.SystemError, "other"))
-	deadline := time.Now().Add(5 * time.Second)
-	for len(tr.ByTrace(root.TraceID)) < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	other := eventstest.NewEvent(events.SystemError, "other")              // another trace, no context
+	last := eventstest.NewEvent(events.ValidationStarted, "other-context") // another trace and context
+	for _, ev := range append(slices.Clone(traced), other, last) {
+		if err := bus.Publish(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
 	}
-	flow := tr.ByTrace(root.TraceID)
-	if len(flow) != 3 || len(tr.ByContext("run-7")) != 3 || !slices.IsSortedFunc(flow, func(a, b events.Event) int {
-		return a.Metadata().Timestamp.Compare(b.Metadata().Timestamp)
-	}) {
-		t.Errorf("flow %v", flow)
+	// The memory bus delivers in publish order: once the last event is
+	// recorded, every earlier one was offered to the tracer.
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(tr.ByTrace(last.Metadata().TraceID)) == 1 }, "the tracer to record the last event")
+
+	slices.Reverse(traced) // oldest first
+	wantTags := []string{"2", "1", "0"}
+	if got := tagsOf(tr.ByTrace(root.TraceID)); !slices.Equal(got, wantTags) {
+		t.Errorf("ByTrace = %v, want %v (oldest first, nothing else)", got, wantTags)
 	}
-	if out := coordinator.Format(flow); len(out) == 0 {
-		t.Error("empty rendering")
+	if got := tagsOf(tr.ByContext("run-7")); !slices.Equal(got, wantTags) {
+		t.Errorf("ByContext = %v, want %v", got, wantTags)
 	}
+	lines := strings.Split(strings.TrimSuffix(coordinator.Format(tr.ByTrace(root.TraceID)), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("Format wrote %d lines, want 3:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for i, line := range lines {
+		m := traced[i].Metadata()
+		for _, want := range []string{
+			m.Timestamp.Format("15:04:05.000000"), string(m.Type), m.Source,
+			"span=" + m.SpanID.String(), "parent=" + m.ParentSpanID.String(),
+		} {
+			if !strings.Contains(line, want) {
+				t.Errorf("Format line %d %q lacks %q", i, line, want)
+			}
+		}
+	}
+}
+
+func tagsOf(evs []events.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = eventstest.Tag(ev)
+	}
+	return out
 }

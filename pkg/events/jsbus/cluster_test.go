@@ -3,6 +3,7 @@ package jsbus_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,7 +111,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 
 	// Send again: the failed events until each is acknowledged, and the ones
 	// the old leader stored, which the new leader must recognise.
-	resend := append(failed, beforeLeave...)
+	resend := slices.Concat(failed, beforeLeave)
 	deadline := time.Now().Add(time.Minute)
 	for len(resend) > 0 {
 		var again []events.Event

@@ -243,14 +243,44 @@ func TestAuthAndSecrets(t *testing.T) {
 	}
 }
 
+// TestConfigValidate breaks one field of a valid configuration per case and
+// checks that Validate names that field (Validate has no sentinel errors; the
+// field named is the contract). The valid base must pass, so a Validate that
+// rejects everything fails here too.
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []redisbus.Config{{Port: 70000}, {DB: -1}, {PoolSize: -1}, {BlockFor: -time.Second}} {
-		if err := c.Validate(); err == nil {
-			t.Errorf("%+v accepted", c)
-		}
+	if err := redisbus.RedisConfig("h", 1).Validate(); err != nil {
+		t.Fatalf("RedisConfig(...).Validate() = %v, want nil", err)
 	}
-	if _, err := redisbus.Connect(t.Context(), redisbus.RedisConfig("127.0.0.1", 1)); err == nil {
-		t.Error("connected to a closed port")
+	const durations = "durations must not be negative"
+	cases := []struct {
+		name   string
+		mutate func(*redisbus.Config)
+		want   string
+	}{
+		{"Port too large", func(c *redisbus.Config) { c.Port = 70000 }, "Port 70000"},
+		{"Port negative", func(c *redisbus.Config) { c.Port = -1 }, "Port -1"},
+		{"DB", func(c *redisbus.Config) { c.DB = -1 }, "DB -1"},
+		{"PoolSize", func(c *redisbus.Config) { c.PoolSize = -1 }, "PoolSize -1"},
+		{"MaxDeliver", func(c *redisbus.Config) { c.MaxDeliver = -1 }, "MaxDeliver -1"},
+		{"DialTimeout", func(c *redisbus.Config) { c.DialTimeout = -time.Second }, durations},
+		{"ReadTimeout", func(c *redisbus.Config) { c.ReadTimeout = -time.Second }, durations},
+		{"WriteTimeout", func(c *redisbus.Config) { c.WriteTimeout = -time.Second }, durations},
+		{"RedeliveryDelay", func(c *redisbus.Config) { c.RedeliveryDelay = -time.Second }, durations},
+		{"ClaimTimeout", func(c *redisbus.Config) { c.ClaimTimeout = -time.Second }, durations},
+		{"BlockFor", func(c *redisbus.Config) { c.BlockFor = -time.Second }, durations},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := redisbus.RedisConfig("h", 1)
+			tc.mutate(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.HasPrefix(err.Error(), "redisbus config: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Validate() = %v, want a redisbus config error naming %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := redisbus.Connect(t.Context(), redisbus.RedisConfig("127.0.0.1", 1)); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Connect to a closed port: %v, want an error naming 127.0.0.1:1", err)
 	}
 	if d := redisbus.RedisConfig("h", 1); d.MaxLen != 1_000_000 || d.Prefix != "jetmon:" || d.Addr() != "h:1" {
 		t.Errorf("defaults %+v", d)
