@@ -102,7 +102,7 @@ type Config struct {
 	// MaxAckPending bounds unacknowledged messages per consumer (default 1024).
 	MaxAckPending int
 	// PullBatch is how many messages a subscription buffers per pull (default
-	// 256; group members use at most 16 so that work spreads).
+	// 256), at most a quarter of MaxAckPending.
 	PullBatch int
 	// CloseTimeout bounds Close's wait for pending acks and handlers (default 10 s).
 	CloseTimeout time.Duration
