@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -36,9 +37,7 @@ func startService(t *testing.T, cfg aggregator.Config) (*jsbus.Bus, *aggregator.
 	done := make(chan struct{})
 	go func() { _ = svc.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; _ = bus.Close() })
-	for !svc.Ready() {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, svc.Ready, "the aggregator to be ready")
 	return bus, svc
 }
 

@@ -113,9 +113,14 @@ type sample struct {
 	err     error
 }
 
-// TestServerOutage stops the server for 10 s while the application keeps
-// publishing: Publish stays fast, nothing panics, and once the server is back
-// every event Publish accepted is stored exactly once.
+// TestServerOutage stops the server while the application keeps publishing:
+// the breaker opens, Publish keeps accepting (into the spool), nothing
+// panics, and once the server is back every event Publish accepted is stored
+// exactly once. Each phase ends on what the breaker reports, not on a timer:
+// open with 500 events spooled, closed again with 500 more published
+// straight through. How fast Publish is while open is measured by
+// BenchmarkPublishOpen, not asserted here (wall-clock bounds under -race on a
+// loaded machine only flake).
 func TestServerOutage(t *testing.T) {
 	srv := newRestartable(t)
 	br, bus := breakerOnJetStream(t, srv.url(), breaker.Options{
@@ -144,13 +149,28 @@ func TestServerOutage(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	time.Sleep(time.Second)
+	defer func() {
+		select {
+		case <-done:
+		default:
+			close(stop)
+			<-done
+		}
+	}()
+	testutil.WaitFor(t, 30*time.Second, func() bool { return br.Stats().Published >= 500 }, "500 events published with the server up")
 	outage.Store(true)
 	srv.stop()
-	time.Sleep(10 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, func() bool { return br.State() == breaker.Open }, "the breaker to open")
+	spooled := br.Stats().Spooled
+	testutil.WaitFor(t, 30*time.Second, func() bool {
+		st := br.Stats()
+		return st.State == breaker.Open && st.Spooled >= spooled+500
+	}, "500 more events spooled while open")
 	srv.start()
 	outage.Store(false)
-	time.Sleep(2 * time.Second)
+	testutil.WaitFor(t, 30*time.Second, func() bool { return br.State() == breaker.Closed && bus.IsConnected() }, "the breaker to close on a reconnected bus")
+	published := br.Stats().Published
+	testutil.WaitFor(t, 30*time.Second, func() bool { return br.Stats().Published >= published+500 }, "500 events published after recovery")
 	close(stop)
 	<-done
 
@@ -176,14 +196,11 @@ func TestServerOutage(t *testing.T) {
 		}
 	}
 	slices.Sort(during)
-	if len(during) < 1000 {
-		t.Fatalf("only %d publishes during the outage", len(during))
-	}
-	p99 := during[len(during)*99/100]
-	t.Logf("%d publishes, %d during the outage: p50 %s, p99 %s, max %s; stats %+v",
-		len(samples), len(during), during[len(during)/2], p99, during[len(during)-1], br.Stats())
-	if p99 >= time.Millisecond {
-		t.Errorf("publish latency p99 during the outage = %s, want under 1ms", p99)
+	st := br.Stats()
+	t.Logf("%d publishes, %d during the outage: p50 %s, p99 %s, max %s (informational); stats %+v",
+		len(samples), len(during), during[len(during)/2], during[len(during)*99/100], during[len(during)-1], st)
+	if st.Spooled == 0 || st.Drained != st.Spooled || st.Dropped != 0 || st.Permanent != 0 || st.SpoolDepth != 0 {
+		t.Errorf("after recovery: %+v; want every spooled event drained, none dropped or discarded", st)
 	}
 	seen := storedIDs(t, bus)
 	missing, dups := 0, 0
@@ -196,11 +213,11 @@ func TestServerOutage(t *testing.T) {
 			dups++
 		}
 	}
-	if missing > 0 || dups > 0 {
-		t.Errorf("%d of %d accepted events missing, %d stored more than once", missing, len(samples), dups)
+	if missing > 0 || dups > 0 || len(seen) != len(samples) {
+		t.Errorf("%d of %d accepted events missing, %d stored more than once, %d stored in all", missing, len(samples), dups, len(seen))
 	}
-	if br.Stats().Dropped != 0 || br.State() != breaker.Closed {
-		t.Errorf("after recovery: %+v", br.Stats())
+	if br.State() != breaker.Closed {
+		t.Errorf("after recovery the breaker is %s, want closed", br.State())
 	}
 }
 
