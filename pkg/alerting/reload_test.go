@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -29,7 +31,27 @@ func TestReloadOnConfigChangedEvent(t *testing.T) {
 	}
 	bus := events.NewMemoryBus(events.MemoryOptions{})
 	t.Cleanup(func() { _ = bus.Close() })
-	svc, ctx := runService(t, alerting.Options{Config: cfg, RulesFile: file, Bus: bus, Instance: "t"})
+	reg := prometheus.NewRegistry()
+	svc, ctx := runService(t, alerting.Options{Config: cfg, RulesFile: file, Bus: bus, Instance: "t", Registerer: reg})
+	reloads := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "jetmon_alertmanager_reloads_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" && l.GetValue() == "success" {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
 	rules := func() int {
 		rs, err := svc.RuleSummaries(ctx)
 		if err != nil {
@@ -46,12 +68,21 @@ func TestReloadOnConfigChangedEvent(t *testing.T) {
 	}
 	write("rules:\n  - alert: A\n    field: p95\n    threshold: 1\n  - alert: B\n    kind: health\nreceivers: [{name: r, log: {}}]\n")
 	changed("breaker")
-	time.Sleep(300 * time.Millisecond)
 	if n := rules(); n != 1 {
 		t.Fatalf("a breaker config.changed reloaded the rules (%d rules)", n)
 	}
+	// The service handles config.changed events one at a time, in order: once
+	// the alertmanager one has reloaded, the breaker one was handled, and a
+	// reload it started would have been queued before the next one, made
+	// here directly. Two reloads in all, not three.
 	changed(alerting.ReloadComponent)
-	testutil.WaitFor(t, 5*time.Second, func() bool { return rules() == 2 }, "reload on config.changed")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return rules() == 2 && reloads() == 1 }, "reload on config.changed")
+	if err := svc.ReloadFile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := reloads(); n != 2 {
+		t.Fatalf("%v successful reloads, want 2 (the alertmanager event and ReloadFile): the breaker event reloaded too", n)
+	}
 
 	write("rules:\n  - alert: A\n    field: nope\n")
 	if err := svc.ReloadFile(ctx); err == nil {
@@ -100,8 +131,14 @@ receivers: [{name: r, log: {}}]
 		}
 	}
 	testutil.WaitFor(t, 5*time.Second, func() bool { return churn() >= 4 }, "4 events counted")
-	time.Sleep(200 * time.Millisecond)
-	if n := churn(); n != 4 {
-		t.Fatalf("4 events counted as %v", n)
+	// A fifth event, published after the four, reaches each of the two
+	// overlapping subscriptions after their copies of the four: when it is
+	// counted, a copy counted twice would show as more than 5.
+	if err := bus.Publish(ctx, health("checkout", "cache", "degraded")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return churn() >= 5 }, "the fifth event counted")
+	if n := churn(); n != 5 {
+		t.Fatalf("5 events counted as %v", n)
 	}
 }
