@@ -28,6 +28,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/internal/httpd"
 	"github.com/jetmon/jetmon/internal/redact"
@@ -152,7 +154,15 @@ log, webhook and Prometheus Alertmanager receivers.
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
-	store, err := alerting.NewKVStore(ctx, bus.JetStream(), bus.StreamReplicas(), 0)
+	// A cluster that has just formed may take a while to place replicated
+	// buckets: retry rather than exit and be restarted.
+	store, err := backoff.RetryWithData(func() (*alerting.KVStore, error) {
+		st, err := alerting.NewKVStore(ctx, bus.JetStream(), bus.StreamReplicas(), 0)
+		if err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("opening the state buckets failed; retrying")
+		}
+		return st, err
+	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(2*time.Minute)), ctx))
 	if err != nil {
 		log.Error().Err(err).Msg("cannot open the state buckets")
 		return 1

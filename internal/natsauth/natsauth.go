@@ -73,7 +73,7 @@ var readAPI = []string{
 // consumers (a rewind recreates one).
 var consumeAPI = append([]string{
 	"$JS.ACK.>", "$JS.API.CONSUMER.DURABLE.CREATE.*.*", "$JS.API.CONSUMER.DELETE.*.*",
-	"$JS.API.CONSUMER.UNPIN.*.*.*", "$JS.API.CONSUMER.PAUSE.*.*",
+	"$JS.API.CONSUMER.UNPIN.*.*", "$JS.API.CONSUMER.PAUSE.*.*",
 }, readAPI...)
 
 // kv returns what a component needs to own the key-value bucket name.
@@ -126,8 +126,10 @@ func Permissions(role Role) *server.Permissions {
 // keeps only as a bcrypt hash. The server's no-auth user (the guest) must
 // have an empty password: the server checks a client without credentials
 // against the stored password itself, which a hash would fail.
-func User(role Role, password string) *server.User {
-	return &server.User{Username: string(role), Password: Hash(password, bcrypt.DefaultCost), Permissions: Permissions(role)}
+// Cost is the bcrypt cost (bcrypt.DefaultCost in production; every login
+// pays it, so tests may take bcrypt.MinCost).
+func User(role Role, password string, cost int) *server.User {
+	return &server.User{Username: string(role), Password: Hash(password, cost), Permissions: Permissions(role)}
 }
 
 // Hash returns password as a bcrypt hash the server accepts in place of the

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmon/jetmon/internal/natsauth"
 	"github.com/jetmon/jetmon/internal/natsserver"
@@ -36,7 +37,7 @@ func password(r natsauth.Role) string {
 func startServer(t *testing.T) *natsserver.Server {
 	return natstest.Start(t, func(o *natsserver.Options) {
 		for _, r := range natsauth.Roles() {
-			o.Users = append(o.Users, natsauth.User(r, password(r)))
+			o.Users = append(o.Users, natsauth.User(r, password(r), bcrypt.MinCost))
 		}
 		o.NoAuthUser = string(natsauth.Guest)
 	})
@@ -52,6 +53,7 @@ func connect(t *testing.T, srv *natsserver.Server, role natsauth.Role) *jsbus.Bu
 		}
 		c.SkipStreams = role != natsauth.Operator
 		c.SyncPublish, c.PublishTimeout = true, time.Second
+		c.ConnectTimeout = 20 * time.Second // a loaded machine
 	})
 }
 
@@ -248,10 +250,10 @@ func TestComponentsRunUnderTheirUsers(t *testing.T) {
 // credentials when there is no guest.
 func TestCredentialsRequired(t *testing.T) {
 	srv := natstest.Start(t, func(o *natsserver.Options) {
-		o.Users = []*server.User{natsauth.User(natsauth.Producer, "pw")}
+		o.Users = []*server.User{natsauth.User(natsauth.Producer, "pw", bcrypt.MinCost)}
 	})
 	for _, opts := range [][]nats.Option{nil, {nats.UserInfo("producer", "wrong")}} {
-		nc, err := nats.Connect(srv.ClientURL(), append(opts, nats.MaxReconnects(0))...)
+		nc, err := nats.Connect(srv.ClientURL(), append(opts, nats.MaxReconnects(0), nats.Timeout(20*time.Second))...)
 		if err == nil {
 			nc.Close()
 			t.Fatalf("connected with %d options", len(opts))

@@ -137,11 +137,11 @@ func (o Options) natsUsers() (users []*server.User, internal nats.Option, err er
 	users = append(users, &server.User{Username: internalUser, Password: natsauth.Hash(pw, bcrypt.MinCost)})
 	for _, r := range natsauth.Roles() {
 		if p, ok := o.NATS.Passwords[r]; ok {
-			users = append(users, natsauth.User(r, p))
+			users = append(users, natsauth.User(r, p, bcrypt.DefaultCost))
 		}
 	}
 	if !o.NATS.NoGuests {
-		users = append(users, natsauth.User(natsauth.Guest, ""))
+		users = append(users, natsauth.User(natsauth.Guest, "", 0))
 	}
 	return users, nats.UserInfo(internalUser, pw), nil
 }
