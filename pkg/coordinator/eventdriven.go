@@ -32,7 +32,8 @@ type Options struct {
 	// Attributes are added to every event.
 	Attributes map[string]string
 
-	// QueueSize bounds the records waiting to be published (default 8192).
+	// QueueSize bounds the records waiting to be published (default 8192),
+	// rounded up to a power of two (at least 2).
 	QueueSize int
 	// BlockFor, when positive, lets a caller wait up to this long for room
 	// in a full queue; by default a full queue drops the record (counted per
@@ -149,14 +150,14 @@ type EDStats struct {
 }
 
 // EventDrivenCoordinator publishes performance.* events. A call costs the
-// caller a sampling decision and a non-blocking queue insert; a goroutine
+// caller a sampling decision and a lock-free queue insert; a goroutine
 // builds the events (ids, trace spans, enrichment), filters, deduplicates,
-// rate-limits and publishes them.
+// rate-limits and publishes them. Every method is safe for concurrent use.
 type EventDrivenCoordinator struct {
 	bus  events.Publisher
 	o    Options
 	log  zerolog.Logger
-	q    chan record
+	q    *queue
 	done chan struct{}
 	wg   sync.WaitGroup
 
@@ -165,13 +166,30 @@ type EventDrivenCoordinator struct {
 	limiter *rate.Limiter
 	attrs   map[string]string
 
-	dedupSeed maphash.Seed
-	dedup     map[uint64]time.Time
+	// idle is set while the publisher goroutine sleeps on wake because the
+	// queue was empty; the caller that clears it sends the wake-up. Callers
+	// of a busy coordinator therefore never touch the channel.
+	idle atomic.Bool
+	wake chan struct{}
 
-	enqueued, published, dropped, sampledOut, rateLimited, deduplicated, filtered, publishErrors, panics atomic.Uint64
-	droppedByType                                                                                        [len(perfTypes)]atomic.Uint64
-	closed                                                                                               atomic.Bool
+	// Owned by the publisher goroutine.
+	dedupSeed   maphash.Seed
+	dedup       map[uint64]time.Time
+	pubCtx      context.Context
+	pubCancel   context.CancelFunc
+	pubDeadline time.Time
+
+	_                                                                     cacheLinePad // callers' counters below, the publisher's above
+	sampledOut, dropped                                                   atomic.Uint64
+	droppedByType                                                         [len(perfTypes)]atomic.Uint64
+	closed                                                                atomic.Bool
+	_                                                                     cacheLinePad
+	published, rateLimited, deduplicated, filtered, publishErrors, panics atomic.Uint64
 }
+
+// cacheLinePad keeps counters written by callers and by the publisher
+// goroutine off each other's cache lines.
+type cacheLinePad [64]byte
 
 var _ Coordinator = (*EventDrivenCoordinator)(nil)
 
@@ -197,8 +215,8 @@ func NewEventDriven(bus events.Publisher, o Options) (*EventDrivenCoordinator, e
 	}
 	o = o.withDefaults()
 	c := &EventDrivenCoordinator{
-		bus: bus, o: o, log: zerolog.Nop(), q: make(chan record, o.QueueSize), done: make(chan struct{}),
-		dedupSeed: maphash.MakeSeed(), dedup: map[uint64]time.Time{},
+		bus: bus, o: o, log: zerolog.Nop(), q: newQueue(o.QueueSize), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), dedupSeed: maphash.MakeSeed(), dedup: map[uint64]time.Time{},
 	}
 	if o.Logger != nil {
 		c.log = o.Logger.With().Str("component", "coordinator").Logger()
@@ -224,6 +242,7 @@ func NewEventDriven(bus events.Publisher, o Options) (*EventDrivenCoordinator, e
 // sampler decides per event type, from the trace id, whether to keep a
 // record. It is immutable; SetSampleRate swaps in a new one.
 type sampler struct {
+	all      bool // every type at rate 1: no lookup, no hashing
 	def      float64
 	patterns []patternRate
 	byType   map[events.Type]uint64 // threshold: keep if hash < threshold
@@ -248,6 +267,10 @@ func newSampler(def float64, rates map[string]float64) *sampler {
 		}
 		s.byType[t] = threshold(r)
 	}
+	s.all = true
+	for _, th := range s.byType {
+		s.all = s.all && th == math.MaxUint64
+	}
 	return s
 }
 
@@ -263,6 +286,9 @@ func threshold(r float64) uint64 {
 
 // keep reports whether a record of type t in trace tc is sampled in.
 func (s *sampler) keep(t events.Type, tc events.TraceContext) bool {
+	if s.all {
+		return true
+	}
 	th := s.byType[t]
 	if th == math.MaxUint64 {
 		return true
@@ -327,25 +353,63 @@ func (c *EventDrivenCoordinator) submit(ctx context.Context, r record) {
 		return
 	}
 	r.ctxID = ContextID(ctx)
-	select {
-	case c.q <- r:
-		c.enqueued.Add(1)
+	if c.q.push(&r) {
+		c.wakeIfIdle()
 		return
-	default:
 	}
-	if c.o.BlockFor > 0 {
-		t := time.NewTimer(c.o.BlockFor)
-		defer t.Stop()
-		select {
-		case c.q <- r:
-			c.enqueued.Add(1)
-			return
-		case <-t.C:
-		case <-ctx.Done():
-		}
+	c.wakeUp() // full: make sure the publisher is not asleep on it
+	if c.o.BlockFor > 0 && c.waitForRoom(ctx, &r) {
+		return
 	}
 	c.dropped.Add(1)
 	c.droppedByType[typeIndex(r.typ)].Add(1)
+}
+
+// wakeIfIdle wakes the publisher goroutine if it sleeps on an empty queue.
+func (c *EventDrivenCoordinator) wakeIfIdle() {
+	if c.idle.Load() && c.idle.CompareAndSwap(true, false) {
+		c.wakeUp()
+	}
+}
+
+func (c *EventDrivenCoordinator) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitForRoom retries the insert of r into a full queue, polling with a
+// growing pause, until BlockFor has passed or ctx ends. It reports whether r
+// was queued.
+func (c *EventDrivenCoordinator) waitForRoom(ctx context.Context, r *record) bool {
+	deadline := time.Now().Add(c.o.BlockFor)
+	pause := 20 * time.Microsecond
+	var t *time.Timer
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		d := min(pause, left)
+		if t == nil {
+			t = time.NewTimer(d)
+			defer t.Stop()
+		} else {
+			t.Reset(d)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+		if c.q.push(r) {
+			c.wakeIfIdle()
+			return true
+		}
+		c.wakeUp()
+		pause = min(2*pause, time.Millisecond)
+	}
 }
 
 // PhaseStart queues a performance.phase.start event.
@@ -401,49 +465,75 @@ func (c *EventDrivenCoordinator) Time(ctx context.Context, op string) func() {
 // Enabled reports whether records are being taken.
 func (c *EventDrivenCoordinator) Enabled() bool { return c.enabled.Load() }
 
-// run is the publisher goroutine.
+// run is the publisher goroutine: it takes up to BatchSize records at a
+// time off the queue (freeing their slots at once) and publishes them; when
+// the queue is empty it sleeps until a caller wakes it.
 func (c *EventDrivenCoordinator) run() {
-	batch := make([]record, 0, c.o.BatchSize)
+	batch := make([]record, c.o.BatchSize)
+	defer c.closePublishCtx()
 	for {
+		if n := c.q.popInto(batch); n > 0 {
+			for i := range batch[:n] {
+				c.publish(&batch[i])
+				batch[i] = record{} // drop references to the caller's strings
+			}
+			continue
+		}
 		select {
-		case r := <-c.q:
-			batch = append(batch[:0], r)
 		case <-c.done:
-			// Flush what is queued, then stop.
-			for {
-				select {
-				case r := <-c.q:
-					c.publish(r)
-				default:
-					return
+			for n := c.q.popInto(batch); n > 0; n = c.q.popInto(batch) {
+				for i := range batch[:n] {
+					c.publish(&batch[i])
 				}
 			}
+			return
+		default:
 		}
-	fill:
-		for len(batch) < c.o.BatchSize {
-			select {
-			case r := <-c.q:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		// Announce the sleep, then look again: a caller that queued after
+		// the look above either is seen now or sees idle and wakes us.
+		c.idle.Store(true)
+		if c.q.ready() {
+			c.idle.Store(false)
+			continue
 		}
-		for _, r := range batch {
-			c.publish(r)
+		select {
+		case <-c.wake:
+		case <-c.done:
 		}
+		c.idle.Store(false)
+	}
+}
+
+// publishCtx returns the context bounding one publish: shared by
+// consecutive publishes (a timer per event would cost more than the rest of
+// the stage), and replaced once less than half of PublishTimeout is left, so
+// each publish gets between half and all of it.
+func (c *EventDrivenCoordinator) publishCtx(now time.Time) context.Context {
+	if c.pubCtx == nil || c.pubDeadline.Sub(now) < c.o.PublishTimeout/2 {
+		c.closePublishCtx()
+		c.pubDeadline = now.Add(c.o.PublishTimeout)
+		c.pubCtx, c.pubCancel = context.WithDeadline(context.Background(), c.pubDeadline)
+	}
+	return c.pubCtx
+}
+
+func (c *EventDrivenCoordinator) closePublishCtx() {
+	if c.pubCancel != nil {
+		c.pubCancel()
 	}
 }
 
 // publish turns r into an event and publishes it; a panic anywhere (bus,
 // enricher, filter) is contained and counted.
-func (c *EventDrivenCoordinator) publish(r record) {
+func (c *EventDrivenCoordinator) publish(r *record) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.panics.Add(1)
 			c.log.Error().Interface("panic", p).Msg("coordinator: panic while publishing; event dropped")
 		}
 	}()
-	ev := c.build(r)
+	now := time.Now()
+	ev := c.build(r, now)
 	if !c.o.ShouldMonitor(ev) {
 		c.filtered.Add(1)
 		return
@@ -459,10 +549,7 @@ func (c *EventDrivenCoordinator) publish(r record) {
 	if c.o.Enrich != nil {
 		c.o.Enrich(ev)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.PublishTimeout)
-	err := c.bus.Publish(ctx, ev)
-	cancel()
-	if err != nil {
+	if err := c.bus.Publish(c.publishCtx(now), ev); err != nil {
 		c.publishErrors.Add(1)
 		c.log.Debug().Err(err).Str("event_type", string(r.typ)).Msg("coordinator: publish failed")
 		return
@@ -470,14 +557,15 @@ func (c *EventDrivenCoordinator) publish(r record) {
 	c.published.Add(1)
 }
 
-func (c *EventDrivenCoordinator) build(r record) *events.PerformanceEvent {
-	ev := events.NewPerformanceEvent(r.typ, c.o.Source)
+// build turns r into its event, made at now. It fills the fields that
+// [events.NewPerformanceEvent] does, but draws a root trace only when r has
+// no trace to continue (random ids cost more than the rest of the event).
+func (c *EventDrivenCoordinator) build(r *record, now time.Time) *events.PerformanceEvent {
+	ev := &events.PerformanceEvent{Meta: events.Meta{ID: events.NewID(), Type: r.typ, Source: c.o.Source, Timestamp: now.UTC().Round(0)}}
 	if !r.at.IsZero() {
 		ev.Timestamp = r.at.UTC().Round(0)
 	}
-	if r.trace.IsValid() {
-		ev.SetTrace(r.trace.Child())
-	}
+	ev.SetTrace(r.trace.Child()) // a child span, or a new root trace
 	ev.ContextID = r.ctxID
 	ev.FieldPath, ev.Status = r.fieldPath, r.status
 	ms := float64(r.d) / float64(time.Millisecond)
@@ -501,7 +589,7 @@ func (c *EventDrivenCoordinator) build(r record) *events.PerformanceEvent {
 
 // duplicate reports whether an identical record was published within the
 // dedup window; it forgets entries older than the window as it goes.
-func (c *EventDrivenCoordinator) duplicate(r record) bool {
+func (c *EventDrivenCoordinator) duplicate(r *record) bool {
 	var h maphash.Hash
 	h.SetSeed(c.dedupSeed)
 	for _, s := range []string{string(r.typ), r.name, r.fieldPath, r.status, r.unit, r.errText, r.ctxID} {
@@ -529,7 +617,7 @@ func (c *EventDrivenCoordinator) duplicate(r record) bool {
 // Stats returns the counters.
 func (c *EventDrivenCoordinator) Stats() EDStats {
 	st := EDStats{
-		Enqueued: c.enqueued.Load(), Published: c.published.Load(), Dropped: c.dropped.Load(),
+		Enqueued: c.q.pushed(), Published: c.published.Load(), Dropped: c.dropped.Load(),
 		SampledOut: c.sampledOut.Load(), RateLimited: c.rateLimited.Load(), Deduplicated: c.deduplicated.Load(),
 		Filtered: c.filtered.Load(), PublishErrors: c.publishErrors.Load(), Panics: c.panics.Load(),
 		DroppedByType: map[events.Type]uint64{},
@@ -543,7 +631,7 @@ func (c *EventDrivenCoordinator) Stats() EDStats {
 }
 
 // QueueLen returns the number of records waiting.
-func (c *EventDrivenCoordinator) QueueLen() int { return len(c.q) }
+func (c *EventDrivenCoordinator) QueueLen() int { return c.q.len() }
 
 // Close stops taking records, publishes what is queued (until ctx ends) and
 // stops the goroutine. It is idempotent.
@@ -563,4 +651,101 @@ func (c *EventDrivenCoordinator) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return errors.Join(errors.New("coordinator: close: queue not flushed"), ctx.Err())
 	}
+}
+
+// queue is a bounded ring of records with many writers (the callers) and
+// one reader (the publisher goroutine), after Dmitry Vyukov's bounded queue:
+// a writer claims a slot with one compare-and-swap on tail and hands it over
+// with one atomic store on the slot's sequence. Nobody takes a lock, and a
+// writer neither waits for the reader nor wakes it (see
+// [EventDrivenCoordinator.wakeIfIdle]).
+type queue struct {
+	_     cacheLinePad
+	tail  atomic.Uint64 // next position to claim: records ever queued
+	_     cacheLinePad
+	head  atomic.Uint64 // next position to read; written by the reader only
+	_     cacheLinePad
+	mask  uint64
+	slots []slot
+}
+
+// slot holds the record of position seq-1 once seq is position+1; seq is
+// position+len(slots) once the reader freed it for the next lap.
+type slot struct {
+	seq atomic.Uint64
+	rec record
+}
+
+// newQueue returns a queue of at least size slots: a power of two, and at
+// least 2 (with one slot, a full slot's sequence would read as free).
+func newQueue(size int) *queue {
+	n := 2
+	for n < size {
+		n <<= 1
+	}
+	q := &queue{mask: uint64(n - 1), slots: make([]slot, n)}
+	for i := range q.slots {
+		q.slots[i].seq.Store(uint64(i))
+	}
+	return q
+}
+
+// push copies r into the queue; it reports false if the queue is full.
+func (q *queue) push(r *record) bool {
+	pos := q.tail.Load()
+	for {
+		s := &q.slots[pos&q.mask]
+		switch lag := int64(s.seq.Load() - pos); {
+		case lag == 0: // free for this lap
+			if q.tail.CompareAndSwap(pos, pos+1) {
+				s.rec = *r
+				s.seq.Store(pos + 1)
+				return true
+			}
+			pos = q.tail.Load()
+		case lag < 0: // still holds the record of the previous lap
+			return false
+		default: // another writer took pos
+			pos = q.tail.Load()
+		}
+	}
+}
+
+// popInto moves up to len(buf) records, in order, into buf and frees their
+// slots; it returns how many. Only the reader may call it.
+func (q *queue) popInto(buf []record) int {
+	pos := q.head.Load()
+	n := 0
+	for n < len(buf) {
+		s := &q.slots[(pos+uint64(n))&q.mask]
+		if s.seq.Load() != pos+uint64(n)+1 {
+			break // empty, or the writer of this position is not done
+		}
+		buf[n] = s.rec
+		s.rec = record{}
+		s.seq.Store(pos + uint64(n) + q.mask + 1)
+		n++
+	}
+	if n > 0 {
+		q.head.Store(pos + uint64(n))
+	}
+	return n
+}
+
+// ready reports whether the next record can be read.
+func (q *queue) ready() bool {
+	pos := q.head.Load()
+	return q.slots[pos&q.mask].seq.Load() == pos+1
+}
+
+// pushed returns how many records were ever queued.
+func (q *queue) pushed() uint64 { return q.tail.Load() }
+
+// len returns how many records wait (claimed slots included).
+func (q *queue) len() int {
+	t, h := q.tail.Load(), q.head.Load()
+	if t < h {
+		return 0
+	}
+	return int(t - h)
 }
