@@ -71,8 +71,11 @@ fmt: tools
 	$(GOBIN)/gofumpt -w .
 
 ## bench: every benchmark BENCHCOUNT times, then median ratios against the baselines of the same run
+## (BENCHCOUNT whole passes rather than -count, so that each baseline runs next to what it is compared with)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee bench.out
+	@rm -f bench.out; for i in $$(seq $(BENCHCOUNT)); do \
+		$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1 ./... | tee -a bench.out; \
+	done
 	@echo
 	$(GO) run ./internal/tools/benchratio bench.out
 
