@@ -21,6 +21,12 @@ type partition struct {
 	cons    jetstream.Consumer
 	holdFor time.Duration // from the first message on, no window closes for this long
 	hold    time.Time     // the end of the hold, set by the first message
+	// reconnects is the connection's reconnect count last seen; after a
+	// reconnect (or while disconnected) no window closes until reconnectHold:
+	// messages the server sent that were lost with the connection come back
+	// only after the consumer's AckWait, and must still find their windows.
+	reconnects    uint64
+	reconnectHold time.Time
 	// streamCreated tells a re-created stream from the one the consumer read.
 	streamCreated time.Time
 	// lastStored is when the server stored the latest message received.
@@ -80,7 +86,30 @@ func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Dur
 // holding reports whether windows must stay open at now: a taken-over
 // partition holds them until holdFor after its first message.
 func (p *partition) holding(now time.Time) bool {
+	if now.Before(p.reconnectHold) {
+		return true
+	}
 	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
+}
+
+// maxReconnectHold bounds the hold after a reconnect (a consumer's AckWait
+// may be minutes).
+const maxReconnectHold = 2 * time.Minute
+
+// watchConnection starts a hold of the consumer's AckWait when the
+// connection was lost since the last look, or is down.
+func (p *partition) watchConnection(now time.Time) {
+	nc := p.s.cfg.Bus.Conn()
+	n := nc.Stats().Reconnects
+	if n == p.reconnects && nc.IsConnected() {
+		return
+	}
+	hold := min(p.cons.CachedInfo().Config.AckWait+2*time.Second, maxReconnectHold)
+	if n != p.reconnects {
+		p.s.log.Info().Int("partition", p.id).Dur("hold", hold).Msg("reconnected; holding windows open for messages lost in flight")
+	}
+	p.reconnects = n
+	p.reconnectHold = now.Add(hold)
 }
 
 // unhealthy says why the partition is not making progress at now, or "".
@@ -169,16 +198,21 @@ func (p *partition) consume(ctx context.Context) error {
 		return fmt.Errorf("aggregator: %w", err)
 	}
 	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
+	// At the end, stop pulling but keep what was pulled: it is handed back
+	// below rather than left for the server to redeliver after AckWait.
+	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
 	consumeErrors := 0
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		if ctx.Err() != nil {
+			p.handBack(it, msg)
 			return nil
 		}
+		p.watchConnection(time.Now())
 		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		switch {
 		case timeout:
@@ -251,6 +285,21 @@ func (p *partition) consume(ctx context.Context) error {
 	}
 }
 
+// handBack negatively acknowledges msg (if any) and every message the
+// draining iterator still buffers, so the next owner gets them at once.
+func (p *partition) handBack(it jetstream.MessagesContext, msg jetstream.Msg) {
+	if msg != nil {
+		_ = msg.Nak()
+	}
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
+	}
+}
+
 // keepAlive tells the server the held messages are still being worked on,
 // so they are not redelivered while their windows are open.
 func (p *partition) keepAlive() {
@@ -279,6 +328,15 @@ func (p *partition) release() {
 	}
 	for _, m := range held {
 		_ = m.msg.Nak()
+	}
+	// Unpin the partition: the next owner's pull is served at once instead
+	// of after PinnedTTL, and gets the messages handed back above.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if st, err := s.cfg.Bus.JetStream().Stream(ctx, InputStream); err == nil {
+		if err := st.UnpinConsumer(ctx, p.cons.CachedInfo().Name, PriorityGroup); err != nil {
+			s.log.Debug().Err(err).Int("partition", p.id).Msg("unpinning the partition failed; the pin expires after PinnedTTL")
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/streams"
@@ -63,7 +64,7 @@ func (s *Service) ensureInput(ctx context.Context) error {
 		return err
 	}
 	if have := st.CachedInfo().Config.Description; have != want.Description {
-		return fmt.Errorf("aggregator: stream %s exists with another partitioning (%q); delete it to change Partitions", InputStream, have)
+		return fmt.Errorf("aggregator: stream %s exists with %w (%q); delete it to change Partitions", InputStream, ErrPartitioning, have)
 	}
 	return nil
 }
@@ -84,17 +85,41 @@ func (s *Service) partitionConsumer(ctx context.Context, p int) (jetstream.Consu
 	return cons, nil
 }
 
+// ErrPartitioning reports an input stream made for another number of
+// partitions than Config.Partitions.
+var ErrPartitioning = errors.New("another partitioning")
+
 // runPartitioned announces this instance, and starts and stops partition
 // runners as the membership changes, until ctx ends.
 func (s *Service) runPartitioned(ctx context.Context) error {
-	if err := s.ensureInput(ctx); err != nil {
-		return fmt.Errorf("aggregator: input stream: %w", err)
+	// A cluster that is forming or electing leaders may time these out:
+	// retry (a configuration error, such as another partitioning, is not
+	// retried), so that the process does not exit and get restarted.
+	var kv jetstream.KeyValue
+	setup := func() error {
+		if err := s.ensureInput(ctx); err != nil {
+			if errors.Is(err, ErrPartitioning) {
+				return backoff.Permanent(err)
+			}
+			return fmt.Errorf("aggregator: input stream: %w", err)
+		}
+		var err error
+		kv, err = s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		})
+		if err != nil {
+			return fmt.Errorf("aggregator: members bucket: %w", err)
+		}
+		return nil
 	}
-	kv, err := s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
-	})
-	if err != nil {
-		return fmt.Errorf("aggregator: members bucket: %w", err)
+	notify := func(err error, wait time.Duration) {
+		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("setting up the partitioned input failed; retrying")
+	}
+	if err := backoff.RetryNotify(setup, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(5*time.Minute)), ctx), notify); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	type runner struct {
 		cancel context.CancelFunc
