@@ -11,7 +11,7 @@ GOFUMPT_VERSION       ?= v0.12.0
 # Fuzz targets as package:target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch
 
-.PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress
+.PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test
 
 all: lint test
 
@@ -60,6 +60,40 @@ attack:
 
 vet:
 	$(GO) vet ./...
+
+IMAGES := jetmon producer aggregator alertmanager nats-server
+COMPOSE ?= docker-compose
+
+## images: one image per program FROM scratch (static binaries built here, non-root, no shell)
+images:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '-s -w' -o bin/linux/ ./cmd/... ./internal/tools/healthcheck ./internal/tools/webhooksink
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '-s -w' -o bin/linux/nats-server github.com/nats-io/nats-server/v2
+	@set -e; for i in $(IMAGES) webhook-sink; do \
+		bin=$$i; [ $$i = webhook-sink ] && bin=webhooksink; \
+		docker build -q -f deploy/docker/Dockerfile --build-arg BIN=$$bin -t jetmon/$$i:dev . >/dev/null; \
+	done
+	@docker images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' 'jetmon/*'
+
+## compose-secrets: the NATS users' passwords, their server config and the HTTP tokens (kept if present)
+compose-secrets:
+	@mkdir -p deploy/compose/secrets && chmod 700 deploy/compose/secrets
+	$(GO) run ./cmd/jetmon nats-config --secrets deploy/compose/secrets --create --out deploy/compose/secrets/auth.conf
+	@for f in http.token api.token; do \
+		test -s deploy/compose/secrets/$$f || od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > deploy/compose/secrets/$$f; \
+	done
+	@# Readable by the containers' user; the 0700 directory keeps other users out.
+	@chmod 644 deploy/compose/secrets/*
+
+## compose-up: the whole deployment on a three-node NATS cluster, three aggregators
+compose-up: images compose-secrets
+	$(COMPOSE) up -d --scale aggregator=3
+
+compose-down:
+	$(COMPOSE) down -v
+
+## compose-test: build, run and fault-test the compose deployment (needs Docker)
+compose-test: images compose-secrets
+	$(GO) test -tags compose -count=1 -timeout 30m -v ./deploy/compose/
 
 ## lint: gofumpt and golangci-lint (installed on first use)
 lint: tools vet

@@ -99,6 +99,14 @@ func (p *upProcess) metric(t *testing.T, name string, headers ...string) (float6
 	return sum, len(a.body)
 }
 
+// hasMetric reports whether /metrics has a sample of name, so that a check
+// of its value cannot pass for a metric that is not there.
+func (p *upProcess) hasMetric(t *testing.T, name string) bool {
+	t.Helper()
+	a := send(t, http.MethodGet, "http://"+p.http+"/metrics", nil)
+	return bytes.Contains(a.body, []byte("\n"+name+" ")) || bytes.Contains(a.body, []byte("\n"+name+"{"))
+}
+
 func perfLine(source, op string, ms float64, extra string) string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	return fmt.Sprintf(`{"event_type":"performance.operation.complete","source":%s,"operation":%s,"duration_ms":%v,"status":"success"%s}`, q(source), q(op), ms, extra)
@@ -201,6 +209,9 @@ func TestAttackPoisonCannotStopAggregation(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	good.expect(t, 40, 20*time.Second)
+	if !p.hasMetric(t, "jetmon_aggregator_events_total") {
+		t.Error("/metrics lacks jetmon_aggregator_events_total")
+	}
 	if late, _ := p.metric(t, `jetmon_aggregator_events_total{outcome="late"}`); late != 0 {
 		t.Errorf("%v good events counted late after one source's clock ran an hour ahead", late)
 	}
@@ -250,7 +261,9 @@ func TestAttackSizes(t *testing.T) {
 	if !bytes.Contains(a.body, []byte("limit")) && !bytes.Contains(a.body, []byte("longer than")) {
 		t.Errorf("the refusal does not name the limit: %.300s", a.body)
 	}
-	if spooled, _ := p.metric(t, "jetmon_breaker_spooled_total"); spooled != 0 {
+	if !p.hasMetric(t, "jetmon_spooled_events_total") {
+		t.Error("/metrics lacks jetmon_spooled_events_total")
+	} else if spooled, _ := p.metric(t, "jetmon_spooled_events_total"); spooled != 0 {
 		t.Errorf("the breaker spooled %v events", spooled)
 	}
 

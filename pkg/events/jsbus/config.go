@@ -38,8 +38,8 @@ type Config struct {
 	ConnectTimeout time.Duration // default 5 s
 	ReconnectWait  time.Duration // default 1 s
 	MaxReconnects  int           // default -1: forever
-	PingInterval   time.Duration // default 20 s
-	MaxPingsOut    int           // default 3
+	PingInterval   time.Duration // default 5 s: a silently dead server (a cut network) is noticed within PingInterval × MaxPingsOut
+	MaxPingsOut    int           // default 2
 
 	// Conn, when set, is used instead of dialling; the bus does not close it.
 	Conn *nats.Conn
@@ -131,8 +131,8 @@ func DefaultConfig() Config {
 		ConnectTimeout:  5 * time.Second,
 		ReconnectWait:   time.Second,
 		MaxReconnects:   -1,
-		PingInterval:    20 * time.Second,
-		MaxPingsOut:     3,
+		PingInterval:    5 * time.Second,
+		MaxPingsOut:     2,
 		PublishTimeout:  5 * time.Second,
 		MaxPendingAcks:  4096,
 		PublishRetries:  3,
