@@ -99,7 +99,7 @@ func (d *deployment) waitHealthy(within time.Duration) {
 	for {
 		out := d.must("ps", "-q")
 		bad := ""
-		for _, id := range strings.Fields(out) {
+		for id := range strings.FieldsSeq(out) {
 			st := docker(d.t, "inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
 			f := strings.Fields(st)
 			switch {
@@ -522,7 +522,7 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		var lines []string
-		for _, line := range strings.Split(string(body), "\n") {
+		for line := range strings.SplitSeq(string(body), "\n") {
 			if strings.HasPrefix(line, "jetmon_aggregator_events_total") || strings.HasPrefix(line, "jetmon_aggregator_bad_input_total") ||
 				strings.HasPrefix(line, "jetmon_aggregator_consumers_recreated_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_dead_lettered_total") {
 				lines = append(lines, line)
@@ -532,7 +532,7 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 	}
 
 	// No container restarted by itself.
-	for _, id := range strings.Fields(d.must("ps", "-q")) {
+	for id := range strings.FieldsSeq(d.must("ps", "-q")) {
 		if out := docker(t, "inspect", "-f", "{{.Name}} {{.RestartCount}}", id); !strings.HasSuffix(out, " 0") {
 			t.Errorf("container restarted on its own: %s", out)
 		}

@@ -23,7 +23,9 @@ import (
 // Counts are the notifications received: status → fingerprint → count.
 type Counts map[string]map[string]int
 
-func main() {
+func main() { os.Exit(run()) }
+
+func run() int {
 	addr := flag.String("addr", "0.0.0.0:9200", "listen address")
 	flag.Parse()
 	var mu sync.Mutex
@@ -55,6 +57,7 @@ func main() {
 	defer stop()
 	if err := httpd.Serve(ctx, *addr, mux, func(a net.Addr) { fmt.Println("webhook sink listening on", a) }); err != nil {
 		fmt.Fprintln(os.Stderr, "webhooksink:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
