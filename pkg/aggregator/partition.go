@@ -329,15 +329,10 @@ func (p *partition) release() {
 	for _, m := range held {
 		_ = m.msg.Nak()
 	}
-	// Unpin the partition: the next owner's pull is served at once instead
-	// of after PinnedTTL, and gets the messages handed back above.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if st, err := s.cfg.Bus.JetStream().Stream(ctx, InputStream); err == nil {
-		if err := st.UnpinConsumer(ctx, p.cons.CachedInfo().Name, PriorityGroup); err != nil {
-			s.log.Debug().Err(err).Int("partition", p.id).Msg("unpinning the partition failed; the pin expires after PinnedTTL")
-		}
-	}
+	// The partition is not unpinned here: the server would pin the next
+	// waiting pull request, which may be one this instance left behind, and
+	// the compose test then saw a partition stay unconsumed for minutes.
+	// The pin of a stopped instance expires after PinnedTTL.
 }
 
 // handle aggregates one message (an event or a batch).
