@@ -181,10 +181,14 @@ type Manager struct {
 	log zerolog.Logger
 	sem chan struct{}
 
-	mu      sync.Mutex
-	checks  map[string]*entry
-	order   []string
-	running bool
+	mu     sync.Mutex
+	checks map[string]*entry
+	order  []string
+	// start begins a check's loop in the current Run; nil while the
+	// manager is not running. Run sets it and clears it under mu before it
+	// waits for its goroutines, so a Register that sees it non-nil adds to
+	// Run's WaitGroup before Run waits.
+	start   func(name string)
 	started time.Time
 }
 
@@ -206,7 +210,9 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
-// Register adds a check. Errors name the bad field.
+// Register adds a check. Errors name the bad field. It may be called
+// before or while [Manager.Run] runs: a check registered during a Run starts
+// its loop at once (first run within the jitter, as for the others).
 func (m *Manager) Register(c Check) error {
 	switch {
 	case c.Name == "":
@@ -231,31 +237,30 @@ func (m *Manager) Register(c Check) error {
 	}
 	m.checks[c.Name] = &entry{Check: c, last: Result{Status: Unknown}}
 	m.order = append(m.order, c.Name)
+	if m.start != nil {
+		m.start(c.Name)
+	}
 	return nil
 }
 
-// Run runs every check on its interval and publishes the system status
+// Run runs every check on its interval (a check registered while it runs
+// from then on) and publishes the system status
 // every StatusEvery, until ctx ends; it returns after all its goroutines
 // have stopped (a check that ignores its context is left behind, reported
 // failed).
 func (m *Manager) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
 	m.mu.Lock()
-	if m.running {
+	if m.start != nil {
 		m.mu.Unlock()
 		return errors.New("health: manager already running")
 	}
-	m.running, m.started = true, time.Now()
-	names := append([]string(nil), m.order...)
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.running = false
-		m.mu.Unlock()
-	}()
-	var wg sync.WaitGroup
-	for _, name := range names {
-		wg.Go(func() { m.loop(ctx, name) })
+	m.started = time.Now()
+	m.start = func(name string) { wg.Go(func() { m.loop(ctx, name) }) }
+	for _, name := range m.order {
+		m.start(name)
 	}
+	m.mu.Unlock()
 	wg.Go(func() {
 		t := time.NewTicker(m.o.StatusEvery)
 		defer t.Stop()
@@ -268,6 +273,11 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}
 	})
+	<-ctx.Done()
+	// No Register may add to wg once Wait has begun.
+	m.mu.Lock()
+	m.start = nil
+	m.mu.Unlock()
 	wg.Wait()
 	return nil
 }

@@ -232,3 +232,39 @@ func TestRegisterValidates(t *testing.T) {
 		t.Errorf("duplicate: %v", err)
 	}
 }
+
+// A check registered while Run runs is run from then on; a critical one
+// makes the manager ready once it passes.
+func TestRegisterWhileRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := health.NewManager(health.Options{Interval: 10 * time.Second, Jitter: -1, StatusEvery: time.Minute})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		synctest.Wait() // Run has started
+		c, runs := script(health.Result{Status: health.Healthy})
+		if err := m.Register(health.Check{Name: "late", Critical: true, Checker: c}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Second) // runs at 0, 10, 20
+		if n := runs.Load(); n != 3 {
+			t.Errorf("a check registered during Run ran %d times in 25s at a 10s interval, want 3", n)
+		}
+		if ok, failing := m.Ready(); !ok {
+			t.Errorf("not ready with the late critical check healthy; failing %v", failing)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// After Run has returned, Register only records the check; the next
+		// Run runs it.
+		if err := m.Register(health.Check{Name: "after", Checker: c}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if n := runs.Load(); n != 3 {
+			t.Errorf("a check registered after Run returned ran (%d runs)", n-3)
+		}
+	})
+}
