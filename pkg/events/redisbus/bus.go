@@ -82,6 +82,7 @@ func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	routeGoRedisLogs(cfg.Logger)
 	host, _ := os.Hostname()
 	b := &Bus{
 		cfg: cfg, client: redis.NewClient(cfg.options(cfg.PoolSize)), log: zerolog.Nop(),

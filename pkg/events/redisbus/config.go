@@ -60,6 +60,10 @@ type Config struct {
 	CloseTimeout time.Duration
 
 	// Logger receives connection and consumer problems; nil discards them.
+	// go-redis's own messages (pool and dial errors) go through one logger
+	// per process: Connect routes them to the Logger of the latest Connect
+	// that had one, and discards them while none has, instead of
+	// go-redis's default of printing them to stderr.
 	Logger *zerolog.Logger
 }
 
