@@ -24,13 +24,27 @@ var (
 	ErrConsumerConflict = errors.New("consumer exists with a different pattern")
 )
 
-// Publisher publishes events. It is the Go form of the seed's IEventProducer.
+// Publisher publishes events: the producer side of a bus.
+//
+// What a nil error from Publish promises depends on the implementation:
+//   - [MemoryBus]: the event is in the bus's log (handlers run later);
+//   - redisbus: Redis has stored the entry (XADD answered);
+//   - jsbus, by default: the message is handed to the NATS connection; the
+//     server's acknowledgement arrives later, and a message never
+//     acknowledged is retried and finally reported to the bus's
+//     OnPublishError. With jsbus's SyncPublish, or with
+//     [StoringPublisher.PublishStored], it means stored;
+//   - pkg/breaker: published through the wrapped publisher or spooled for
+//     a later re-send.
+//
+// A caller that must not answer before its events are stored (an HTTP door
+// replying 2xx) uses [StoringPublisher].
 type Publisher interface {
-	// Publish validates ev, encodes it and hands it to the transport. It
-	// returns once the transport has accepted the event (for persistent buses:
-	// once it is stored) or ctx ends. Invalid events fail with [ErrInvalid],
-	// oversized ones with [ErrPayloadTooLarge], a closed bus with [ErrClosed];
-	// none of these is worth retrying.
+	// Publish validates ev, encodes it and hands it to the transport; it
+	// returns when the transport has taken the event (see above for what
+	// that means per bus) or failed to. Invalid events fail with
+	// [ErrInvalid], oversized ones with [ErrPayloadTooLarge], a closed bus
+	// with [ErrClosed]; none of these is worth retrying.
 	Publish(ctx context.Context, ev Event) error
 }
 

@@ -89,6 +89,11 @@ type Stats struct {
 // Connect dials the servers in cfg (or uses cfg.Conn), applies the stream
 // definitions unless cfg.SkipStreams, and returns a ready bus. Errors never
 // include credentials.
+//
+// ctx bounds only the connect call, and within it only the applying of the
+// stream definitions: the dial is bounded by cfg.ConnectTimeout (nats.go's
+// connect takes no context). The bus does not keep ctx: it lives, and
+// reconnects, until [Bus.Close], whatever becomes of ctx.
 func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -59,10 +59,12 @@ type Config struct {
 	// (same Nats-Msg-Id, so never duplicated) and, when retries run out,
 	// counted and passed to OnPublishError. [Bus.Flush] waits for them.
 	SyncPublish bool
-	// PublishTimeout bounds the wait for an acknowledgement: the ack itself
-	// when SyncPublish is set, an async ack otherwise (default 5 s). An async
-	// Publish blocks only when MaxPendingAcks are outstanding, and then at
-	// most 200 ms (nats.go's stall wait) before it fails.
+	// PublishTimeout bounds the wait for an acknowledgement (default 5 s):
+	// a SyncPublish Publish waits at most this long; an async ack not
+	// received within it counts as a failure (retried, then reported). It
+	// does not bound an async Publish call, which blocks only when
+	// MaxPendingAcks are outstanding, and then at most 200 ms (nats.go's
+	// stall wait) before it fails.
 	PublishTimeout time.Duration
 	// MaxPendingAcks bounds unacknowledged async publishes (default 4096).
 	MaxPendingAcks int

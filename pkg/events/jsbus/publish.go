@@ -49,13 +49,29 @@ func ReportFailedEvents(fn func(events.Event, error)) func(*nats.Msg, error) {
 	}
 }
 
-// Publish validates ev and publishes it on its subject. By default it returns
-// once the message is handed to the connection (see Config.SyncPublish); it
-// blocks at most PublishTimeout when too many acks are pending. With batching
-// on, ev joins the open batch of its subject. An event whose message (data
-// and headers) cannot fit the server's max payload is refused here, never
-// sent: the error matches [events.ErrPayloadTooLarge] and names the limit.
-// To learn when events are stored, use [Bus.PublishStored].
+// Publish validates ev and publishes it on its subject. An event whose
+// message (data and headers) cannot fit the server's max payload is refused
+// here, never sent: the error matches [events.ErrPayloadTooLarge] and names
+// the limit. While the connection is down it fails at once with
+// [ErrNotConnected] (unless Config.BufferWhileDisconnected).
+//
+// By default (async) it returns once the message is handed to the
+// connection, without waiting for the server's ack; ctx is checked on entry
+// only. It blocks only while Config.MaxPendingAcks acks are outstanding, and
+// then at most 200 ms (nats.go's stall wait) before it fails. The ack is
+// awaited in the background for up to Config.PublishTimeout; a message not
+// acknowledged is re-sent (Config.PublishRetries) and finally passed to
+// Config.OnPublishError.
+//
+// With Config.SyncPublish it waits for the ack, at most
+// Config.PublishTimeout or until ctx ends, and a nil error means stored.
+//
+// With batching on (Config.BatchMaxEvents > 1), ev joins the open batch of
+// its subject and Publish returns at once, except the call that fills the
+// batch: it sends the batch as above and returns the send's error. A batch
+// that does not fill is sent after Config.BatchMaxDelay. A batch whose send
+// fails goes to Config.OnPublishError either way. To learn when events are
+// stored, use [Bus.PublishStored].
 func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("jsbus: publish: %w", err)
