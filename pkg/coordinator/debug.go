@@ -12,7 +12,7 @@ import (
 
 // EventFlowTracer records the events seen on a bus, by trace and by context
 // id, so that a developer can follow one request or validation through the
-// system — the seed's EventFlowTracer. It keeps at most its limit of events.
+// system. It keeps at most its limit of events.
 type EventFlowTracer struct {
 	mu     sync.Mutex
 	limit  int
@@ -79,8 +79,9 @@ func Format(flow []events.Event) string {
 // Stop unsubscribes.
 func (t *EventFlowTracer) Stop() error { return t.sub.Unsubscribe() }
 
-// IntegrationReport is what VerifyIntegration found — the seed's
-// MonitoringDebugger.verify_integration.
+// IntegrationReport is what [VerifyIntegration] found: the bus's connection,
+// the coordinator's mode, the validation service's subscriptions, and the
+// problems among them.
 type IntegrationReport struct {
 	PublisherConnected bool           `json:"publisher_connected"`
 	CoordinatorEnabled bool           `json:"coordinator_enabled"`

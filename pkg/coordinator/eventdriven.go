@@ -68,7 +68,7 @@ type Options struct {
 }
 
 // DefaultShouldMonitor keeps performance.*, validation.failed and
-// system.error events — the seed's should_monitor.
+// system.error events: the default filter of what is worth monitoring.
 func DefaultShouldMonitor(ev events.Event) bool {
 	t := ev.Metadata().Type
 	return t.Family() == events.FamilyPerformance || t == events.ValidationFailed || t == events.SystemError

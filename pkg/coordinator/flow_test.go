@@ -11,8 +11,9 @@ import (
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
 )
 
-// testValidationFlow runs the seed's Example 1 on bus: validation events
-// drive coordinator phases, which come back as performance.phase.* events.
+// testValidationFlow runs the validation flow end to end on bus: validation
+// events drive coordinator phases, which come back as performance.phase.*
+// events.
 func testValidationFlow(t *testing.T, bus events.Bus) {
 	c := eventDriven(t, bus, coordinator.Options{Source: "validator-monitor"})
 	vms := coordinator.NewValidationMonitoringService(bus, c)

@@ -12,7 +12,7 @@ import (
 const ValidationPhase = "validation"
 
 // ValidationMonitoringService turns the validation.* events on a bus into
-// coordinator phases, as in the seed's Example 1: validation.started starts
+// coordinator phases: validation.started starts
 // the "validation" phase for the event's field path (a
 // performance.phase.start, in EventDriven mode); validation.completed or
 // validation.failed ends it with the event's duration (or the time since the

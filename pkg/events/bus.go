@@ -66,8 +66,8 @@ type StoringPublisher interface {
 	PublishStored(ctx context.Context, evs []Event) []error
 }
 
-// Subscriber delivers published events to handlers. It is the Go form of the
-// seed's IEventPublisher (subscribe/unsubscribe side).
+// Subscriber delivers published events to handlers: the consumer side of a
+// bus.
 type Subscriber interface {
 	// Subscribe delivers every event whose type matches pattern (see
 	// [ValidatePattern]) to h, until the subscription is unsubscribed or the

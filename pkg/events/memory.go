@@ -382,8 +382,8 @@ func (b *MemoryBus) Close() error {
 	return b.closeErr
 }
 
-// Published returns decoded copies of the retained events in publish order:
-// the seed's get_published_events, for tests.
+// Published returns decoded copies of the retained events in publish order,
+// for tests to assert on what was published.
 func (b *MemoryBus) Published() []Event {
 	b.mu.Lock()
 	recs := b.log

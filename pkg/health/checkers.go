@@ -220,9 +220,9 @@ type MonitoringState struct {
 	MaxSpool int
 }
 
-// Monitoring checks the monitoring system itself — the seed's "implement
-// monitoring health checks": failed while the transport is down, degraded
-// while the breaker is open or the spool is deep.
+// Monitoring checks the monitoring system itself: failed while the
+// transport is down, degraded while the breaker is open or the spool is
+// deep.
 func Monitoring(s MonitoringState) Checker {
 	if s.MaxSpool <= 0 {
 		s.MaxSpool = 1000

@@ -1,5 +1,5 @@
 // Package health runs health checks and turns their results into health
-// events: the seed's "Example 2".
+// events.
 //
 // A [Manager] runs registered checks on an interval, with jitter, a
 // per-check timeout and a concurrency limit. A check yields a [Result]:

@@ -1,6 +1,6 @@
-// Package redisbus is the [events.Bus] on Redis Streams — the seed's
-// production transport — so teams that run Redis can use jetmon and later
-// move to JetStream without changing application code.
+// Package redisbus is the [events.Bus] on Redis Streams, so teams that run
+// Redis can use jetmon in production and later move to JetStream without
+// changing application code.
 //
 // Events of a family go to one stream, <prefix><family> (jetmon:performance,
 // jetmon:health, ...), capped at about Config.MaxLen entries. Each entry holds

@@ -67,8 +67,7 @@ type Config struct {
 	Logger *zerolog.Logger
 }
 
-// RedisConfig returns the defaults for a server at host:port — the seed's
-// RedisConfig(host, port).
+// RedisConfig returns the defaults for a server at host:port.
 func RedisConfig(host string, port int) Config {
 	return Config{
 		Host: host, Port: port, PoolSize: 0, DialTimeout: 5 * time.Second, ReadTimeout: 3 * time.Second,

@@ -13,8 +13,8 @@ import (
 	"github.com/jetmon/jetmon/pkg/events/redisbus"
 )
 
-// The seed's production configuration, RedisEventProducer(RedisConfig(host,
-// port)), in Go: the same bus interface as the in-memory and JetStream
+// A production configuration on Redis: RedisConfig(host, port) and
+// Connect give the same bus interface as the in-memory and JetStream
 // buses. (The example starts its own redis-server when one is installed.)
 func ExampleConnect() {
 	host, port, stop := exampleRedis()
