@@ -7,9 +7,9 @@
 // of the taxonomy through a bounded asynchronous queue, so the caller pays
 // well under a microsecond; [Disabled] does nothing and costs nothing. [New]
 // builds one from a mode; [Tee] runs two side by side (while a system
-// migrates from Direct to EventDriven); [Switchable] changes mode at run time, which [Control] does when
-// a monitoring.mode.switched, sampled, enabled or disabled event arrives on
-// the bus. [ValidationMonitoringService] turns validation.* events into
+// migrates from Direct to EventDriven); [Switchable] changes mode at run
+// time, which [Control] does when a monitoring.mode.switched, sampled,
+// enabled or disabled event arrives on the bus. [ValidationMonitoringService] turns validation.* events into
 // phases. No method ever panics into the caller or blocks it beyond a
 // configured bound.
 package coordinator

@@ -12,12 +12,11 @@ import (
 const ValidationPhase = "validation"
 
 // ValidationMonitoringService turns the validation.* events on a bus into
-// coordinator phases: validation.started starts
-// the "validation" phase for the event's field path (a
-// performance.phase.start, in EventDriven mode); validation.completed or
-// validation.failed ends it with the event's duration (or the time since the
-// start) and status. The phase carries the validation's context id and
-// trace.
+// coordinator phases: validation.started starts the "validation" phase for
+// the event's field path (a performance.phase.start, in EventDriven mode);
+// validation.completed or validation.failed ends it with the event's
+// duration (or the time since the start) and status. The phase carries the
+// validation's context id and trace.
 type ValidationMonitoringService struct {
 	bus events.Subscriber
 	c   Coordinator
