@@ -145,7 +145,7 @@ func start(t *testing.T) *deployment {
 		ports[k] = testutil.FreePort(t)
 		d.env = append(d.env, k+"="+strconv.Itoa(ports[k]))
 	}
-	d.env = append(os.Environ(), append(d.env, "JETMON_RULES=./deploy/compose/test-rules.yaml", "JETMON_WINDOW=2s", "JETMON_LATENESS=35s")...)
+	d.env = append(os.Environ(), append(d.env, "JETMON_RULES=./deploy/compose/test-rules.yaml", "JETMON_WINDOW=2s")...)
 	d.ingest = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_INGEST_PORT"])
 	d.sink = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_SINK_PORT"])
 	d.alerts = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_ALERTS_PORT_1"])

@@ -39,8 +39,13 @@ type partition struct {
 	lastSeq      uint64                   // the latest stream sequence received
 	lastProgress time.Time                // the last message received, window published or input acked
 	backlog      uint64                   // messages waiting on the server (sampled)
-	emitting     bool                     // windows are being published
-	lost         error                    // the consumer is gone and not re-created yet
+	// inputQuiet: at the last look (every second) the server had nothing
+	// waiting for this consumer. Only then may the wall clock close windows
+	// of quiet sources: a delivery stall (a leader election, a pin that
+	// has not moved yet) is no proof that nothing more comes.
+	inputQuiet bool
+	emitting   bool  // windows are being published
+	lost       error // the consumer is gone and not re-created yet
 }
 
 // pendingMsg is an input message held until the windows it fed are closed.
@@ -256,6 +261,7 @@ func (p *partition) consume(ctx context.Context) error {
 			case gone(err) && ctx.Err() == nil:
 				return err
 			}
+			p.inputQuiet = err == nil && info.NumPending == 0
 		}
 		// Sources quiet for IdleAfter have their windows closed by the
 		// clock. Quiet is judged by the stream's clock (when the server
@@ -263,7 +269,7 @@ func (p *partition) consume(ctx context.Context) error {
 		// flow, so that a consumer that falls behind does not take sources
 		// whose messages wait for it for quiet ones; against the wall clock
 		// when nothing comes.
-		if (timeout || now.Sub(lastIdle) >= 250*time.Millisecond) && !p.holding(now) {
+		if ((timeout && p.inputQuiet) || (!timeout && now.Sub(lastIdle) >= 250*time.Millisecond)) && !p.holding(now) {
 			lastIdle = now
 			at := now
 			if !timeout {
