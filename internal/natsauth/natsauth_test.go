@@ -13,13 +13,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jetmon/jetmon/internal/natsauth"
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 	"github.com/jetmon/jetmon/streams"
 )
 

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 )
 
 // Connect opens a JetStream bus to url with the default configuration

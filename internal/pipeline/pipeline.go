@@ -26,7 +26,6 @@ import (
 
 	"github.com/jetmon/jetmon/internal/httpd"
 	"github.com/jetmon/jetmon/internal/natsauth"
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/producer"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/alerting"
@@ -34,6 +33,7 @@ import (
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/ingest"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 )
 
 //go:embed rules.yaml

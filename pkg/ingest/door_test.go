@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/ingest"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 	"github.com/jetmon/jetmon/streams"
 )
 

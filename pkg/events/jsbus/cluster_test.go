@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/eventstest"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 	"github.com/jetmon/jetmon/streams"
 )
 

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/jetmon/jetmon/internal/natsserver"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 )
 
 // Connect to a JetStream server (here an embedded one), publish, and receive

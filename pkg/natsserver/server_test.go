@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/internal/natsserver"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 )
 
 func TestStoreDirIsLockedUntilStop(t *testing.T) {

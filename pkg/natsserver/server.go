@@ -1,5 +1,9 @@
 // Package natsserver runs a nats-server with JetStream inside the process:
-// the broker of `jetmon up`, and of every test that needs a real one.
+// the broker of `jetmon up`, of every test that needs a real one, and of an
+// application that wants jetmon without running NATS beside it. Connect a bus
+// to it in-process (Port 0, [Server.ConnectOption]: no listener at all) or
+// over loopback (Port -1: a free port, [Server.ClientURL]). [Server.Stop]
+// returns once every acknowledged message is on disk.
 package natsserver
 
 import (
