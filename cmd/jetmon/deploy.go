@@ -83,7 +83,7 @@ Flags:
 			fmt.Fprintf(stderr, "jetmon nats-config: user %s: %v\n", r, err)
 			return 1
 		}
-		users = append(users, confUser{User: string(r), Password: string(hash), Permissions: toConf(natsauth.Permissions(r))})
+		users = append(users, confUser{User: string(r), Password: string(hash), Permissions: natsauth.Permissions(r)})
 	}
 	var body strings.Builder
 	enc := json.NewEncoder(&body)
@@ -105,33 +105,12 @@ Flags:
 	return 0
 }
 
+// confUser is one user of the configuration; server.Permissions has the
+// configuration's own field names as JSON tags.
 type confUser struct {
-	User        string           `json:"user"`
-	Password    string           `json:"password"`
-	Permissions *confPermissions `json:"permissions,omitempty"`
-}
-
-type confSubjects struct {
-	Allow []string `json:"allow,omitempty"`
-	Deny  []string `json:"deny,omitempty"`
-}
-
-type confPermissions struct {
-	Publish   *confSubjects `json:"publish,omitempty"`
-	Subscribe *confSubjects `json:"subscribe,omitempty"`
-}
-
-func toConf(p *server.Permissions) *confPermissions {
-	if p == nil {
-		return nil
-	}
-	conv := func(s *server.SubjectPermission) *confSubjects {
-		if s == nil {
-			return nil
-		}
-		return &confSubjects{Allow: s.Allow, Deny: s.Deny}
-	}
-	return &confPermissions{Publish: conv(p.Publish), Subscribe: conv(p.Subscribe)}
+	User        string              `json:"user"`
+	Password    string              `json:"password"`
+	Permissions *server.Permissions `json:"permissions,omitempty"`
 }
 
 // readOrMakePassword returns the password in file, making a random one when

@@ -102,7 +102,9 @@ func (p *partition) holding(now time.Time) bool {
 const maxReconnectHold = 2 * time.Minute
 
 // watchConnection starts a hold of the consumer's AckWait when the
-// connection was lost since the last look, or is down.
+// connection was lost since the last look, or is down. It reads the
+// connection's statistics under its lock: call it once a second, not per
+// message.
 func (p *partition) watchConnection(now time.Time) {
 	nc := p.s.cfg.Bus.Conn()
 	n := nc.Stats().Reconnects
@@ -217,7 +219,6 @@ func (p *partition) consume(ctx context.Context) error {
 			p.handBack(it, msg)
 			return nil
 		}
-		p.watchConnection(time.Now())
 		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		switch {
 		case timeout:
@@ -252,6 +253,10 @@ func (p *partition) consume(ctx context.Context) error {
 		now := time.Now()
 		if now.Sub(lastInfo) >= time.Second {
 			lastInfo = now
+			// Once a second is soon enough: what a lost connection took comes
+			// back only after AckWait, and while it is down the consumer's
+			// info fails, so inputQuiet keeps the clock from closing windows.
+			p.watchConnection(now)
 			info, err := p.cons.Info(ctx)
 			switch {
 			case err == nil:

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregate"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -38,13 +39,7 @@ func pubRaw(t *testing.T, bus *jsbus.Bus, source, data string) {
 // waitFor polls cond until it holds or within passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, within, cond, what)
 }
 
 func (c *collected) bySource() map[string]uint64 {

@@ -1,13 +1,11 @@
 package alerting_test
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 )
-
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestReceiverCredentialsNeverLogged: webhook and Alertmanager receivers
 // whose URLs carry a password and a token, one answering 500 (echoing the
@@ -78,7 +58,7 @@ receivers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	log := zerolog.New(out).Level(zerolog.DebugLevel)
 	svc, ctx := runService(t, alerting.Options{Config: cfg, Instance: "t", RetryFor: 500 * time.Millisecond, Logger: &log})
 	if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {

@@ -100,9 +100,7 @@ func (b *Bus) PublishStored(ctx context.Context, evs []events.Event) []error {
 		}
 		select {
 		case ack := <-sm.ack.Ok():
-			if ack != nil && ack.Duplicate {
-				b.stats.duplicates.Add(1)
-			}
+			b.acked(ack)
 		case err := <-sm.ack.Err():
 			sm.fail(errs, sendError(sm.msg, err))
 		case <-ctx.Done():
@@ -124,9 +122,7 @@ func (b *Bus) unacked(msgs []storedMsg, errs []error, err error) []error {
 		}
 		select {
 		case ack := <-sm.ack.Ok():
-			if ack != nil && ack.Duplicate {
-				b.stats.duplicates.Add(1)
-			}
+			b.acked(ack)
 		case aerr := <-sm.ack.Err():
 			sm.fail(errs, sendError(sm.msg, aerr))
 		default:
@@ -134,6 +130,13 @@ func (b *Bus) unacked(msgs []storedMsg, errs []error, err error) []error {
 		}
 	}
 	return errs
+}
+
+// acked counts a stored message the server had already (a duplicate).
+func (b *Bus) acked(ack *jetstream.PubAck) {
+	if ack != nil && ack.Duplicate {
+		b.stats.duplicates.Add(1)
+	}
 }
 
 func (sm *storedMsg) fail(errs []error, err error) {
