@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/jetmon/jetmon/internal/httpd"
 	"github.com/jetmon/jetmon/internal/producer"
 	"github.com/jetmon/jetmon/pkg/breaker"
-	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
@@ -60,21 +58,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	return 2
 }
 
-// connect opens the bus with a breaker in front, the bus's asynchronous ack
-// failures fed back into the breaker.
+// connect opens the bus with a breaker in front; the breaker registers
+// itself for the bus's asynchronous ack failures and is their only retry.
 func connect(ctx context.Context, nf *cli.NATSFlags, log *zerolog.Logger, batch int, spoolDir string, reg prometheus.Registerer) (*jsbus.Bus, *breaker.Publisher, error) {
-	var br atomic.Pointer[breaker.Publisher]
 	cfg, err := nf.Config("jetmon-producer", log)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg.BatchMaxEvents = batch
-	cfg.PublishRetries = -1 // the breaker retries
-	cfg.OnPublishError = jsbus.ReportFailedEvents(func(ev events.Event, err error) {
-		if p := br.Load(); p != nil {
-			p.Failed(ev, err)
-		}
-	})
 	bus, err := jsbus.Connect(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -84,7 +75,6 @@ func connect(ctx context.Context, nf *cli.NATSFlags, log *zerolog.Logger, batch 
 		_ = bus.Close()
 		return nil, nil, err
 	}
-	br.Store(p)
 	return bus, p, nil
 }
 

@@ -201,18 +201,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer nc.Close()
 	log.Info().Str("data_dir", o.DataDir).Msg("embedded NATS JetStream server running")
 
-	// One connection: publishers batch, the breaker retries.
-	var br atomic.Pointer[breaker.Publisher]
+	// One connection: publishers batch, the breaker (registered for the
+	// bus's async failures by breaker.New) retries.
 	cfg := jsbus.DefaultConfig()
 	cfg.Conn, cfg.Logger = nc, &log
 	cfg.BatchMaxEvents = 100
-	cfg.PublishRetries = -1
 	cfg.Streams.MaxBytesScale = 0.25 // a laptop's share
-	cfg.OnPublishError = jsbus.ReportFailedEvents(func(ev events.Event, err error) {
-		if p := br.Load(); p != nil {
-			p.Failed(ev, err)
-		}
-	})
 	bus, err := jsbus.Connect(ctx, cfg)
 	if err != nil {
 		return err
@@ -223,7 +217,6 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	br.Store(pub)
 	defer func() { _ = pub.Close() }()
 
 	agg, err := aggregator.New(aggregator.Config{

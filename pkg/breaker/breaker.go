@@ -222,10 +222,11 @@ type Publisher struct {
 	asyncFails *failCounts
 	spooling   atomic.Bool // the spool holds events (or is about to)
 
-	kick   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	kick     chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+	unnotify func() // stops next's async failure reports (a no-op if none)
 
 	calls                                                     atomic.Uint64
 	published, spooled, drained, dropped, permanent, failures atomic.Uint64
@@ -238,6 +239,11 @@ var ErrNoPublisher = errors.New("breaker: nil publisher")
 // New wraps next. With a SpoolDir it first loads what an earlier process
 // spooled there, and starts sending it at once. A nil next fails with
 // [ErrNoPublisher].
+//
+// When next reports publishes that failed after Publish returned (an
+// [events.AsyncFailureNotifier], such as the JetStream bus), the breaker
+// registers [Publisher.Failed] with it, so those events are spooled and
+// re-sent by the breaker: no wiring is needed.
 func New(next events.Publisher, o Options) (*Publisher, error) {
 	if next == nil {
 		return nil, ErrNoPublisher
@@ -255,6 +261,7 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 		decoder: events.Decoder{MaxPayload: -1}, drops: map[events.Type]uint64{},
 		asyncFails: newFailCounts(o.SpoolMaxEvents),
 		kick:       make(chan struct{}, 1), done: make(chan struct{}),
+		unnotify: func() {},
 	}
 	p.m = newMetrics(o.Name, p.stateValue, p.spoolDepth)
 	if o.SpoolDir != "" {
@@ -292,6 +299,9 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 	if p.spool.len() > 0 {
 		p.spooling.Store(true)
 		p.signal()
+	}
+	if n, ok := next.(events.AsyncFailureNotifier); ok {
+		p.unnotify = n.NotifyAsyncFailure(p.Failed)
 	}
 	p.wg.Go(p.drainLoop)
 	return p, nil
@@ -683,11 +693,15 @@ func (p *Publisher) WaitDrained(ctx context.Context) error {
 
 // Close stops the drainer and closes the spool; a disk spool keeps what is
 // left for the next start, a memory spool's leftovers are reported in the
-// error. Call WaitDrained first to give the spool a chance. It is idempotent.
+// error. It does not close the wrapped publisher. To lose nothing, first let
+// the wrapped bus settle its acks (its Flush) and the spool drain
+// ([Publisher.WaitDrained]) — pkg/monitor's Close does all of it in order.
+// It is idempotent.
 func (p *Publisher) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	p.unnotify()
 	close(p.done)
 	p.wg.Wait()
 	p.mu.Lock()

@@ -62,22 +62,17 @@ func (r *restartable) stop() {
 
 func (r *restartable) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", r.port) }
 
-// breakerOnJetStream wires a breaker in front of a JetStream bus, with the
-// bus's asynchronous ack failures fed back into the breaker.
+// breakerOnJetStream puts a breaker in front of a JetStream bus with no
+// wiring at all: breaker.New registers itself for the bus's asynchronous ack
+// failures, and the tests that use this fail if it did not (events whose ack
+// never came would be lost instead of re-sent).
 func breakerOnJetStream(t *testing.T, url string, o breaker.Options) (*breaker.Publisher, *jsbus.Bus) {
 	t.Helper()
-	var p atomic.Pointer[breaker.Publisher]
 	cfg := jsbus.DefaultConfig()
 	cfg.URLs = []string{url}
-	cfg.PublishRetries = -1 // the breaker retries
 	cfg.PublishTimeout = 2 * time.Second
 	cfg.ReconnectWait = 100 * time.Millisecond
 	cfg.CloseTimeout = 5 * time.Second
-	cfg.OnPublishError = jsbus.ReportFailedEvents(func(ev events.Event, err error) {
-		if b := p.Load(); b != nil {
-			b.Failed(ev, err)
-		}
-	})
 	bus, err := jsbus.Connect(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +83,6 @@ func breakerOnJetStream(t *testing.T, url string, o breaker.Options) (*breaker.P
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = br.Close() })
-	p.Store(br)
 	return br, bus
 }
 

@@ -66,6 +66,28 @@ type StoringPublisher interface {
 	PublishStored(ctx context.Context, evs []Event) []error
 }
 
+// AsyncFailureNotifier is a [Publisher] whose Publish may return nil before
+// the event is stored (jsbus by default) and that can say which events then
+// failed for good. pkg/breaker registers itself through it, so that such
+// events go to its spool without any wiring by the caller.
+type AsyncFailureNotifier interface {
+	Publisher
+	// NotifyAsyncFailure calls fn, from a bus goroutine, for every event
+	// whose publish returned nil but was never stored; fn must not block.
+	// While at least one fn is registered the bus hands failures over at
+	// once instead of re-sending them itself: the registrant owns the retry.
+	// stop unregisters fn; it is idempotent.
+	NotifyAsyncFailure(fn func(ev Event, err error)) (stop func())
+}
+
+// Flusher is a [Publisher] that can wait until what it accepted is stored
+// or reported failed.
+type Flusher interface {
+	// Flush sends what is batched and waits until every accepted publish
+	// is acknowledged or reported failed, or ctx ends.
+	Flush(ctx context.Context) error
+}
+
 // Subscriber delivers published events to handlers: the consumer side of a
 // bus.
 type Subscriber interface {

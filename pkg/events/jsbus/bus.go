@@ -53,6 +53,7 @@ type Bus struct {
 	retries     chan *nats.Msg // async publishes to re-send
 	retryMu     sync.Mutex
 	retryCounts map[string]int
+	failures    failureHandlers // NotifyAsyncFailure's registrants
 
 	stats counters
 }

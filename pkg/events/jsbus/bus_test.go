@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,4 +474,62 @@ func TestPublishFailsFastWhenDisconnected(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Publish while disconnected still blocked after 10s: it waits instead of failing")
 	}
+}
+
+// TestNotifyAsyncFailureHandsOverEachEvent: a registered handler gets every
+// event of a failed batch, by id, at once (the bus does not re-send while
+// someone is registered), alongside OnPublishError. After stop, the next
+// failure is the bus's again: re-sent PublishRetries times, then reported to
+// OnPublishError only.
+func TestNotifyAsyncFailureHandsOverEachEvent(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := testConfig(srv.ClientURL())
+	cfg.PublishTimeout, cfg.PublishRetries, cfg.CloseTimeout = 300*time.Millisecond, 2, 3*time.Second
+	cfg.BatchMaxEvents, cfg.BatchMaxDelay = 3, time.Hour
+	cfg.BufferWhileDisconnected = true
+	var raw atomic.Int64
+	cfg.OnPublishError = func(*nats.Msg, error) { raw.Add(1) }
+	bus := connect(t, cfg)
+	var mu sync.Mutex
+	var got []string
+	stop := bus.NotifyAsyncFailure(func(ev events.Event, _ error) {
+		mu.Lock()
+		got = append(got, ev.Metadata().ID)
+		mu.Unlock()
+	})
+	srv.Stop()
+	publishBatch := func() []string {
+		var ids []string
+		for range 3 { // one batch of three
+			ev := eventstest.NewEvent(events.SystemError, "lost")
+			ids = append(ids, ev.Metadata().ID)
+			if err := bus.Publish(t.Context(), ev); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+		}
+		return ids
+	}
+	want := publishBatch()
+	testutil.WaitFor(t, 10*time.Second, func() bool { return raw.Load() == 1 }, "the failed batch to be reported")
+	mu.Lock()
+	gotSorted := slices.Sorted(slices.Values(got))
+	mu.Unlock()
+	if !slices.Equal(gotSorted, slices.Sorted(slices.Values(want))) {
+		t.Errorf("handed over %v, want %v", gotSorted, want)
+	}
+	if st := bus.Stats(); st.PublishRetries != 0 || st.PublishFailed != 1 {
+		t.Errorf("stats %+v: want no bus re-sends while a handler is registered, one failed message", st)
+	}
+
+	stop()
+	stop() // idempotent
+	publishBatch()
+	testutil.WaitFor(t, 15*time.Second, func() bool { return raw.Load() == 2 }, "the second batch to be reported")
+	mu.Lock()
+	n := len(got)
+	mu.Unlock()
+	if st := bus.Stats(); n != 3 || st.PublishRetries != 2 || st.PublishFailed != 2 {
+		t.Errorf("after stop: handler got %d events (want still 3), stats %+v (want 2 bus re-sends, 2 failed)", n, st)
+	}
+	_ = bus.Close()
 }

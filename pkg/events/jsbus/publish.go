@@ -294,7 +294,7 @@ func (b *Bus) onAsyncError(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	if isAwaited(msg) {
 		return // PublishStored reports it to its caller
 	}
-	if b.cfg.PublishRetries < 0 {
+	if b.cfg.PublishRetries < 0 || b.failures.any() {
 		b.fail(msg, err)
 		return
 	}
@@ -343,13 +343,14 @@ func (b *Bus) retryLoop() {
 }
 
 // fail gives up on an async publish: it is counted and handed to
-// OnPublishError.
+// OnPublishError and the handlers registered with NotifyAsyncFailure.
 func (b *Bus) fail(msg *nats.Msg, err error) {
 	b.stats.publishFailed.Add(1)
 	b.log.Warn().Err(err).Str("subject", msg.Subject).Str("msg_id", msg.Header.Get(HeaderMsgID)).Msg("publish failed")
 	if b.cfg.OnPublishError != nil {
 		b.cfg.OnPublishError(msg, err)
 	}
+	b.failures.report(msg, err)
 }
 
 // batcher collects events per subject into JSON-array messages.
