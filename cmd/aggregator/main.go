@@ -5,14 +5,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -64,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	d := aggregator.DefaultConfig()
+	d := aggregator.DefaultOptions()
 	name := fs.String("name", d.Name, "durable consumer name (prefix, with --partitions); without --partitions run one instance per name")
 	window := fs.Duration("window", d.Window, "tumbling window length")
 	lateness := fs.Duration("lateness", d.Lateness, "how long after its end a window still takes events")
@@ -86,12 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n       aggregator healthcheck [--url URL]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseWithEnv(fs, "AGGREGATOR", args, envLookup(env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "aggregator: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "AGGREGATOR", args, envLookup(env), stderr); !ok {
+		return code
 	}
 	switch {
 	case *window <= 0:
@@ -101,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		fmt.Fprintf(stderr, "aggregator: lateness %s: must not be negative\n", *lateness)
 		return 2
 	}
-	if err := (aggregator.Config{
+	if err := (aggregator.Options{
 		Bus: nil, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries, MaxSeries: *maxSeriesTotal, SeriesTTL: *seriesTTL,
 		MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs, IdleAfter: *idleAfter, StallAfter: *stallAfter,
 		Partitions: *partitions,
@@ -132,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	defer func() { _ = bus.Close() }()
 	reg := httpd.NewRegistry()
-	svc, err := aggregator.New(aggregator.Config{
+	svc, err := aggregator.New(aggregator.Options{
 		Bus: bus, Name: *name, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries,
 		MaxSeries: *maxSeriesTotal, SeriesTTL: *seriesTTL, MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs,
 		IdleAfter: *idleAfter, StallAfter: *stallAfter, FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, Logger: &log, Registerer: reg,
@@ -167,12 +161,8 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		fmt.Fprintf(fs.Output(), "Usage: aggregator replay --from TIME [--to TIME] [flags]\n\nRecomputes the windows of a time range from the stored events, without\ntouching live consumers, and writes them as NDJSON.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseWithEnv(fs, "AGGREGATOR", args, envLookup(env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "aggregator replay: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "AGGREGATOR", args, envLookup(env), stderr); !ok {
+		return code
 	}
 	var o jsbus.ReplayOptions
 	var err error
@@ -231,8 +221,20 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		}
 		return nil
 	}
-	bar := newProgress(stderr, *quiet)
-	o.Progress = bar.update
+	bar := cli.NewProgress(stderr, "replay", *quiet)
+	started, msgs := time.Now(), 0
+	var stream string
+	var seq, last uint64
+	detail := func() string {
+		return fmt.Sprintf("%-12s %d/%d  %.0f msg/s", stream, seq, last, float64(msgs)/max(time.Since(started).Seconds(), 1e-9))
+	}
+	o.Progress = func(s string, n, l uint64) {
+		stream, seq, last = s, n, l
+		msgs++
+		if bar.Due() {
+			bar.Draw(float64(seq)/float64(max(last, 1)), detail())
+		}
+	}
 	var werr error
 	st, err := bus.Replay(ctx, "performance.>", o, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
 		agg.Add(ev)
@@ -241,7 +243,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		}
 		return werr
 	}))
-	bar.done()
+	bar.Done(float64(seq)/float64(max(last, 1)), detail())
 	if err == nil {
 		err = write(agg.Flush())
 	}
@@ -251,37 +253,4 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 	log.Info().Uint64("messages", st.Messages).Uint64("events", st.Events).Int("windows", written).Msg("replayed")
 	return 0
-}
-
-// progress draws a one-line progress bar on a terminal-like writer.
-type progress struct {
-	w     io.Writer
-	off   bool
-	start time.Time
-	last  time.Time
-	n     uint64
-}
-
-func newProgress(w io.Writer, off bool) *progress {
-	return &progress{w: w, off: off, start: time.Now()}
-}
-
-func (p *progress) update(stream string, seq, last uint64) {
-	p.n++
-	if p.off || time.Since(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	frac := float64(seq) / float64(max(last, 1))
-	const width = 30
-	filled := int(frac * width)
-	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-9)
-	fmt.Fprintf(p.w, "\rreplay %-12s [%s%s] %5.1f%%  %d/%d  %.0f msg/s ", stream,
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100, seq, last, rate)
-}
-
-func (p *progress) done() {
-	if !p.off && !p.last.IsZero() {
-		fmt.Fprintln(p.w)
-	}
 }

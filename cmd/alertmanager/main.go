@@ -72,14 +72,7 @@ func usage(fs *flag.FlagSet, text string) {
 }
 
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer, env func(string) (string, bool)) (int, bool) {
-	if err := cli.ParseWithEnv(fs, envPrefix, args, envLookup(env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return 2, false
-	}
-	return 0, true
+	return cli.Parse(fs, envPrefix, args, envLookup(env), stderr)
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)

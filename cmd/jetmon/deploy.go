@@ -54,12 +54,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseWithEnv(fs, "JETMON", args, env); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "jetmon nats-config: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "JETMON", args, env, stderr); !ok {
+		return code
 	}
 	if *secrets == "" {
 		fmt.Fprintln(stderr, "jetmon nats-config: --secrets is required")

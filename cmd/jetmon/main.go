@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -112,12 +111,8 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 `)
 		fs.PrintDefaults()
 	}
-	if err := cli.ParseWithEnv(fs, "JETMON", args, env); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "JETMON", args, env, stderr); !ok {
+		return code
 	}
 	switch {
 	case *rate < 0 || *rate > 100_000:

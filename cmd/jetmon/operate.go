@@ -39,14 +39,7 @@ func (o *opFlags) register(fs *flag.FlagSet) {
 // parseOp parses the flags of an operator command; ok is false when the
 // command is done (help shown, or a usage error reported with exit code 2).
 func parseOp(fs *flag.FlagSet, args []string, stderr io.Writer, env func(string) (string, bool)) (code int, ok bool) {
-	if err := cli.ParseWithEnv(fs, "JETMON", args, cli.EnvWithNATSURL("JETMON", env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return 2, false
-	}
-	return 0, true
+	return cli.Parse(fs, "JETMON", args, cli.EnvWithNATSURL("JETMON", env), stderr)
 }
 
 // connect opens the bus of an operator command: it never creates or

@@ -95,12 +95,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, env func(string
 	source := fs.String("source", "producer", "source of the health events")
 	logLevel := fs.String("log-level", "info", "log level")
 	logJSON := fs.Bool("log-json", false, "log JSON lines")
-	if err := cli.ParseWithEnv(fs, "PRODUCER", args, cli.EnvWithNATSURL("PRODUCER", env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "producer serve: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "PRODUCER", args, cli.EnvWithNATSURL("PRODUCER", env), stderr); !ok {
+		return code
 	}
 	log, err := cli.NewLogger(stderr, *logLevel, !*logJSON)
 	if err != nil {
@@ -172,12 +168,8 @@ func loadgen(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar")
 	batch := fs.Int("batch", 100, "events per JetStream message (1: no batching)")
 	logLevel := fs.String("log-level", "warn", "log level")
-	if err := cli.ParseWithEnv(fs, "PRODUCER", args, cli.EnvWithNATSURL("PRODUCER", env)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "producer loadgen: %v\n", err)
-		return 2
+	if code, ok := cli.Parse(fs, "PRODUCER", args, cli.EnvWithNATSURL("PRODUCER", env), stderr); !ok {
+		return code
 	}
 	if err := o.Validate(); err != nil {
 		fmt.Fprintf(stderr, "producer loadgen: %v\n", err)

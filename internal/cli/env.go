@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,6 +58,28 @@ func ParseWithEnv(fs *flag.FlagSet, prefix string, args []string, lookup func(st
 		}
 	})
 	return err
+}
+
+// Parse is how a command reads its flags: [ParseWithEnv], and when that
+// ends the command, the exit code. ok is false after -help (code 0; the
+// usage, with every variable, is printed to fs's output) and after a bad
+// flag or variable (code 2; the error, prefixed with fs.Name(), is printed to
+// stderr). A command uses it as
+//
+//	if code, ok := cli.Parse(fs, "PREFIX", args, env, stderr); !ok {
+//		return code
+//	}
+func Parse(fs *flag.FlagSet, prefix string, args []string, lookup func(string) (string, bool), stderr io.Writer) (code int, ok bool) {
+	err := ParseWithEnv(fs, prefix, args, lookup)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return 2, false
+	}
 }
 
 // NewLogger returns a zerolog logger writing to w: human-readable console

@@ -36,6 +36,43 @@ func TestParseWithEnv(t *testing.T) {
 	}
 }
 
+// TestParseExitCodes: help ends the command with 0 and the usage (with the
+// variables), a bad flag or variable with 2 and the error named by command.
+func TestParseExitCodes(t *testing.T) {
+	newFS := func(out io.Writer) *flag.FlagSet {
+		fs := flag.NewFlagSet("jetmon thing", flag.ContinueOnError)
+		fs.SetOutput(out)
+		fs.Int("rate", 1, "events per second")
+		return fs
+	}
+	none := func(string) (string, bool) { return "", false }
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      func(string) (string, bool)
+		code     int
+		ok       bool
+		out, err string
+	}{
+		{"fine", []string{"-rate", "3"}, none, 0, true, "", ""},
+		{"help", []string{"-help"}, none, 0, false, "JETMON_RATE (-rate)", ""},
+		{"bad flag", []string{"-rate", "x"}, none, 2, false, "", "jetmon thing: invalid value"},
+		{"unknown flag", []string{"-speed", "3"}, none, 2, false, "", "jetmon thing: flag provided but not defined: -speed"},
+		{"bad variable", nil, func(k string) (string, bool) { return "x", k == "JETMON_RATE" }, 2, false, "", `jetmon thing: environment variable JETMON_RATE="x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, stderr strings.Builder
+			code, ok := cli.Parse(newFS(&out), "JETMON", tc.args, tc.env, &stderr)
+			if code != tc.code || ok != tc.ok {
+				t.Errorf("Parse = %d, %v; want %d, %v", code, ok, tc.code, tc.ok)
+			}
+			if !strings.Contains(out.String(), tc.out) || !strings.Contains(stderr.String(), tc.err) || (tc.err == "") != (stderr.Len() == 0) {
+				t.Errorf("usage output %q, stderr %q; want them to hold %q and %q", out.String(), stderr.String(), tc.out, tc.err)
+			}
+		})
+	}
+}
+
 func TestNewLoggerRejectsBadLevel(t *testing.T) {
 	if _, err := cli.NewLogger(io.Discard, "loud", false); err == nil || !strings.Contains(err.Error(), "loud") {
 		t.Errorf("NewLogger(loud) = %v", err)

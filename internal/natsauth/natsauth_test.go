@@ -200,7 +200,7 @@ func TestComponentsRunUnderTheirUsers(t *testing.T) {
 	amBus := connect(t, srv, natsauth.AlertManager)
 	prod := connect(t, srv, natsauth.Producer)
 
-	agg, err := aggregator.New(aggregator.Config{Bus: aggBus, Window: 500 * time.Millisecond, Lateness: 100 * time.Millisecond, IdleAfter: 200 * time.Millisecond})
+	agg, err := aggregator.New(aggregator.Options{Bus: aggBus, Window: 500 * time.Millisecond, Lateness: 100 * time.Millisecond, IdleAfter: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -219,7 +219,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer func() { _ = pub.Close() }()
 
-	agg, err := aggregator.New(aggregator.Config{
+	agg, err := aggregator.New(aggregator.Options{
 		Bus: bus, Window: o.Window, Lateness: max(o.Window/5, 200*time.Millisecond), Logger: &log, Registerer: reg,
 	})
 	if err != nil {

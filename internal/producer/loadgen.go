@@ -10,9 +10,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -110,7 +110,7 @@ func LoadGen(ctx context.Context, pub events.Publisher, o LoadOptions, progress 
 	start := time.Now()
 	interval := time.Second / time.Duration(o.Rate)
 	next := start
-	lastDraw := time.Time{}
+	bar := cli.NewProgress(progress, "loadgen", o.Quiet)
 	for n := 0; o.Count == 0 || n < o.Count; n++ {
 		if ctx.Err() != nil {
 			break
@@ -141,16 +141,12 @@ func LoadGen(ctx context.Context, pub events.Publisher, o LoadOptions, progress 
 			trace = trace.Child()
 		}
 		rep.Requests++
-		if !o.Quiet && progress != nil && time.Since(lastDraw) > 200*time.Millisecond {
-			lastDraw = time.Now()
-			drawBar(progress, rep, time.Since(start), o)
+		if bar.Due() {
+			bar.Draw(loadProgress(rep, time.Since(start), o))
 		}
 	}
 	rep.Elapsed = time.Since(start)
-	if !o.Quiet && progress != nil {
-		drawBar(progress, rep, rep.Elapsed, o)
-		fmt.Fprintln(progress)
-	}
+	bar.Done(loadProgress(rep, rep.Elapsed, o))
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		rep.P50, rep.P99, rep.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
@@ -183,15 +179,12 @@ func request(n, d int, o LoadOptions, tc events.TraceContext) *events.Performanc
 	return ev
 }
 
-func drawBar(w io.Writer, rep LoadReport, elapsed time.Duration, o LoadOptions) {
+// loadProgress is the bar's fraction (of the count, or of the duration) and
+// detail.
+func loadProgress(rep LoadReport, elapsed time.Duration, o LoadOptions) (float64, string) {
 	frac := elapsed.Seconds() / o.Duration.Seconds()
 	if o.Count > 0 {
 		frac = float64(rep.Requests) / float64(o.Count)
 	}
-	frac = min(max(frac, 0), 1)
-	const width = 30
-	filled := int(frac * width)
-	fmt.Fprintf(w, "\rloadgen [%s%s] %5.1f%%  %d events  %.0f/s  %d failed ",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100, rep.Sent,
-		float64(rep.Sent)/max(elapsed.Seconds(), 1e-9), rep.Failed)
+	return frac, fmt.Sprintf("%d events  %.0f/s  %d failed", rep.Sent, float64(rep.Sent)/max(elapsed.Seconds(), 1e-9), rep.Failed)
 }

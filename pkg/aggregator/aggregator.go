@@ -24,7 +24,7 @@
 // turns false while a consumer is lost or makes no progress for StallAfter;
 // a deleted stream or consumer is re-created and consumption resumes.
 //
-// Scale-out (Config.Partitions > 0): the events to aggregate are sourced into
+// Scale-out (Options.Partitions > 0): the events to aggregate are sourced into
 // the work-queue stream AGGREGATE_INPUT with a subject transform whose first
 // token is partition(n, source), so every series lands in exactly one
 // partition. Each partition has one durable consumer in the pinned priority
@@ -69,9 +69,9 @@ const (
 	PriorityGroup = "aggregators"
 )
 
-// Config configures a [Service]. Zero values mean the defaults; negative
+// Options configures a [Service]. Zero values mean the defaults; negative
 // ones are refused by [New] (Lateness aside, where negative means none).
-type Config struct {
+type Options struct {
 	// Bus is the connected JetStream bus; the service does not close it.
 	Bus *jsbus.Bus
 	// Name is the durable consumer's name, or the prefix of the partition
@@ -133,17 +133,17 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// DefaultConfig returns the configuration with the defaults filled in
+// DefaultOptions returns the options with the defaults filled in
 // (Bus, Instance, Logger and Registerer aside).
-func DefaultConfig() Config {
-	c := Config{}.withDefaults()
+func DefaultOptions() Options {
+	c := Options{}.withDefaults()
 	c.Instance = ""
 	return c
 }
 
 // Validate reports the first field out of range, naming it; zero values are
 // fine (they mean the defaults). It does not look at Bus.
-func (c Config) Validate() error {
+func (c Options) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -163,19 +163,19 @@ func (c Config) Validate() error {
 		{"AckWait", int64(c.AckWait)},
 	} {
 		if f.v < 0 {
-			return fmt.Errorf("aggregator: Config.%s: must not be negative", f.name)
+			return fmt.Errorf("aggregator: Options.%s: must not be negative", f.name)
 		}
 	}
 	if c.Partitions < 0 || c.Partitions > 1024 {
-		return fmt.Errorf("aggregator: Config.Partitions %d: must be between 0 and 1024", c.Partitions)
+		return fmt.Errorf("aggregator: Options.Partitions %d: must be between 0 and 1024", c.Partitions)
 	}
 	if err := c.aggOptions("").Validate(); err != nil {
-		return fmt.Errorf("aggregator: Config: %w", err)
+		return fmt.Errorf("aggregator: Options: %w", err)
 	}
 	return nil
 }
 
-func (c Config) withDefaults() Config {
+func (c Options) withDefaults() Options {
 	d := aggregate.DefaultOptions()
 	if c.Name == "" {
 		c.Name = "aggregator"
@@ -233,7 +233,7 @@ func (c Config) withDefaults() Config {
 }
 
 // aggOptions returns the options of one partition's aggregator.
-func (c Config) aggOptions(overflowSource string) aggregate.Options {
+func (c Options) aggOptions(overflowSource string) aggregate.Options {
 	return aggregate.Options{
 		Window: c.Window, Lateness: c.Lateness, MaxSeriesPerSource: c.MaxSeriesPerSource, MaxSeries: c.MaxSeries,
 		OverflowSource: overflowSource, MaxFutureSkew: c.MaxFutureSkew, SeriesTTL: c.SeriesTTL,
@@ -264,7 +264,7 @@ type Stats struct {
 
 // Service is a running aggregator. Its methods are safe for concurrent use.
 type Service struct {
-	cfg   Config
+	cfg   Options
 	log   zerolog.Logger
 	m     *metrics
 	limit *aggregate.SeriesLimit
@@ -281,9 +281,9 @@ type Service struct {
 }
 
 // New checks cfg and returns a service that Run starts.
-func New(cfg Config) (*Service, error) {
+func New(cfg Options) (*Service, error) {
 	if cfg.Bus == nil {
-		return nil, errors.New("aggregator: Config.Bus is required")
+		return nil, errors.New("aggregator: Options.Bus is required")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ import (
 	"github.com/jetmon/jetmon/streams"
 )
 
-func startService(t *testing.T, cfg aggregator.Config) (*jsbus.Bus, *aggregator.Service) {
+func startService(t *testing.T, cfg aggregator.Options) (*jsbus.Bus, *aggregator.Service) {
 	t.Helper()
 	srv := natstest.Start(t)
 	bcfg := jsbus.DefaultConfig()
@@ -72,7 +72,7 @@ func (c *collected) total() (n uint64) {
 // TestAggregatesMatchExactValues publishes known durations and compares the
 // published aggregates with the exact statistics.
 func TestAggregatesMatchExactValues(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Minute, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Minute, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	r := rand.New(rand.NewPCG(7, 8))
 	base := time.Now().Truncate(time.Minute).Add(-2 * time.Minute) // one whole past window
@@ -137,7 +137,7 @@ func TestAggregatesMatchExactValues(t *testing.T) {
 // negative durations and absurd timestamps are counted per reason and
 // dead-lettered; aggregation goes on.
 func TestBadInputIsCountedAndDeadLettered(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	js := bus.JetStream()
 	now := time.Now().UTC()

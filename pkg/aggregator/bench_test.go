@@ -132,7 +132,7 @@ func BenchmarkConsume(b *testing.B) {
 	b.Run("jetmon_aggregator", func(b *testing.B) {
 		fill(b)
 		name := fmt.Sprintf("bench-%d-%d", b.N, time.Now().UnixNano())
-		svc, err := aggregator.New(aggregator.Config{Bus: bus, Name: name, FromBeginning: true, Window: time.Minute})
+		svc, err := aggregator.New(aggregator.Options{Bus: bus, Name: name, FromBeginning: true, Window: time.Minute})
 		if err != nil {
 			b.Fatal(err)
 		}

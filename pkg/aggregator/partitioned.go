@@ -86,7 +86,7 @@ func (s *Service) partitionConsumer(ctx context.Context, p int) (jetstream.Consu
 }
 
 // ErrPartitioning reports an input stream made for another number of
-// partitions than Config.Partitions.
+// partitions than Options.Partitions.
 var ErrPartitioning = errors.New("another partitioning")
 
 // runPartitioned announces this instance, and starts and stops partition

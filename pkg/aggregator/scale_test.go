@@ -42,7 +42,7 @@ func startInstance(t *testing.T, url, name string) *instance {
 	if os.Getenv("AGG_DEBUG") == "" {
 		log = zerolog.Nop()
 	}
-	svc, err := aggregator.New(aggregator.Config{
+	svc, err := aggregator.New(aggregator.Options{
 		Logger: &log, Bus: bus, Partitions: partitions, Instance: name, Window: time.Second, Lateness: 2 * time.Second,
 		// The dataset is history (fixed timestamps, so that every run has the
 		// same windows): idling closes its windows by the wall clock, so the

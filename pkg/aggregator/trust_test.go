@@ -73,7 +73,7 @@ func deadLetters(t *testing.T, bus *jsbus.Bus, subject string) []*nats.RawStream
 // is +Inf) are dead-lettered; every other source's windows, then and later,
 // are published and all input is acknowledged.
 func TestPoisonValuesDoNotStopAggregation(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	now := time.Now()
 	pubRaw(t, bus, "poison", rawOp("p1", "poison", now, "1.7e308"))
@@ -106,7 +106,7 @@ func TestPoisonValuesDoNotStopAggregation(t *testing.T) {
 // dead-lettered, and one 4 min ahead (within MaxFutureSkew) moves only its
 // own source's event time: 40 events of other sources all count.
 func TestOneSourceClockMakesNoOtherLate(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	now := time.Now()
 	pubRaw(t, bus, "skewed", rawOp("s1", "skewed", now.Add(55*time.Minute), "1"))
@@ -137,7 +137,7 @@ func TestOneSourceClockMakesNoOtherLate(t *testing.T) {
 // TestEventsSentAgainCountOnce: the same 50 events (same ids) published
 // three times, in batches and one by one, in different messages, count once.
 func TestEventsSentAgainCountOnce(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	now := time.Now()
 	var items []string
@@ -183,7 +183,7 @@ func gauge(mfs map[string]*dto.MetricFamily, name string) float64 {
 // forgotten with their per-series metrics, whose labels are capped.
 func TestSeriesAndMetricsStayBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	bus, svc := startService(t, aggregator.Config{
+	bus, svc := startService(t, aggregator.Options{
 		Window: 2 * time.Second, Lateness: 200 * time.Millisecond, IdleAfter: 500 * time.Millisecond,
 		MaxSeries: 50, SeriesTTL: 3 * time.Second, Registerer: reg,
 	})
@@ -266,7 +266,7 @@ func TestWindowRefusedForGoodIsDeadLettered(t *testing.T) {
 	const maxPayload = 2048
 	srv := natstest.Start(t, func(o *natsserver.Options) { o.MaxPayload = maxPayload })
 	bus := natstest.Connect(t, srv.ClientURL(), func(c *jsbus.Config) { c.BatchMaxEvents = 1 })
-	svc, err := aggregator.New(aggregator.Config{Bus: bus, Window: 2 * time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	svc, err := aggregator.New(aggregator.Options{Bus: bus, Window: 2 * time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func runService(t *testing.T, svc *aggregator.Service) {
 // running service: it re-creates the stream and its consumer and
 // aggregates what comes next.
 func TestDeletedStreamIsRecreated(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
+	bus, svc := startService(t, aggregator.Options{Window: time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond})
 	col := collectAggregates(t, bus)
 	pubRaw(t, bus, "before", rawOp("b1", "before", time.Now(), "1"))
 	waitFor(t, 10*time.Second, "a window before", func() bool { return col.bySource()["before"] == 1 })
@@ -341,7 +341,7 @@ func TestDeletedStreamIsRecreated(t *testing.T) {
 // stream is full), the held input cannot be acknowledged: Ready turns false
 // after StallAfter, and true again once the windows go out.
 func TestReadyFalseWhileNothingMoves(t *testing.T) {
-	bus, svc := startService(t, aggregator.Config{
+	bus, svc := startService(t, aggregator.Options{
 		Window: 2 * time.Second, Lateness: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond, StallAfter: time.Second,
 	})
 	col := collectAggregates(t, bus)

@@ -166,10 +166,34 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Validate reports the first bad option, by name.
+// Validate reports the first bad option, by name. Zero means the default;
+// a negative duration or count is refused rather than silently replaced by
+// the default (MaxEventBytes aside, where negative has a meaning).
 func (o Options) Validate() error {
 	if o.FailureRatio < 0 || o.FailureRatio > 1 {
 		return fmt.Errorf("breaker options: FailureRatio %v: must be between 0 and 1", o.FailureRatio)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Interval", o.Interval}, {"OpenTimeout", o.OpenTimeout}, {"PublishBudget", o.PublishBudget},
+		{"InitialBackoff", o.InitialBackoff}, {"LogInterval", o.LogInterval},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("breaker options: %s %v: must not be negative", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"SpoolMaxEvents", int64(o.SpoolMaxEvents)}, {"SpoolMaxBytes", o.SpoolMaxBytes},
+		{"LatencySampleEvery", int64(o.LatencySampleEvery)}, {"MaxAsyncFailures", int64(o.MaxAsyncFailures)},
+	} {
+		if n.v < 0 {
+			return fmt.Errorf("breaker options: %s %d: must not be negative", n.name, n.v)
+		}
 	}
 	return nil
 }

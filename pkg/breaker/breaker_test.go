@@ -311,8 +311,30 @@ func TestAsyncFailuresAreSpooled(t *testing.T) {
 	})
 }
 
+// TestOptionsValidate: each bad field is refused by name (not silently
+// replaced by its default), and the zero Options, which means the defaults,
+// is accepted.
 func TestOptionsValidate(t *testing.T) {
-	if _, err := breaker.New(&flakyBus{}, breaker.Options{FailureRatio: 2}); err == nil || !strings.Contains(err.Error(), "FailureRatio") {
-		t.Errorf("FailureRatio 2: %v", err)
+	p, err := breaker.New(&flakyBus{}, breaker.Options{})
+	if err != nil {
+		t.Fatalf("zero Options: %v", err)
+	}
+	_ = p.Close()
+	for _, tc := range []struct {
+		o    breaker.Options
+		want string
+	}{
+		{breaker.Options{FailureRatio: 2}, "FailureRatio 2"},
+		{breaker.Options{FailureRatio: -0.1}, "FailureRatio -0.1"},
+		{breaker.Options{OpenTimeout: -time.Second}, "OpenTimeout -1s"},
+		{breaker.Options{PublishBudget: -time.Millisecond}, "PublishBudget -1ms"},
+		{breaker.Options{Interval: -1}, "Interval -1ns"},
+		{breaker.Options{SpoolMaxEvents: -1}, "SpoolMaxEvents -1"},
+		{breaker.Options{SpoolMaxBytes: -5}, "SpoolMaxBytes -5"},
+		{breaker.Options{MaxAsyncFailures: -2}, "MaxAsyncFailures -2"},
+	} {
+		if _, err := breaker.New(&flakyBus{}, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: New = %v, want an error naming %q", tc.o, err, tc.want)
+		}
 	}
 }

@@ -152,6 +152,24 @@ type Options struct {
 	Logger *zerolog.Logger
 }
 
+// Validate reports the first bad field, by name: zero means the default, a
+// negative interval, timeout or concurrency is refused rather than silently
+// replaced by it (Jitter aside, where negative means none).
+func (o Options) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Interval", o.Interval}, {"Timeout", o.Timeout}, {"StatusEvery", o.StatusEvery}} {
+		if d.v < 0 {
+			return fmt.Errorf("health options: %s %v: must not be negative", d.name, d.v)
+		}
+	}
+	if o.Concurrency < 0 {
+		return fmt.Errorf("health options: Concurrency %d: must not be negative", o.Concurrency)
+	}
+	return nil
+}
+
 func (o Options) withDefaults() Options {
 	if o.Source == "" {
 		o.Source = "health-agent"
@@ -200,7 +218,8 @@ type entry struct {
 	runs     int
 }
 
-// NewManager returns a manager with no checks.
+// NewManager returns a manager with no checks. Options are not checked
+// here: call [Options.Validate] on options from outside the program.
 func NewManager(o Options) *Manager {
 	o = o.withDefaults()
 	m := &Manager{o: o, log: zerolog.Nop(), sem: make(chan struct{}, o.Concurrency), checks: map[string]*entry{}}

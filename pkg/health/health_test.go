@@ -268,3 +268,25 @@ func TestRegisterWhileRunning(t *testing.T) {
 		}
 	})
 }
+
+// TestOptionsValidate: a negative value is refused by name instead of being
+// replaced by the default; the zero Options (the defaults) and a negative
+// Jitter (none) pass.
+func TestOptionsValidate(t *testing.T) {
+	if err := (health.Options{Jitter: -1}).Validate(); err != nil {
+		t.Fatalf("zero options with no jitter: %v", err)
+	}
+	for _, tc := range []struct {
+		o    health.Options
+		want string
+	}{
+		{health.Options{Interval: -time.Second}, "Interval -1s"},
+		{health.Options{Timeout: -time.Millisecond}, "Timeout -1ms"},
+		{health.Options{StatusEvery: -time.Minute}, "StatusEvery -1m0s"},
+		{health.Options{Concurrency: -3}, "Concurrency -3"},
+	} {
+		if err := tc.o.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: Validate = %v, want an error naming %q", tc.o, err, tc.want)
+		}
+	}
+}

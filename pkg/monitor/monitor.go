@@ -52,6 +52,9 @@ func (o Options) Validate() error {
 	if err := o.Coordinator.Validate(); err != nil {
 		return fmt.Errorf("monitor: Coordinator: %w", err)
 	}
+	if err := o.Health.Validate(); err != nil {
+		return fmt.Errorf("monitor: Health: %w", err)
+	}
 	return nil
 }
 

@@ -118,7 +118,8 @@ func TestStartRejectsBadInput(t *testing.T) {
 	}{
 		{"nil bus", nil, monitor.Options{Source: "a"}, "nil bus"},
 		{"no source", bus, monitor.Options{}, "Source is required"},
-		{"bad breaker", bus, monitor.Options{Source: "a", Breaker: breaker.Options{FailureRatio: 2}}, "monitor: Breaker:"},
+		{"bad breaker", bus, monitor.Options{Source: "a", Breaker: breaker.Options{FailureRatio: 2}}, "monitor: Breaker: breaker options: FailureRatio 2"},
+		{"bad health", bus, monitor.Options{Source: "a", Health: health.Options{Interval: -time.Second}}, "monitor: Health: health options: Interval -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := monitor.Start(t.Context(), tc.bus, tc.o)

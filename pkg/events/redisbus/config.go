@@ -13,8 +13,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Config configures a [Bus]; [RedisConfig] gives the defaults for a host and
-// port. A zero duration or count means the default.
+// Config configures a [Bus]; [DefaultConfig] gives the defaults. A zero duration or count means the default.
 type Config struct {
 	// Host and Port of the Redis server (default 127.0.0.1:6379).
 	Host string
@@ -67,10 +66,11 @@ type Config struct {
 	Logger *zerolog.Logger
 }
 
-// RedisConfig returns the defaults for a server at host:port.
-func RedisConfig(host string, port int) Config {
+// DefaultConfig returns the defaults, for a server at 127.0.0.1:6379: set
+// Host and Port (and credentials) for another.
+func DefaultConfig() Config {
 	return Config{
-		Host: host, Port: port, PoolSize: 0, DialTimeout: 5 * time.Second, ReadTimeout: 3 * time.Second,
+		Host: "127.0.0.1", Port: 6379, PoolSize: 0, DialTimeout: 5 * time.Second, ReadTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, Prefix: "jetmon:", MaxLen: 1_000_000, MaxPayload: 1 << 20, MaxDeliver: 5,
 		RedeliveryDelay: 100 * time.Millisecond, ClaimTimeout: 30 * time.Second, BlockFor: time.Second,
 		ReadCount: 128, CloseTimeout: 10 * time.Second,
@@ -78,7 +78,7 @@ func RedisConfig(host string, port int) Config {
 }
 
 func (c Config) withDefaults() Config {
-	d := RedisConfig("127.0.0.1", 6379)
+	d := DefaultConfig()
 	if c.Host == "" {
 		c.Host = d.Host
 	}

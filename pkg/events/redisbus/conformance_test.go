@@ -21,7 +21,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func testConfig(addr string) redisbus.Config {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	cfg := redisbus.RedisConfig(host, p)
+	cfg := redisbus.DefaultConfig()
+	cfg.Host, cfg.Port = host, p
 	cfg.RedeliveryDelay = 20 * time.Millisecond
 	cfg.BlockFor = 200 * time.Millisecond
 	cfg.CloseTimeout = 5 * time.Second

@@ -13,13 +13,15 @@ import (
 	"github.com/jetmon/jetmon/pkg/events/redisbus"
 )
 
-// A production configuration on Redis: RedisConfig(host, port) and
-// Connect give the same bus interface as the in-memory and JetStream
+// A production configuration on Redis: DefaultConfig with the server's
+// host and port, and Connect give the same bus interface as the in-memory and JetStream
 // buses. (The example starts its own redis-server when one is installed.)
 func ExampleConnect() {
 	host, port, stop := exampleRedis()
 	defer stop()
-	bus, err := redisbus.Connect(context.Background(), redisbus.RedisConfig(host, port))
+	cfg := redisbus.DefaultConfig()
+	cfg.Host, cfg.Port = host, port
+	bus, err := redisbus.Connect(context.Background(), cfg)
 	if err != nil {
 		fmt.Println("no redis:", err)
 		return

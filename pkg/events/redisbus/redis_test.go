@@ -248,8 +248,10 @@ func TestAuthAndSecrets(t *testing.T) {
 // field named is the contract). The valid base must pass, so a Validate that
 // rejects everything fails here too.
 func TestConfigValidate(t *testing.T) {
-	if err := redisbus.RedisConfig("h", 1).Validate(); err != nil {
-		t.Fatalf("RedisConfig(...).Validate() = %v, want nil", err)
+	base := redisbus.DefaultConfig()
+	base.Host, base.Port = "h", 1
+	if err := base.Validate(); err != nil {
+		t.Fatalf("DefaultConfig() with a host: Validate() = %v, want nil", err)
 	}
 	const durations = "durations must not be negative"
 	cases := []struct {
@@ -271,7 +273,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := redisbus.RedisConfig("h", 1)
+			cfg := base
 			tc.mutate(&cfg)
 			err := cfg.Validate()
 			if err == nil || !strings.HasPrefix(err.Error(), "redisbus config: ") || !strings.Contains(err.Error(), tc.want) {
@@ -279,10 +281,12 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if _, err := redisbus.Connect(t.Context(), redisbus.RedisConfig("127.0.0.1", 1)); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+	closed := redisbus.DefaultConfig()
+	closed.Port = 1
+	if _, err := redisbus.Connect(t.Context(), closed); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("Connect to a closed port: %v, want an error naming 127.0.0.1:1", err)
 	}
-	if d := redisbus.RedisConfig("h", 1); d.MaxLen != 1_000_000 || d.Prefix != "jetmon:" || d.Addr() != "h:1" {
+	if d := redisbus.DefaultConfig(); d.MaxLen != 1_000_000 || d.Prefix != "jetmon:" || d.Addr() != "127.0.0.1:6379" {
 		t.Errorf("defaults %+v", d)
 	}
 }
