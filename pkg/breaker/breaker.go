@@ -177,8 +177,11 @@ func (o Options) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"Interval", o.Interval}, {"OpenTimeout", o.OpenTimeout}, {"PublishBudget", o.PublishBudget},
-		{"InitialBackoff", o.InitialBackoff}, {"LogInterval", o.LogInterval},
+		{"Interval", o.Interval},
+		{"OpenTimeout", o.OpenTimeout},
+		{"PublishBudget", o.PublishBudget},
+		{"InitialBackoff", o.InitialBackoff},
+		{"LogInterval", o.LogInterval},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("breaker options: %s %v: must not be negative", d.name, d.v)
@@ -188,8 +191,10 @@ func (o Options) Validate() error {
 		name string
 		v    int64
 	}{
-		{"SpoolMaxEvents", int64(o.SpoolMaxEvents)}, {"SpoolMaxBytes", o.SpoolMaxBytes},
-		{"LatencySampleEvery", int64(o.LatencySampleEvery)}, {"MaxAsyncFailures", int64(o.MaxAsyncFailures)},
+		{"SpoolMaxEvents", int64(o.SpoolMaxEvents)},
+		{"SpoolMaxBytes", o.SpoolMaxBytes},
+		{"LatencySampleEvery", int64(o.LatencySampleEvery)},
+		{"MaxAsyncFailures", int64(o.MaxAsyncFailures)},
 	} {
 		if n.v < 0 {
 			return fmt.Errorf("breaker options: %s %d: must not be negative", n.name, n.v)
