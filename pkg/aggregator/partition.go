@@ -27,6 +27,11 @@ type partition struct {
 	// only after the consumer's AckWait, and must still find their windows.
 	reconnects    uint64
 	reconnectHold time.Time
+	// lastDelivery is the consumer (delivery) sequence of the latest message
+	// received. A gap means deliveries lost in flight — to a consumer leader
+	// that moved, a pull that timed out, another instance's pull — which come
+	// back only after AckWait: it starts the same hold as a reconnect.
+	lastDelivery uint64
 	// streamCreated tells a re-created stream from the one the consumer read.
 	streamCreated time.Time
 	// lastStored is when the server stored the latest message received.
@@ -101,6 +106,21 @@ func (p *partition) holding(now time.Time) bool {
 // may be minutes).
 const maxReconnectHold = 2 * time.Minute
 
+// holdForRedelivery holds every window open until the consumer's AckWait
+// (plus a margin, at most maxReconnectHold) has passed, so that messages the
+// server will redeliver then still find their windows.
+func (p *partition) holdForRedelivery(now time.Time, why string) {
+	hold := min(p.cons.CachedInfo().Config.AckWait+2*time.Second, maxReconnectHold)
+	if until := now.Add(hold); until.After(p.reconnectHold) {
+		if !now.Before(p.reconnectHold) { // a new hold, not an extension
+			p.s.log.Info().Int("partition", p.id).Dur("hold", hold).Str("why", why).Msg("holding windows open for messages lost in flight")
+		}
+		p.s.mu.Lock() // unhealthy reads it under s.mu; only this goroutine writes it
+		p.reconnectHold = until
+		p.s.mu.Unlock()
+	}
+}
+
 // watchConnection starts a hold of the consumer's AckWait when the
 // connection was lost since the last look, or is down. It reads the
 // connection's statistics under its lock: call it once a second, not per
@@ -111,12 +131,12 @@ func (p *partition) watchConnection(now time.Time) {
 	if n == p.reconnects && nc.IsConnected() {
 		return
 	}
-	hold := min(p.cons.CachedInfo().Config.AckWait+2*time.Second, maxReconnectHold)
+	why := "disconnected"
 	if n != p.reconnects {
-		p.s.log.Info().Int("partition", p.id).Dur("hold", hold).Msg("reconnected; holding windows open for messages lost in flight")
+		why = "reconnected"
 	}
 	p.reconnects = n
-	p.reconnectHold = now.Add(hold)
+	p.holdForRedelivery(now, why)
 }
 
 // unhealthy says why the partition is not making progress at now, or "".
@@ -161,6 +181,7 @@ func (p *partition) run(ctx context.Context) error {
 			cons, reset, rerr := p.reconnect(ctx)
 			if rerr == nil {
 				p.cons = cons
+				p.lastDelivery = 0 // a new consumer counts its deliveries afresh
 				s.mu.Lock()
 				if reset {
 					// The stream is another one: the held messages are gone
@@ -235,7 +256,9 @@ func (p *partition) consume(ctx context.Context) error {
 		default:
 			now := time.Now()
 			if p.holdFor > 0 && p.hold.IsZero() {
+				s.mu.Lock()
 				p.hold = now.Add(p.holdFor)
+				s.mu.Unlock()
 				s.log.Info().Int("partition", p.id).Dur("after", now.Sub(started)).Msg("first message of the partition; holding windows open")
 			}
 			p.handle(msg)
@@ -266,7 +289,13 @@ func (p *partition) consume(ctx context.Context) error {
 			case gone(err) && ctx.Err() == nil:
 				return err
 			}
-			p.inputQuiet = err == nil && info.NumPending == 0
+			// Quiet also means every delivery the server awaits an ack for
+			// is one this partition holds: more is a delivery lost in
+			// flight, which comes back after AckWait.
+			s.mu.Lock()
+			held := len(p.inFlight)
+			s.mu.Unlock()
+			p.inputQuiet = err == nil && info.NumPending == 0 && info.NumAckPending <= held
 		}
 		// Sources quiet for IdleAfter have their windows closed by the
 		// clock. Quiet is judged by the stream's clock (when the server
@@ -354,6 +383,10 @@ func (p *partition) handle(msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	if d := md.Sequence.Consumer; p.lastDelivery != 0 && d != p.lastDelivery+1 {
+		p.holdForRedelivery(time.Now(), fmt.Sprintf("delivery %d after %d", d, p.lastDelivery))
+	}
+	p.lastDelivery = md.Sequence.Consumer
 	s.mu.Lock()
 	s.stats.Messages++
 	p.lastProgress = time.Now()

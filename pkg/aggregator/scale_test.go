@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -94,6 +95,20 @@ func waitSpread(t *testing.T, ins []*instance, within time.Duration) time.Durati
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// waitConsuming waits until in has aggregated some of the input, so that
+// stopping it happens mid-stream rather than before it started.
+func waitConsuming(t *testing.T, in *instance) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, func() bool { return in.svc.Stats().Events > 0 }, "the instance to aggregate its first events")
+}
+
+// liveBase is the base time at which event i of the dataset is stamped now:
+// live input resumes at the wall clock however long the takeover took. (With
+// the first half's base, a takeover slowed down by a loaded machine would
+// stamp the second half behind windows the idle sources rightly closed by
+// the clock meanwhile, and count them late.)
+func liveBase(i int) time.Time { return time.Now().Add(-time.Duration(i) * 500 * time.Microsecond) }
 
 // dataset publishes a fixed workload: 24 sources × 4 operations, 24,000
 // events over 12 s of event time; durations are a function of the index.
@@ -239,11 +254,11 @@ func TestTakeoverAfterAnInstanceStops(t *testing.T) {
 	waitSpread(t, ins, 30*time.Second)
 	base := time.Now() // live: event time runs with the clock
 	publishDataset(t, srv.ClientURL(), base, 0, total/2)
-	time.Sleep(300 * time.Millisecond)
+	waitConsuming(t, ins[1]) // mid-stream: it holds work when it goes
 	ins[1].stop()
 	took := waitSpread(t, []*instance{ins[0], ins[2]}, 30*time.Second)
 	t.Logf("partitions of the stopped instance taken over in %s", took)
-	publishDataset(t, srv.ClientURL(), base, total/2, total)
+	publishDataset(t, srv.ClientURL(), liveBase(total/2), total/2, total)
 	ws := collectWindows(t, srv, total, ins)
 	if len(ws) == 0 {
 		t.Fatal("no windows")
@@ -291,11 +306,11 @@ func TestTakeoverAfterAnInstanceCrashes(t *testing.T) {
 	waitSpread(t, ins, 30*time.Second)
 	base := time.Now()
 	publishDataset(t, srv.ClientURL(), base, 0, total/2)
-	time.Sleep(300 * time.Millisecond)
+	waitConsuming(t, ins[1]) // mid-stream: it holds work when it goes
 	ins[1].bus.Conn().Close() // the crash: no goodbye of any kind
 	took := waitSpread(t, []*instance{ins[0], ins[2]}, 30*time.Second)
 	t.Logf("partitions of the crashed instance taken over in %s", took)
-	publishDataset(t, srv.ClientURL(), base, total/2, total)
+	publishDataset(t, srv.ClientURL(), liveBase(total/2), total/2, total)
 	ws := collectWindows(t, srv, total, ins)
 	if len(ws) == 0 {
 		t.Fatal("no windows")

@@ -76,7 +76,9 @@ type Stats struct {
 // families are the event families, each with its stream.
 var families = []events.Family{events.FamilyHealth, events.FamilyMonitoring, events.FamilyPerformance, events.FamilySystem, events.FamilyValidation}
 
-// Connect opens a bus on the server in cfg and checks it answers.
+// Connect opens a bus on the server in cfg and checks it answers. ctx
+// bounds only that check; the bus does not keep it, and lives until
+// [Bus.Close].
 func Connect(ctx context.Context, cfg Config) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
