@@ -251,8 +251,11 @@ type Publisher struct {
 	asyncFails *failCounts
 	spooling   atomic.Bool // the spool holds events (or is about to)
 
-	kick     chan struct{}
-	done     chan struct{}
+	kick chan struct{}
+	done chan struct{}
+	// closing is cancelled by Close: it ends a drain's sends at once.
+	closing  context.Context
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closed   atomic.Bool
 	unnotify func() // stops next's async failure reports (a no-op if none)
@@ -292,6 +295,7 @@ func New(next events.Publisher, o Options) (*Publisher, error) {
 		kick:       make(chan struct{}, 1), done: make(chan struct{}),
 		unnotify: func() {},
 	}
+	p.closing, p.cancel = context.WithCancel(context.Background())
 	p.m = newMetrics(o.Name, p.stateValue, p.spoolDepth)
 	if o.SpoolDir != "" {
 		s, err := openDiskSpool(o.SpoolDir, o.SpoolMaxBytes)
@@ -586,15 +590,7 @@ func (p *Publisher) untilProbe() time.Duration { return max(p.o.OpenTimeout/10, 
 // drain sends spooled events in order until the spool is empty (false) or a
 // send fails (true).
 func (p *Publisher) drain() bool {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-p.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := p.closing
 	for {
 		if p.cb.State() == gobreaker.StateOpen {
 			return true
@@ -731,6 +727,7 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.unnotify()
+	p.cancel()
 	close(p.done)
 	p.wg.Wait()
 	p.mu.Lock()
