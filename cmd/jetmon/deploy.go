@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/crypto/bcrypt"
@@ -131,6 +132,16 @@ func readOrMakePassword(file string, create bool) (string, error) {
 	return pw, os.WriteFile(file, []byte(pw+"\n"), 0o600)
 }
 
+// applyStreams connects as cfg says and applies defs once.
+func applyStreams(ctx context.Context, cfg jsbus.Config, defs []streams.Definition) ([]streams.Result, error) {
+	bus, err := jsbus.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = bus.Close() }()
+	return streams.Apply(ctx, bus.JetStream(), defs, cfg.Streams)
+}
+
 // streamsCmd applies the stream definitions as the operator.
 func streamsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	if len(args) == 0 || args[0] != "apply" {
@@ -161,20 +172,28 @@ Flags (each also settable as JETMON_<FLAG>):
 		return 2
 	}
 	cfg.SkipStreams = true
-	cctx, cancel := context.WithTimeout(ctx, of.timeout)
-	defer cancel()
-	bus, err := jsbus.Connect(cctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", redact.Error(err))
-		return 1
-	}
-	defer func() { _ = bus.Close() }()
 	defs, err := streams.Definitions()
 	if err != nil {
 		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", err)
 		return 1
 	}
-	results, err := streams.Apply(cctx, bus.JetStream(), defs, cfg.Streams)
+	cctx, cancel := context.WithTimeout(ctx, of.timeout)
+	defer cancel()
+	// A cluster that has just started may not have a JetStream meta leader
+	// yet: try again until --timeout, so that a deployment's one-shot job
+	// does not fail (and get restarted) for being early.
+	var results []streams.Result
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		results, err = applyStreams(cctx, cfg, defs)
+		if err == nil || cctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(stderr, "jetmon streams apply: %v; retrying in %v\n", redact.Error(err), wait)
+		select {
+		case <-cctx.Done():
+		case <-time.After(wait):
+		}
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tOUTCOME\tREPLICAS")
 	for _, r := range results {
@@ -182,7 +201,7 @@ Flags (each also settable as JETMON_<FLAG>):
 	}
 	_ = tw.Flush()
 	if err != nil {
-		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", err)
+		fmt.Fprintf(stderr, "jetmon streams apply: %v\n", redact.Error(err))
 		return 1
 	}
 	return 0

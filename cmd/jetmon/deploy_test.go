@@ -14,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
+	"github.com/jetmon/jetmon/pkg/natsserver"
 	"github.com/jetmon/jetmon/streams"
 )
 
@@ -112,3 +114,32 @@ func TestNATSConfigRunsARealServer(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestStreamsApplyWaitsForTheServer: a deployment's one-shot job may start
+// before its cluster answers; `streams apply` keeps trying until --timeout
+// instead of failing at once, and succeeds once a server is there.
+func TestStreamsApplyWaitsForTheServer(t *testing.T) {
+	port := testutil.FreePort(t)
+	var out bytes.Buffer
+	var errOut testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"streams", "apply", "--nats-url", "nats://127.0.0.1:" + itoa(port), "--timeout", "60s"}, &out, &errOut, noEnv)
+	}()
+	// The server starts only after an attempt has failed and said so.
+	testutil.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(errOut.String(), "retrying in") }, "a failed attempt")
+	select {
+	case code := <-done:
+		t.Fatalf("streams apply gave up before the server started: exit %d\n%s", code, errOut.String())
+	default:
+	}
+	natstest.StartWith(t, natsserver.Options{Host: "127.0.0.1", Port: port, StoreDir: filepath.Join(t.TempDir(), "js")})
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(out.String(), "PERFORMANCE") {
+			t.Fatalf("streams apply: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("streams apply did not finish after the server started")
+	}
+}
