@@ -306,7 +306,7 @@ func TestTakeoverAfterAnInstanceCrashes(t *testing.T) {
 	waitSpread(t, ins, 30*time.Second)
 	base := time.Now()
 	publishDataset(t, srv.ClientURL(), base, 0, total/2)
-	waitConsuming(t, ins[1]) // mid-stream: it holds work when it goes
+	waitConsuming(t, ins[1])  // mid-stream: it holds work when it goes
 	ins[1].bus.Conn().Close() // the crash: no goodbye of any kind
 	took := waitSpread(t, []*instance{ins[0], ins[2]}, 30*time.Second)
 	t.Logf("partitions of the crashed instance taken over in %s", took)

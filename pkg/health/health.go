@@ -20,8 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -128,68 +126,6 @@ type Check struct {
 	Weight float64
 	// Threshold, if set, watches the check's Value.
 	Threshold *Threshold
-}
-
-// Options configures a [Manager]. Zero values mean the defaults.
-type Options struct {
-	// Source is the source of the health events (default "health-agent").
-	Source string
-	// Publisher receives the health events; nil keeps them in the manager.
-	Publisher events.Publisher
-	// Interval between runs of a check (default 10 s), Timeout of one run
-	// (default 5 s), Jitter spreading runs by up to this share of the
-	// interval (default 0.1; negative: none).
-	Interval, Timeout time.Duration
-	Jitter            float64
-	// Concurrency bounds the checks running at once (default 4).
-	Concurrency int
-	// StatusEvery is the interval of health.system.status (default Interval).
-	StatusEvery time.Duration
-	// Weighted computes the system status from weights (healthy 1, degraded
-	// 0.5, failed 0; ≥ 0.9 healthy, ≥ 0.5 degraded) instead of worst-of.
-	Weighted bool
-	// Logger receives publish failures; nil discards them.
-	Logger *zerolog.Logger
-}
-
-// Validate reports the first bad field, by name: zero means the default, a
-// negative interval, timeout or concurrency is refused rather than silently
-// replaced by it (Jitter aside, where negative means none).
-func (o Options) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"Interval", o.Interval}, {"Timeout", o.Timeout}, {"StatusEvery", o.StatusEvery}} {
-		if d.v < 0 {
-			return fmt.Errorf("health options: %s %v: must not be negative", d.name, d.v)
-		}
-	}
-	if o.Concurrency < 0 {
-		return fmt.Errorf("health options: Concurrency %d: must not be negative", o.Concurrency)
-	}
-	return nil
-}
-
-func (o Options) withDefaults() Options {
-	if o.Source == "" {
-		o.Source = "health-agent"
-	}
-	if o.Interval <= 0 {
-		o.Interval = 10 * time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
-	if o.Jitter == 0 {
-		o.Jitter = 0.1
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 4
-	}
-	if o.StatusEvery <= 0 {
-		o.StatusEvery = o.Interval
-	}
-	return o
 }
 
 // Manager runs checks and reports their results. Its methods are safe for
@@ -468,98 +404,4 @@ func (m *Manager) publish(ctx context.Context, ev events.Event) {
 	if err := m.o.Publisher.Publish(ctx, ev); err != nil && ctx.Err() == nil {
 		m.log.Warn().Err(err).Str("event_type", string(ev.Metadata().Type)).Msg("health event not published")
 	}
-}
-
-// ComponentStatus is one check's latest result, for reports.
-type ComponentStatus struct {
-	Name      string  `json:"name"`
-	Status    Status  `json:"status"`
-	Message   string  `json:"message,omitempty"`
-	LatencyMS float64 `json:"latency_ms"`
-	Critical  bool    `json:"critical"`
-	Checked   string  `json:"checked_at,omitempty"`
-}
-
-// Report is the system status with every component's latest result.
-type Report struct {
-	Status     Status            `json:"status"`
-	Score      float64           `json:"score"`
-	Components []ComponentStatus `json:"checks"`
-}
-
-// Report returns the current system status: worst-of the components (or
-// weighted, see Options.Weighted). A check that has not run counts as failed
-// for the status.
-func (m *Manager) Report() Report {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	rep := Report{Status: Healthy, Components: []ComponentStatus{}}
-	var wsum, score float64
-	for _, name := range m.order {
-		e := m.checks[name]
-		s := e.last.Status
-		cs := ComponentStatus{
-			Name: name, Status: s, Message: e.last.Message, Critical: e.Critical,
-			LatencyMS: float64(e.last.Latency) / float64(time.Millisecond),
-		}
-		if !e.last.Checked.IsZero() {
-			cs.Checked = e.last.Checked.UTC().Format(time.RFC3339Nano)
-		}
-		rep.Components = append(rep.Components, cs)
-		eff := s
-		if s == Unknown {
-			eff = Failed
-		}
-		if eff.rank() > rep.Status.rank() {
-			rep.Status = eff
-		}
-		wsum += e.Weight
-		score += e.Weight * eff.score()
-	}
-	sort.Slice(rep.Components, func(i, j int) bool { return rep.Components[i].Name < rep.Components[j].Name })
-	rep.Score = 1
-	if wsum > 0 {
-		rep.Score = score / wsum
-	}
-	if m.o.Weighted {
-		switch {
-		case rep.Score >= 0.9:
-			rep.Status = Healthy
-		case rep.Score >= 0.5:
-			rep.Status = Degraded
-		default:
-			rep.Status = Failed
-		}
-	}
-	return rep
-}
-
-// Ready reports whether no critical check is failed or not yet run.
-func (m *Manager) Ready() (bool, []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var failing []string
-	for _, name := range m.order {
-		e := m.checks[name]
-		if e.Critical && (e.last.Status == Failed || e.last.Status == Unknown) {
-			failing = append(failing, name)
-		}
-	}
-	return len(failing) == 0, failing
-}
-
-// publishSystem publishes health.system.status.
-func (m *Manager) publishSystem(ctx context.Context) {
-	rep := m.Report()
-	ev := events.NewHealthEvent(events.SystemStatus, m.o.Source, "system")
-	ev.Status = string(rep.Status)
-	ev.Metric, ev.Value = "health_score", rep.Score
-	bad := 0
-	for _, c := range rep.Components {
-		if c.Status != Healthy {
-			bad++
-		}
-	}
-	ev.Message = strconv.Itoa(len(rep.Components)-bad) + " of " + strconv.Itoa(len(rep.Components)) + " components healthy"
-	m.publish(ctx, ev)
 }
