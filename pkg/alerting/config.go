@@ -151,6 +151,10 @@ type Receiver struct {
 	Log          *LogConfig          `yaml:"log"`
 	Webhook      *WebhookConfig      `yaml:"webhook"`
 	Alertmanager *AlertmanagerConfig `yaml:"alertmanager"`
+	Slack        *SlackConfig        `yaml:"slack"`
+	PagerDuty    *PagerDutyConfig    `yaml:"pagerduty"`
+	Email        *EmailConfig        `yaml:"email"`
+	Teams        *TeamsConfig        `yaml:"teams"`
 }
 
 // LogConfig sends notifications to the process log.
@@ -159,7 +163,8 @@ type LogConfig struct {
 	SendResolved *bool `yaml:"send_resolved"`
 }
 
-// WebhookConfig posts the Prometheus Alertmanager webhook payload (version 4).
+// WebhookConfig posts the Prometheus Alertmanager webhook payload
+// (version 4), or with Body a JSON document of the user's own.
 type WebhookConfig struct {
 	URL string `yaml:"url"`
 	// BearerTokenFile holds a token sent as "Authorization: Bearer".
@@ -167,6 +172,13 @@ type WebhookConfig struct {
 	Timeout         Duration `yaml:"timeout"`
 	SendResolved    *bool    `yaml:"send_resolved"`
 	MaxAlerts       int      `yaml:"max_alerts"`
+	// Body, if set, is a template over [TemplateData] whose output is
+	// posted instead of the version 4 payload; it must be valid JSON
+	// (use the json function for values: {"text": {{ .Status | json }}}),
+	// else the notification fails without being sent.
+	Body string `yaml:"body"`
+
+	body *textTemplate
 }
 
 // AlertmanagerConfig forwards alerts to a Prometheus Alertmanager through
@@ -573,9 +585,10 @@ func (r *Receiver) validate(v *validator, p []any) {
 	if r.Name == "" {
 		v.addf(at("name"), "required")
 	}
-	if r.Log == nil && r.Webhook == nil && r.Alertmanager == nil && !v.allowEmptyReceivers {
-		v.addf(p, "receiver %q has no target (log, webhook or alertmanager)", r.Name)
+	if r.Log == nil && r.Webhook == nil && r.Alertmanager == nil && !r.hasNative() && !v.allowEmptyReceivers {
+		v.addf(p, "receiver %q has no target (log, webhook, alertmanager, slack, pagerduty, email or teams)", r.Name)
 	}
+	r.validateNative(v, p)
 	if r.Webhook != nil {
 		if err := checkURL(r.Webhook.URL); err != nil {
 			v.addf(append(at("webhook"), "url"), "%v", err)

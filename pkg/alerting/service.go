@@ -16,11 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -97,6 +95,9 @@ type Service struct {
 	subs      map[string]events.Subscription
 	intCancel context.CancelFunc
 	workers   sync.WaitGroup
+	// bg owns the goroutines that outlive a call: deferred retries,
+	// unsubscribes and reloads. Run waits for them before it returns.
+	bg sync.WaitGroup
 
 	input    chan observeReq
 	calls    chan func()
@@ -194,6 +195,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("watch silences: %w", err)
 	}
+	defer s.bg.Wait() // last: they give up once the loop is done
 	if err := s.startIntegrations(s.cfg); err != nil {
 		return err
 	}
@@ -445,151 +447,6 @@ func (s *Service) updateGauges() {
 	s.m.series.Set(float64(s.engine.Series()))
 }
 
-// startIntegrations starts one worker per receiver target.
-func (s *Service) startIntegrations(cfg *Config) error {
-	all := map[string][]*integration{}
-	for _, r := range cfg.Receivers {
-		ins, err := newIntegrations(r, s.opts.HTTPClient, &s.log, s.opts.ExternalURL)
-		if err != nil {
-			return err
-		}
-		if f := s.opts.Notify[r.Name]; f != nil {
-			ins = append(ins, newIntegration(r.Name, len(ins), funcSender(f), true))
-		}
-		if len(ins) == 0 {
-			return fmt.Errorf("receiver %q has no target", r.Name)
-		}
-		all[r.Name] = ins
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(s.runCtx))
-	s.integrations, s.intCancel = all, cancel
-	for _, ins := range all {
-		for _, in := range ins {
-			s.workers.Go(func() { s.work(ctx, in) })
-		}
-	}
-	return nil
-}
-
-func (s *Service) stopIntegrations() {
-	if s.intCancel != nil {
-		s.intCancel()
-	}
-	s.workers.Wait()
-}
-
-// work delivers an integration's queued notifications one at a time.
-func (s *Service) work(ctx context.Context, in *integration) {
-	for {
-		for n := in.pop(); n != nil; n = in.pop() {
-			s.deliver(ctx, in, n)
-			if ctx.Err() != nil {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-in.wake:
-		}
-	}
-}
-
-// deliver sends n through in exactly once across instances: it claims the
-// notification log entry with a compare-and-set, sends, and records what
-// was sent. A peer's live claim defers the group for a second.
-func (s *Service) deliver(ctx context.Context, in *integration, n *Notification) {
-	key := nflogKey(in.receiver, in.idx, n.GroupKey)
-	result := func(r string) {
-		s.m.notifications.WithLabelValues(in.receiver, in.sender.kind(), r).Inc()
-	}
-	var claimRev uint64
-	var prev NflogEntry
-	var send *Notification
-	for attempt := 0; ; attempt++ {
-		e, rev, err := s.store.Nflog(ctx, key)
-		if err != nil {
-			s.log.Warn().Err(err).Str("receiver", in.receiver).Msg("notification log unavailable; retrying later")
-			s.retryLater(n, time.Second)
-			result("error")
-			return
-		}
-		d, out := Decide(e, n, s.opts.Instance, time.Now())
-		switch d {
-		case Skip:
-			result("skipped")
-			return
-		case Busy:
-			s.retryLater(n, time.Second)
-			result("busy")
-			return
-		}
-		claim := e
-		claim.ClaimedBy, claim.ClaimExpires = s.opts.Instance, time.Now().Add(s.opts.ClaimTTL)
-		claimRev, err = s.store.PutNflog(ctx, key, claim, rev)
-		if errors.Is(err, ErrConflict) && attempt < 3 {
-			continue // a peer wrote in between: decide again on its entry
-		}
-		if err != nil {
-			s.retryLater(n, time.Second)
-			result("busy")
-			return
-		}
-		prev, send = e, out
-		break
-	}
-	toSend := *send
-	if !in.sendResolved {
-		toSend.Resolved = nil
-	}
-	start := time.Now()
-	var err error
-	if len(toSend.Firing)+len(toSend.Resolved) > 0 {
-		err = s.sendWithRetry(ctx, in, &toSend)
-	}
-	s.m.latency.WithLabelValues(in.sender.kind()).Observe(time.Since(start).Seconds())
-	entry := prev
-	entry.ClaimedBy, entry.ClaimExpires = "", time.Time{}
-	if err == nil {
-		entry.Firing, entry.SentAt = fingerprints(send.Firing), time.Now()
-	}
-	if _, perr := s.store.PutNflog(context.WithoutCancel(ctx), key, entry, claimRev); perr != nil {
-		s.log.Warn().Err(perr).Str("receiver", in.receiver).Msg("cannot record notification")
-	}
-	if err != nil {
-		result("failed")
-		s.log.Error().Err(redact.Error(err)).Str("receiver", in.receiver).Str("integration", in.sender.kind()).Str("group", n.GroupKey).Msg("notification failed")
-		return
-	}
-	result("sent")
-}
-
-func (s *Service) sendWithRetry(ctx context.Context, in *integration, n *Notification) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, s.opts.RetryFor
-	return backoff.Retry(func() error {
-		_, err := in.breaker.Execute(func() (struct{}, error) { return struct{}{}, in.sender.send(ctx, n) })
-		if err != nil {
-			s.log.Debug().Err(redact.Error(err)).Str("receiver", in.receiver).Msg("notification attempt failed")
-		}
-		return err
-	}, backoff.WithContext(b, ctx))
-}
-
-// retryLater asks the loop to flush n's group again after d.
-func (s *Service) retryLater(n *Notification, d time.Duration) {
-	go func() {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.runCtx.Done():
-			return
-		}
-		_ = s.do(context.Background(), func() { s.disp.Retry(n, time.Now()) })
-	}()
-}
-
 // inputPatterns returns the event patterns the rules read, plus
 // monitoring.config.changed for reloads.
 func inputPatterns(cfg *Config) []string {
@@ -611,7 +468,7 @@ func (s *Service) subscribe(ctx context.Context) error {
 	}
 	for p, sub := range s.subs {
 		if !slices.Contains(want, p) {
-			go func() { _ = sub.Unsubscribe() }() // its handler may be waiting for this loop
+			s.bg.Go(func() { _ = sub.Unsubscribe() }) // its handler may be waiting for this loop
 			delete(s.subs, p)
 		}
 	}
@@ -653,11 +510,11 @@ func (s *Service) onConfigChanged(ctx context.Context, ev events.Event) error {
 	if !ok || c.Config["component"] != ReloadComponent {
 		return nil // e.g. breaker reports
 	}
-	go func() {
+	s.bg.Go(func() {
 		if err := s.ReloadFile(context.WithoutCancel(ctx)); err != nil {
 			s.log.Error().Err(err).Msg("reload on config.changed failed")
 		}
-	}()
+	})
 	return nil
 }
 
