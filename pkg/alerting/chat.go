@@ -160,11 +160,11 @@ type TeamsAttachment struct {
 
 // AdaptiveCard is the subset of the Adaptive Card schema jetmon writes.
 type AdaptiveCard struct {
-	Schema  string          `json:"$schema"`
-	Type    string          `json:"type"`
-	Version string          `json:"version"`
-	Body    []CardElement   `json:"body"`
-	Actions []CardAction    `json:"actions,omitempty"`
+	Schema  string            `json:"$schema"`
+	Type    string            `json:"type"`
+	Version string            `json:"version"`
+	Body    []CardElement     `json:"body"`
+	Actions []CardAction      `json:"actions,omitempty"`
 	MSTeams map[string]string `json:"msteams,omitempty"`
 }
 

@@ -182,4 +182,3 @@ func (s *Service) retryLater(n *Notification, d time.Duration) {
 		_ = s.do(context.Background(), func() { s.disp.Retry(n, time.Now()) })
 	})
 }
-

@@ -83,7 +83,9 @@ type mailSession struct {
 	rcpts  []string
 }
 
-func (p *mailPeer) NewSession(c *smtp.Conn) (smtp.Session, error) { return &mailSession{p: p, c: c}, nil }
+func (p *mailPeer) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &mailSession{p: p, c: c}, nil
+}
 
 func (s *mailSession) AuthMechanisms() []string { return []string{sasl.Plain} }
 
@@ -132,7 +134,7 @@ func newMailPeer(t *testing.T) *mailPeer {
 	s.Domain = "127.0.0.1"
 	s.TLSConfig = &tls.Config{Certificates: certSrv.TLS.Certificates, MinVersion: tls.VersionTLS12}
 	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +215,9 @@ func TestNativeReceivers(t *testing.T) {
 		}
 		_, err := validateSlack(b, true)
 		return err
-	}, func(_ int, w http.ResponseWriter) { fmt.Fprint(w, `{"ok":true,"channel":"C123ABC456","ts":"1503435956.000247"}`) })
+	}, func(_ int, w http.ResponseWriter) {
+		fmt.Fprint(w, `{"ok":true,"channel":"C123ABC456","ts":"1503435956.000247"}`)
+	})
 	teams := newHook(t, func(_ *http.Request, b []byte) error { _, err := validateTeams(b); return err },
 		func(_ int, w http.ResponseWriter) { fmt.Fprint(w, "1") })
 	custom := newHook(t, func(_ *http.Request, b []byte) error {
@@ -393,7 +397,7 @@ receivers:
 func TestEmailRequiresTLS(t *testing.T) {
 	var got []string
 	var mu sync.Mutex
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

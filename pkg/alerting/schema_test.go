@@ -89,7 +89,7 @@ func validatePagerDuty(body []byte) (pdEvent, error) {
 		if p.Timestamp != nil {
 			if _, err := time.Parse("2006-01-02T15:04:05.999999999Z0700", *p.Timestamp); err != nil {
 				if _, err := time.Parse(time.RFC3339Nano, *p.Timestamp); err != nil {
-					return e, fmt.Errorf("payload.timestamp: not ISO 8601: %v", err)
+					return e, fmt.Errorf("payload.timestamp: not ISO 8601: %w", err)
 				}
 			}
 		}

@@ -208,7 +208,7 @@ func (t *textTemplate) exec(d *TemplateData) (string, error) {
 type htmlTemplate struct{ t *htmltemplate.Template }
 
 func parseHTML(name, text string) (*htmlTemplate, error) {
-	t, err := htmltemplate.New(name).Option("missingkey=zero").Funcs(htmltemplate.FuncMap(templateFuncs)).Parse(text)
+	t, err := htmltemplate.New(name).Option("missingkey=zero").Funcs(templateFuncs).Parse(text)
 	if err != nil {
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "template: "))
 	}
