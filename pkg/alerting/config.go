@@ -85,12 +85,32 @@ type Rule struct {
 	KeepFiringFor Duration `yaml:"keep_firing_for" json:"-"`
 	// StaleAfter clears the condition of a series without new windows for
 	// this long (threshold and anomaly rules; default 5m, negative: never).
-	StaleAfter  Duration          `yaml:"stale_after" json:"-"`
-	Anomaly     *AnomalyConfig    `yaml:"anomaly" json:"anomaly,omitempty"`
+	StaleAfter Duration       `yaml:"stale_after" json:"-"`
+	Anomaly    *AnomalyConfig `yaml:"anomaly" json:"anomaly,omitempty"`
+	// Key names the field that ties a pattern rule's events together:
+	// context_id (default for absence), source (default for sequence and
+	// ratio), trace_id, component, operation or attributes.<name>.
+	Key string `yaml:"key" json:"key,omitempty"`
+	// First and Then are the steps of absence and sequence rules;
+	// Numerator and Denominator those of ratio rules.
+	First       *PatternStep `yaml:"first" json:"first,omitempty"`
+	Then        *PatternStep `yaml:"then" json:"then,omitempty"`
+	Numerator   *PatternStep `yaml:"numerator" json:"numerator,omitempty"`
+	Denominator *PatternStep `yaml:"denominator" json:"denominator,omitempty"`
+	// Within is how long after the first step the then step may come
+	// (absence: must come; sequence: the first step's completion).
+	Within Duration `yaml:"within" json:"-"`
+	// MaxKeys bounds the open keys of a pattern rule (default
+	// [DefaultMaxKeys]); past it the oldest key is evicted and counted.
+	MaxKeys int `yaml:"max_keys" json:"max_keys,omitempty"`
+	// MinCount is the fewest denominator events in the window for a ratio
+	// rule to judge (default 1).
+	MinCount    int               `yaml:"min_count" json:"min_count,omitempty"`
 	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
 	Annotations map[string]string `yaml:"annotations" json:"annotations,omitempty"`
 
 	annotations map[string]*template.Template
+	inputs      []string // Inputs(), for the hot path
 }
 
 // Match selects the input of a rule. Every field is a glob (path.Match
@@ -492,8 +512,11 @@ func (r *Rule) validate(v *validator, p []any) {
 			v.addf(at("window"), "a positive window is required for a rate rule")
 		}
 		needThreshold = true
+	case KindAbsence, KindSequence, KindRatio:
+		needThreshold = r.Kind == KindRatio
+		r.validatePattern(v, p)
 	default:
-		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly", r.Kind)
+		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly, absence, sequence, ratio", r.Kind)
 	}
 	if needThreshold {
 		switch {
@@ -521,6 +544,7 @@ func (r *Rule) validate(v *validator, p []any) {
 			v.addf(append(at("labels"), k), "%q is not a label name", k)
 		}
 	}
+	r.inputs = r.Inputs()
 	r.annotations = map[string]*template.Template{}
 	for k, text := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(text)

@@ -105,8 +105,13 @@ type Engine struct {
 	seriesLabels map[string]Labels
 	lastSample   map[string]time.Time
 	lastSweep    time.Time
+	// lastPatternSweep is when idle ratio series were last dropped.
+	lastPatternSweep time.Time
 	// fps caches the fingerprint of the series seen, per rule.
 	fps map[seriesKey]string
+	// patterns holds the open keys and ratio counts of pattern rules, by
+	// rule name.
+	patterns map[string]*patternState
 }
 
 // NewEngine returns an engine evaluating rules.
@@ -123,8 +128,19 @@ func (e *Engine) setRules(rules []*Rule) {
 	e.rules = rules
 	e.fps = map[seriesKey]string{} // rule labels may have changed
 	e.byName = map[string]*Rule{}
+	old := e.patterns
+	e.patterns = map[string]*patternState{}
 	for _, r := range rules {
 		e.byName[r.Name] = r
+		if !isPattern(r.Kind) {
+			continue
+		}
+		if ps := old[r.Name]; ps != nil && ps.rule.Kind == r.Kind && slices.Equal(ps.rule.Inputs(), r.Inputs()) {
+			ps.rule = r // same kind and inputs: the open keys carry on
+			e.patterns[r.Name] = ps
+		} else {
+			e.patterns[r.Name] = newPatternState(r)
+		}
 	}
 }
 
@@ -160,6 +176,10 @@ func (e *Engine) Observe(ev events.Event, now time.Time) []Transition {
 func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Transition {
 	var ts []Transition
 	for _, r := range e.rules {
+		if isPattern(r.Kind) {
+			ts = e.observePattern(r, ev, input, now, ts)
+			continue
+		}
 		if input != "" && r.Input() != input {
 			continue
 		}
@@ -300,7 +320,7 @@ func (e *Engine) Tick(now time.Time) []Transition {
 		e.sweep(now)
 		e.lastSweep = now
 	}
-	var ts []Transition
+	ts := e.tickPatterns(now)
 	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
 		a := e.alerts[fp]
 		r := e.byName[a.Rule]
@@ -317,6 +337,8 @@ func (e *Engine) Tick(now time.Time) []Transition {
 		switch {
 		case r.Kind == KindRate && e.rates[fp] != nil:
 			cond = e.rateCondition(r, a, e.rates[fp].sum(now))
+		case r.Kind == KindRatio:
+			cond = e.ratioCondition(r, a, now)
 		case (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && now.Sub(a.LastSeenAt) >= r.StaleAfter.D():
 			cond = false
 		}
@@ -336,6 +358,11 @@ func (e *Engine) Next(now time.Time) time.Time {
 			next = t
 		}
 	}
+	for _, ps := range e.patterns {
+		if t := ps.next(); !t.IsZero() {
+			earlier(t)
+		}
+	}
 	for fp, a := range e.alerts {
 		r := e.byName[a.Rule]
 		if r == nil {
@@ -352,6 +379,15 @@ func (e *Engine) Next(now time.Time) time.Time {
 		case StateFiring:
 			if !a.Exceeding {
 				earlier(a.LastExceededAt.Add(r.KeepFiringFor.D()))
+			}
+		}
+		if r.Kind == KindRatio {
+			if s := e.ratioSeriesOf(r, a); s != nil {
+				for _, c := range []*rateCounter{s.num, s.den} {
+					if t := c.nextExpiry(now); !t.IsZero() {
+						earlier(t)
+					}
+				}
 			}
 		}
 		if c := e.rates[fp]; r.Kind == KindRate && c != nil {
@@ -467,7 +503,11 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 			continue
 		}
 		series := Labels{}
-		for _, k := range []string{"source", "operation", "metric", "component", "event_type"} {
+		keys := []string{"source", "operation", "metric", "component", "event_type"}
+		if isPattern(r.Kind) {
+			keys = []string{"source", labelOfKey(r.Key)}
+		}
+		for _, k := range keys {
 			if v, ok := a.Labels[k]; ok {
 				series[k] = v
 			}

@@ -21,6 +21,8 @@ type sample struct {
 // engine finds a known series without building its labels.
 type seriesID struct {
 	source, operation, metric, component, eventType string
+	// patternKey is a pattern rule's key value (not a series label).
+	patternKey string
 }
 
 // labels returns the series labels (no alertname, no rule labels).

@@ -91,7 +91,9 @@ type Service struct {
 	integrations map[string][]*integration
 	// saved maps the fingerprint of every alert in the store to the
 	// LastSeenAt it was saved with, so snapshots write only what moved.
-	saved     map[string]time.Time
+	saved map[string]time.Time
+	// evicted is what PatternEvictions said last, per rule.
+	evicted   map[string]uint64
 	subs      map[string]events.Subscription
 	intCancel context.CancelFunc
 	workers   sync.WaitGroup
@@ -147,7 +149,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: log.With().Str("component", "alertmanager").Logger(), store: opts.Store, m: newMetrics(),
 		cfg: opts.Config, engine: NewEngine(opts.Config.Rules), disp: NewDispatcher(opts.Config),
-		saved: map[string]time.Time{}, subs: map[string]events.Subscription{},
+		saved: map[string]time.Time{}, evicted: map[string]uint64{}, subs: map[string]events.Subscription{},
 		input: make(chan observeReq), calls: make(chan func()), loopDone: make(chan struct{}),
 	}
 	if opts.Registerer != nil {
@@ -231,10 +233,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.m.input.Inc()
 			s.apply(ctx, s.engine.ObserveInput(req.ev, req.input, time.Now()))
 			s.m.series.Set(float64(s.engine.Series())) // new series come without transitions
+			s.patternGauges()
 			close(req.done)
 		case <-timer.C:
 			s.apply(ctx, s.engine.Tick(time.Now()))
 			s.m.series.Set(float64(s.engine.Series())) // idle series go without transitions
+			s.patternGauges()
 		case sil := <-silences:
 			s.disp.SetSilence(sil.ID, sil, time.Now())
 		case f := <-s.calls:
@@ -381,6 +385,12 @@ func (s *Service) metricName(rule string) string {
 			return "health_status"
 		case KindRate:
 			return "event_count"
+		case KindAbsence:
+			return "open_seconds"
+		case KindSequence:
+			return "sequence_count"
+		case KindRatio:
+			return "ratio"
 		}
 		return r.Field
 	}
@@ -452,7 +462,9 @@ func (s *Service) updateGauges() {
 func inputPatterns(cfg *Config) []string {
 	set := map[string]bool{}
 	for _, r := range cfg.Rules {
-		set[r.Input()] = true
+		for _, in := range r.Inputs() {
+			set[in] = true
+		}
 	}
 	return slices.Sorted(maps.Keys(set))
 }
@@ -673,4 +685,15 @@ func durStr(d Duration) string {
 		return ""
 	}
 	return d.D().String()
+}
+
+// patternGauges publishes the pattern rules' open keys and evictions.
+func (s *Service) patternGauges() {
+	s.m.patternKeys.Set(float64(s.engine.PatternKeys()))
+	for rule, n := range s.engine.PatternEvictions() {
+		if d := n - s.evicted[rule]; n > s.evicted[rule] {
+			s.m.evictions.WithLabelValues(rule).Add(float64(d))
+		}
+		s.evicted[rule] = n
+	}
 }

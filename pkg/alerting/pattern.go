@@ -1,0 +1,613 @@
+package alerting
+
+import (
+	"container/heap"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jetmon/jetmon/pkg/events"
+)
+
+// Pattern rule kinds.
+const (
+	// KindAbsence fires for a key (e.g. a context_id) whose first event
+	// (validation.started) is not followed by a then event
+	// (validation.completed or validation.failed) within a time.
+	KindAbsence = "absence"
+	// KindSequence fires for a key whose first events (count of them
+	// within first.within, e.g. five system.error in a minute) are
+	// followed by a then event (health.component.failed) within a time.
+	KindSequence = "sequence"
+	// KindRatio compares numerator events per denominator events of a key
+	// (failed per started) over a sliding window with a threshold.
+	KindRatio = "ratio"
+)
+
+// DefaultMaxKeys is the default number of open keys a pattern rule holds.
+const DefaultMaxKeys = 100_000
+
+// DefaultPatternKeepFiring is how long an absence or sequence alert stays
+// firing after its match when the rule sets no keep_firing_for: a match
+// is an instant, and a notification needs the alert to last.
+const DefaultPatternKeepFiring = 5 * time.Minute
+
+// PatternStep selects the events of one step of a pattern rule.
+type PatternStep struct {
+	// Types are event-type patterns (NATS wildcards); an event of any of
+	// them belongs to the step.
+	Types []string `yaml:"types" json:"types"`
+	// Source is a glob on the event's source (empty: any).
+	Source string `yaml:"source" json:"source,omitempty"`
+	// Count is how many events make the first step of a sequence rule
+	// (default 1), all within Within.
+	Count  int      `yaml:"count" json:"count,omitempty"`
+	Within Duration `yaml:"within" json:"-"`
+}
+
+func (s *PatternStep) matches(md *events.Meta) bool {
+	if s == nil {
+		return false
+	}
+	for _, t := range s.Types {
+		if events.Match(t, md.Type) {
+			return s.Source == "" || glob(s.Source, md.Source)
+		}
+	}
+	return false
+}
+
+// keyOf returns the value of the rule's key field in ev ("" if it has
+// none): context_id, trace_id, source, component, operation or
+// attributes.<name>.
+func keyOf(field string, ev events.Event) string {
+	md := ev.Metadata()
+	switch field {
+	case "context_id":
+		return md.ContextID
+	case "source":
+		return md.Source
+	case "trace_id":
+		if md.TraceID.IsZero() {
+			return ""
+		}
+		return md.TraceID.String()
+	case "component":
+		return componentOf(ev)
+	case "operation":
+		if p, ok := ev.(*events.PerformanceEvent); ok {
+			return p.Operation
+		}
+		return ""
+	}
+	if name, ok := strings.CutPrefix(field, "attributes."); ok {
+		return md.Attributes[name]
+	}
+	return ""
+}
+
+// openKey is the state of one key of an absence or sequence rule.
+type openKey struct {
+	key, source string
+	// expires is when the key is given up: an absence rule's deadline
+	// (the key fires then), a sequence rule's end of the wait for its
+	// then event (the key is dropped then).
+	expires time.Time
+	idx     int // in the heap
+	// firsts are a sequence rule's first-step event times (a ring of
+	// count values), armed when they complete the step, at armedAt.
+	firsts  []time.Time
+	next    int
+	armedAt time.Time
+}
+
+// keyHeap orders open keys by expiry.
+type keyHeap []*openKey
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
+func (h *keyHeap) Push(x any)        { k := x.(*openKey); k.idx = len(*h); *h = append(*h, k) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	k := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return k
+}
+
+// ratioSeries counts the numerator and denominator events of one key.
+type ratioSeries struct {
+	source   string
+	num, den *rateCounter
+	last     time.Time
+}
+
+// patternState is the state of one pattern rule.
+type patternState struct {
+	rule   *Rule
+	open   map[string]*openKey
+	byTime keyHeap
+	ratios map[string]*ratioSeries
+	// evicted counts the keys dropped at max_keys.
+	evicted uint64
+}
+
+func newPatternState(r *Rule) *patternState {
+	return &patternState{rule: r, open: map[string]*openKey{}, ratios: map[string]*ratioSeries{}}
+}
+
+// patternMatch is an alert-worthy outcome of a pattern rule for one key.
+type patternMatch struct {
+	key, source string
+	value       float64
+	at          time.Time // event time that identifies the episode
+	cond        bool
+}
+
+// PatternKeyBytes bounds the memory an open key of an absence rule costs,
+// its key string included up to 36 bytes (a UUID): the map entry, the
+// key's struct and its heap slot (about 175 bytes measured). A sequence
+// rule's key adds 24 bytes per first.count. A test holds 100 000 keys
+// within it.
+const PatternKeyBytes = 256
+
+func (p *patternState) add(k *openKey) {
+	if max := p.rule.MaxKeys; max > 0 && len(p.open) >= max {
+		old := heap.Pop(&p.byTime).(*openKey)
+		delete(p.open, old.key)
+		p.evicted++
+	}
+	p.open[k.key] = k
+	heap.Push(&p.byTime, k)
+}
+
+func (p *patternState) remove(k *openKey) {
+	heap.Remove(&p.byTime, k.idx)
+	delete(p.open, k.key)
+}
+
+// observe applies ev (whose metadata is md, event time at) and returns the
+// matches it causes. It allocates nothing for an event no step selects.
+func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (patternMatch, bool) {
+	r := p.rule
+	switch r.Kind {
+	case KindAbsence:
+		isFirst, isThen := r.First.matches(md), r.Then.matches(md)
+		if !isFirst && !isThen {
+			return patternMatch{}, false
+		}
+		key := keyOf(r.Key, ev)
+		if key == "" {
+			return patternMatch{}, false
+		}
+		if k := p.open[key]; k != nil {
+			if isThen {
+				p.remove(k)
+			}
+			return patternMatch{}, false
+		}
+		if isFirst && !isThen {
+			p.add(&openKey{key: key, source: md.Source, expires: at.Add(r.Within.D())})
+		}
+	case KindSequence:
+		isFirst, isThen := r.First.matches(md), r.Then.matches(md)
+		if !isFirst && !isThen {
+			return patternMatch{}, false
+		}
+		key := keyOf(r.Key, ev)
+		if key == "" {
+			return patternMatch{}, false
+		}
+		k := p.open[key]
+		if isThen && k != nil && !k.armedAt.IsZero() && !at.Before(k.armedAt) && !at.After(k.armedAt.Add(r.Within.D())) {
+			p.remove(k)
+			return patternMatch{key: key, source: k.source, value: float64(r.First.Count), at: at, cond: true}, true
+		}
+		if !isFirst {
+			return patternMatch{}, false
+		}
+		if k == nil {
+			k = &openKey{key: key, source: md.Source, firsts: make([]time.Time, r.First.Count)}
+			k.expires = at.Add(r.First.Within.D())
+			p.add(k)
+		}
+		k.firsts[k.next] = at
+		k.next = (k.next + 1) % len(k.firsts)
+		if oldest := k.firsts[k.next]; !oldest.IsZero() && at.Sub(oldest) <= r.First.Within.D() {
+			k.armedAt = at // the ring's oldest, once full, is within the window
+		}
+		exp := at.Add(r.First.Within.D())
+		if !k.armedAt.IsZero() {
+			exp = maxTime(exp, k.armedAt.Add(r.Within.D()))
+		}
+		if !exp.Equal(k.expires) {
+			k.expires = exp
+			heap.Fix(&p.byTime, k.idx)
+		}
+	case KindRatio:
+		isNum, isDen := r.Numerator.matches(md), r.Denominator.matches(md)
+		if !isNum && !isDen {
+			return patternMatch{}, false
+		}
+		key := keyOf(r.Key, ev)
+		if key == "" {
+			return patternMatch{}, false
+		}
+		s := p.ratios[key]
+		if s == nil {
+			if max := r.MaxKeys; max > 0 && len(p.ratios) >= max {
+				p.evictRatio()
+			}
+			s = &ratioSeries{source: md.Source, num: newRateCounter(r.Window.D()), den: newRateCounter(r.Window.D())}
+			p.ratios[key] = s
+		}
+		if isNum {
+			s.num.add(at, 1)
+		}
+		if isDen {
+			s.den.add(at, 1)
+		}
+		s.last = at
+		return patternMatch{key: key, source: s.source, at: at}, true
+	}
+	return patternMatch{}, false
+}
+
+// evictRatio drops the ratio series that saw an event longest ago.
+func (p *patternState) evictRatio() {
+	var oldest string
+	var at time.Time
+	for k, s := range p.ratios {
+		if oldest == "" || s.last.Before(at) {
+			oldest, at = k, s.last
+		}
+	}
+	delete(p.ratios, oldest)
+	p.evicted++
+}
+
+// ratio returns the numerator/denominator ratio of s at now, and whether
+// the denominator reached min_count.
+func (r *Rule) ratio(s *ratioSeries, now time.Time) (float64, bool) {
+	den := s.den.sum(now)
+	if den < float64(max(r.MinCount, 1)) {
+		return 0, false
+	}
+	return s.num.sum(now) / den, true
+}
+
+// expire pops the keys whose time is up at now: an absence rule's
+// overdue keys are returned as matches; a sequence rule's are dropped.
+func (p *patternState) expire(now time.Time) []patternMatch {
+	var out []patternMatch
+	for len(p.byTime) > 0 && !p.byTime[0].expires.After(now) {
+		k := heap.Pop(&p.byTime).(*openKey)
+		delete(p.open, k.key)
+		if p.rule.Kind == KindAbsence {
+			out = append(out, patternMatch{key: k.key, source: k.source, value: p.rule.Within.D().Seconds(), at: k.expires, cond: true})
+		}
+	}
+	return out
+}
+
+// sweepRatios drops ratio series without events for the window, unless
+// their alert is still there.
+func (p *patternState) sweepRatios(now time.Time, alerts map[string]*Alert, e *Engine) {
+	for k, s := range p.ratios {
+		if now.Sub(s.last) <= p.rule.Window.D() {
+			continue
+		}
+		if alerts[e.patternFingerprint(p.rule, patternMatch{key: k, source: s.source})] == nil {
+			delete(p.ratios, k)
+		}
+	}
+}
+
+// next returns when expire next has something to do, or the zero time.
+func (p *patternState) next() time.Time {
+	if len(p.byTime) == 0 {
+		return time.Time{}
+	}
+	return p.byTime[0].expires
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// patternLabels returns the series labels of a key of r.
+func (r *Rule) patternLabels(m patternMatch) Labels {
+	l := Labels{"source": m.source}
+	if r.Key != "source" {
+		l[labelOfKey(r.Key)] = m.key
+	}
+	return l
+}
+
+// labelOfKey turns a key field into a label name (attributes.x → x).
+func labelOfKey(field string) string {
+	if name, ok := strings.CutPrefix(field, "attributes."); ok {
+		return name
+	}
+	return field
+}
+
+// isPattern reports whether kind is a pattern kind.
+func isPattern(kind string) bool {
+	return kind == KindAbsence || kind == KindSequence || kind == KindRatio
+}
+
+// steps returns the steps of a pattern rule.
+func (r *Rule) steps() []*PatternStep {
+	return slices.DeleteFunc([]*PatternStep{r.First, r.Then, r.Numerator, r.Denominator}, func(s *PatternStep) bool { return s == nil })
+}
+
+// Bounds of pattern rules' settings: past them a rules file is refused.
+const (
+	maxPatternWithin = 7 * 24 * time.Hour
+	maxPatternKeys   = 10_000_000
+	maxStepCount     = 10_000
+	maxStepTypes     = 32
+)
+
+var keyFields = []string{"context_id", "trace_id", "source", "component", "operation"}
+
+func (r *Rule) validatePattern(v *validator, p []any) {
+	at := func(ks ...any) []any { return append(append([]any{}, p...), ks...) }
+	if r.Match != (Match{}) {
+		v.addf(at("match"), "not used by a %s rule (its steps select the events)", r.Kind)
+	}
+	if r.Field != "" {
+		v.addf(at("field"), "not used by a %s rule", r.Kind)
+	}
+	if r.Key == "" {
+		r.Key = "source"
+		if r.Kind == KindAbsence {
+			r.Key = "context_id"
+		}
+	}
+	if name, ok := strings.CutPrefix(r.Key, "attributes."); ok {
+		if !labelName.MatchString(name) {
+			v.addf(at("key"), "%q is not a valid attribute name", name)
+		}
+	} else if !slices.Contains(keyFields, r.Key) {
+		v.addf(at("key"), "%q is not one of context_id, trace_id, source, component, operation, attributes.<name>", r.Key)
+	}
+	if r.MaxKeys == 0 {
+		r.MaxKeys = DefaultMaxKeys
+	}
+	if r.MaxKeys < 0 || r.MaxKeys > maxPatternKeys {
+		v.addf(at("max_keys"), "must be between 1 and %d", maxPatternKeys)
+	}
+	step := func(name string, s *PatternStep, counted bool) {
+		sp := at(name)
+		if s == nil {
+			v.addf(sp, "required for a %s rule", r.Kind)
+			return
+		}
+		if len(s.Types) == 0 || len(s.Types) > maxStepTypes {
+			v.addf(append(sp, "types"), "1 to %d event-type patterns required", maxStepTypes)
+		}
+		for i, t := range s.Types {
+			if err := events.ValidatePattern(t); err != nil {
+				v.addf(append(sp, "types", i), "%v", err)
+			}
+		}
+		if _, err := path.Match(s.Source, ""); err != nil {
+			v.addf(append(sp, "source"), "%q is not a valid glob", s.Source)
+		}
+		if !counted {
+			if s.Count != 0 || s.Within != 0 {
+				v.addf(sp, "count and within are only for a sequence rule's first step")
+			}
+			s.Count = 1
+			return
+		}
+		if s.Count == 0 {
+			s.Count = 1
+		}
+		if s.Count < 1 || s.Count > maxStepCount {
+			v.addf(append(sp, "count"), "must be between 1 and %d", maxStepCount)
+		}
+		if s.Count > 1 && (s.Within <= 0 || s.Within.D() > maxPatternWithin) {
+			v.addf(append(sp, "within"), "a positive duration up to %s is required with count", maxPatternWithin)
+		}
+	}
+	within := func(k string, d Duration) {
+		if d <= 0 || d.D() > maxPatternWithin {
+			v.addf(at(k), "a positive duration up to %s is required for a %s rule", maxPatternWithin, r.Kind)
+		}
+	}
+	switch r.Kind {
+	case KindAbsence, KindSequence:
+		step("first", r.First, r.Kind == KindSequence)
+		step("then", r.Then, false)
+		within("within", r.Within)
+		if r.Numerator != nil || r.Denominator != nil {
+			v.addf(at("numerator"), "numerator and denominator are for ratio rules")
+		}
+		if r.For != 0 {
+			v.addf(at("for"), "not used by a %s rule: a match is an instant (keep_firing_for says how long it fires)", r.Kind)
+		}
+		if r.KeepFiringFor == 0 {
+			r.KeepFiringFor = Duration(DefaultPatternKeepFiring)
+		}
+	case KindRatio:
+		step("numerator", r.Numerator, false)
+		step("denominator", r.Denominator, false)
+		within("window", r.Window)
+		if r.First != nil || r.Then != nil || r.Within != 0 {
+			v.addf(at("first"), "first, then and within are for absence and sequence rules")
+		}
+		if r.MinCount < 0 {
+			v.addf(at("min_count"), "must not be negative")
+		}
+	}
+}
+
+// Inputs returns the event patterns the rule reads, sorted (one for
+// threshold, anomaly, health and rate rules; a pattern rule's step types).
+func (r *Rule) Inputs() []string {
+	if !isPattern(r.Kind) {
+		return []string{r.Input()}
+	}
+	var out []string
+	for _, s := range r.steps() {
+		out = append(out, s.Types...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// readsOn reports whether a pattern rule takes an event of type t
+// delivered for the input pattern input: only on the first of its inputs
+// that matches t, so that overlapping subscriptions never feed it twice.
+func (r *Rule) readsOn(input string, t events.Type) bool {
+	if input == "" {
+		return true
+	}
+	for _, in := range r.inputs {
+		if events.Match(in, t) {
+			return in == input
+		}
+	}
+	return false
+}
+
+// observePattern evaluates a pattern rule against ev.
+func (e *Engine) observePattern(r *Rule, ev events.Event, input string, now time.Time, ts []Transition) []Transition {
+	md := ev.Metadata()
+	if !r.readsOn(input, md.Type) {
+		return ts
+	}
+	ps := e.patterns[r.Name]
+	if ps == nil {
+		return ts
+	}
+	m, ok := ps.observe(ev, md, md.Timestamp)
+	if !ok {
+		return ts
+	}
+	if r.Kind != KindRatio {
+		return e.applyMatch(r, m, float64(r.First.Count), float64(r.First.Count), now, ts)
+	}
+	fp := e.patternFingerprint(r, m)
+	a := e.alerts[fp]
+	v, enough := r.ratio(ps.ratios[m.key], now)
+	m.value, m.cond = v, enough && thresholdCondition(r, a != nil && a.Exceeding, v)
+	return e.applyMatch(r, m, v, *r.Threshold, now, ts)
+}
+
+// patternFingerprint returns the fingerprint of the alert of m's key.
+func (e *Engine) patternFingerprint(r *Rule, m patternMatch) string {
+	k := seriesKey{rule: r.Name, series: seriesID{source: m.source, patternKey: m.key}}
+	fp, known := e.fps[k]
+	if !known {
+		if len(e.fps) >= maxCachedFingerprints {
+			clear(e.fps)
+		}
+		fp = r.labels(r.patternLabels(m)).Fingerprint()
+		e.fps[k] = fp
+	}
+	return fp
+}
+
+// applyMatch moves the alert of m's key: a match of an absence or
+// sequence rule fires it (the condition is an instant, so it resolves
+// keep_firing_for later unless it matches again); a ratio rule's
+// condition holds as long as the ratio does.
+func (e *Engine) applyMatch(r *Rule, m patternMatch, value, threshold float64, now time.Time, ts []Transition) []Transition {
+	fp := e.patternFingerprint(r, m)
+	a := e.alerts[fp]
+	if a == nil {
+		if !m.cond {
+			return ts
+		}
+		a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: r.labels(r.patternLabels(m)), State: StateInactive}
+	}
+	a.LastSeenAt = now
+	if m.at.After(a.LastEventAt) {
+		a.LastEventAt = m.at
+	}
+	a.Value, a.Threshold = value, threshold
+	if r.Kind == KindAbsence {
+		a.Value = now.Sub(m.at.Add(-r.Within.D())).Seconds() // how long the key has been open
+	}
+	tr, ok := e.step(r, a, m.cond, m.at, now)
+	if r.Kind != KindRatio {
+		a.Exceeding = false
+	}
+	if ok {
+		ts = append(ts, tr)
+	}
+	return ts
+}
+
+// tickPatterns fires the overdue keys of absence rules, drops the expired
+// keys of sequence rules and the idle series of ratio rules.
+func (e *Engine) tickPatterns(now time.Time) []Transition {
+	var ts []Transition
+	sweep := now.Sub(e.lastPatternSweep) >= sweepEvery
+	for _, name := range slices.Sorted(maps.Keys(e.patterns)) {
+		ps := e.patterns[name]
+		for _, m := range ps.expire(now) {
+			ts = e.applyMatch(ps.rule, m, 0, ps.rule.Within.D().Seconds(), now, ts)
+		}
+		if sweep && ps.rule.Kind == KindRatio {
+			ps.sweepRatios(now, e.alerts, e)
+		}
+	}
+	if sweep {
+		e.lastPatternSweep = now
+	}
+	return ts
+}
+
+// ratioSeriesOf returns the counts behind a ratio rule's alert.
+func (e *Engine) ratioSeriesOf(r *Rule, a *Alert) *ratioSeries {
+	ps := e.patterns[r.Name]
+	if ps == nil {
+		return nil
+	}
+	key := a.Labels["source"]
+	if r.Key != "source" {
+		key = a.Labels[labelOfKey(r.Key)]
+	}
+	return ps.ratios[key]
+}
+
+func (e *Engine) ratioCondition(r *Rule, a *Alert, now time.Time) bool {
+	s := e.ratioSeriesOf(r, a)
+	if s == nil {
+		return false
+	}
+	v, enough := r.ratio(s, now)
+	a.Value, a.Threshold = v, *r.Threshold
+	return enough && thresholdCondition(r, a.Exceeding, v)
+}
+
+// PatternKeys returns how many keys pattern rules hold open (absence and
+// sequence keys, ratio series).
+func (e *Engine) PatternKeys() int {
+	n := 0
+	for _, ps := range e.patterns {
+		n += len(ps.open) + len(ps.ratios)
+	}
+	return n
+}
+
+// PatternEvictions returns, per pattern rule, how many keys were evicted
+// because the rule's max_keys was reached.
+func (e *Engine) PatternEvictions() map[string]uint64 {
+	out := map[string]uint64{}
+	for name, ps := range e.patterns {
+		out[name] = ps.evicted
+	}
+	return out
+}
