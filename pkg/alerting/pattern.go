@@ -101,6 +101,9 @@ type openKey struct {
 	firsts  []time.Time
 	next    int
 	armedAt time.Time
+	// closed marks an absence rule's key whose then event came before any
+	// first event; it is kept for within, then dropped without firing.
+	closed bool
 }
 
 // keyHeap orders open keys by expiry.
@@ -183,13 +186,17 @@ func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (
 		if key == "" {
 			return patternMatch{}, false
 		}
-		if k := p.open[key]; k != nil {
-			if isThen {
-				p.remove(k)
-			}
-			return patternMatch{}, false
-		}
-		if isFirst && !isThen {
+		k := p.open[key]
+		switch {
+		case k != nil && k.closed:
+			// The then event came first (events of several subjects are
+			// not ordered among themselves): a first event up to it is
+			// the same unit of work, already complete.
+		case k != nil && isThen:
+			p.remove(k)
+		case k == nil && isThen:
+			p.add(&openKey{key: key, source: md.Source, expires: at.Add(r.Within.D()), closed: true})
+		case k == nil && isFirst:
 			p.add(&openKey{key: key, source: md.Source, expires: at.Add(r.Within.D())})
 		}
 	case KindSequence:
@@ -286,7 +293,7 @@ func (p *patternState) expire(now time.Time) []patternMatch {
 	for len(p.byTime) > 0 && !p.byTime[0].expires.After(now) {
 		k := heap.Pop(&p.byTime).(*openKey)
 		delete(p.open, k.key)
-		if p.rule.Kind == KindAbsence {
+		if p.rule.Kind == KindAbsence && !k.closed {
 			out = append(out, patternMatch{key: k.key, source: k.source, value: p.rule.Within.D().Seconds(), at: k.expires, cond: true})
 		}
 	}

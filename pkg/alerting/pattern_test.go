@@ -45,13 +45,18 @@ receivers: [{name: r}]
 
 // A validation that neither completes nor fails within 30 s fires at the
 // 30th second, for its context_id only, and resolves keep_firing_for
-// (default 5m) later; one that completes in time never fires.
+// (default 5m) later; one that completes in time never fires, even when
+// its end is delivered before its start.
 func TestAbsenceTimeline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := start(t, absenceRules, nil)
 		t0 := time.Now()
 		h.observe(t, validation(events.ValidationStarted, "checkout", "ctx-a"))
 		h.observe(t, validation(events.ValidationStarted, "checkout", "ctx-b"))
+		// ctx-c's end arrives before its start (another subject, another
+		// order): it is complete all the same.
+		h.observe(t, validation(events.ValidationCompleted, "checkout", "ctx-c"))
+		h.observe(t, validation(events.ValidationStarted, "checkout", "ctx-c"))
 		time.Sleep(10 * time.Second)
 		h.observe(t, validation(events.ValidationCompleted, "checkout", "ctx-b"))
 		time.Sleep(19 * time.Second)
