@@ -254,9 +254,15 @@ const (
 	DefaultStaleAfter     = 5 * time.Minute
 )
 
-// Load reads and validates a rules file.
+// Load reads and validates a rules file; one larger than
+// [MaxRulesFileSize] is refused without being read whole.
 func Load(file string) (*Config, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRulesFileSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +277,13 @@ func Parse(file string, data []byte) (*Config, error) { return parse(file, data,
 // ([Options].Notify): receivers may have no target in the file.
 func ParseEmbedded(file string, data []byte) (*Config, error) { return parse(file, data, true) }
 
+// MaxRulesFileSize bounds a rules file: a larger one is refused unread.
+const MaxRulesFileSize = 4 << 20
+
 func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) {
+	if len(data) > MaxRulesFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, larger than the limit of %d", file, len(data), MaxRulesFileSize)
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, lineErr(file, err))
