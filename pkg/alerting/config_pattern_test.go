@@ -39,8 +39,7 @@ receivers:
     webhook: {url: "http://x", body: "{{ end }}"}
 `
 	_, err := alerting.Parse("p.yaml", []byte(src))
-	var ce *alerting.ConfigError
-	if !errors.As(err, &ce) {
+	if _, ok := errors.AsType[*alerting.ConfigError](err); !ok {
 		t.Fatalf("err = %v", err)
 	}
 	want := []string{

@@ -136,6 +136,8 @@ type patternState struct {
 	ratios map[string]*ratioSeries
 	// evicted counts the keys dropped at max_keys.
 	evicted uint64
+	// dirty says the state changed since it was last saved.
+	dirty bool
 }
 
 func newPatternState(r *Rule) *patternState {
@@ -158,6 +160,7 @@ type patternMatch struct {
 const PatternKeyBytes = 256
 
 func (p *patternState) add(k *openKey) {
+	p.dirty = true
 	if max := p.rule.MaxKeys; max > 0 && len(p.open) >= max {
 		old := heap.Pop(&p.byTime).(*openKey)
 		delete(p.open, old.key)
@@ -168,6 +171,7 @@ func (p *patternState) add(k *openKey) {
 }
 
 func (p *patternState) remove(k *openKey) {
+	p.dirty = true
 	heap.Remove(&p.byTime, k.idx)
 	delete(p.open, k.key)
 }
@@ -222,6 +226,7 @@ func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (
 			p.add(k)
 		}
 		k.firsts[k.next] = at
+		p.dirty = true
 		k.next = (k.next + 1) % len(k.firsts)
 		if oldest := k.firsts[k.next]; !oldest.IsZero() && at.Sub(oldest) <= r.First.Within.D() {
 			k.armedAt = at // the ring's oldest, once full, is within the window
@@ -257,7 +262,7 @@ func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (
 		if isDen {
 			s.den.add(at, 1)
 		}
-		s.last = at
+		s.last, p.dirty = at, true
 		return patternMatch{key: key, source: s.source, at: at}, true
 	}
 	return patternMatch{}, false
@@ -293,6 +298,7 @@ func (p *patternState) expire(now time.Time) []patternMatch {
 	for len(p.byTime) > 0 && !p.byTime[0].expires.After(now) {
 		k := heap.Pop(&p.byTime).(*openKey)
 		delete(p.open, k.key)
+		p.dirty = true
 		if p.rule.Kind == KindAbsence && !k.closed {
 			out = append(out, patternMatch{key: k.key, source: k.source, value: p.rule.Within.D().Seconds(), at: k.expires, cond: true})
 		}
@@ -309,6 +315,7 @@ func (p *patternState) sweepRatios(now time.Time, alerts map[string]*Alert, e *E
 		}
 		if alerts[e.patternFingerprint(p.rule, patternMatch{key: k, source: s.source})] == nil {
 			delete(p.ratios, k)
+			p.dirty = true
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package alerting_test
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"slices"
@@ -255,4 +256,51 @@ func TestPatternKeysMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(e)
 	runtime.KeepAlive(evs)
+}
+
+// A restarted instance carries on with the open keys it saved: a key
+// opened before the restart fires at its deadline after it.
+func TestAbsenceKeysSurviveRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := alerting.NewMemoryStore()
+		cfg, err := alerting.ParseEmbedded("r.yaml", []byte(absenceRules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(snk *sink, rec *recorder) (stop func()) {
+			svc, err := alerting.New(alerting.Options{
+				Config: cfg, Store: store, Alerts: snk, Instance: "i", Logger: testLogger(t),
+				Notify: map[string]alerting.NotifyFunc{"r": rec.notify},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = svc.Run(ctx); close(done) }()
+			synctest.Wait()
+			if err := svc.Observe(ctx, validation(events.ValidationStarted, "checkout", "ctx-open")); err != nil {
+				t.Fatal(err)
+			}
+			return func() { cancel(); <-done }
+		}
+		t0 := time.Now()
+		first := &sink{}
+		stop := run(first, &recorder{})
+		time.Sleep(10 * time.Second)
+		stop() // saves the open key
+		second, rec := &sink{}, &recorder{}
+		// The second instance sees a repeat of the start (a redelivery),
+		// which must not move the deadline.
+		stop = run(second, rec)
+		defer stop()
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		if got, want := second.transitions("context_id", t0), []string{"ctx-open:inactive>firing@30"}; !slices.Equal(got, want) {
+			t.Fatalf("transitions after restart %v, want %v", got, want)
+		}
+		if rec.count() != 1 {
+			t.Fatalf("%d notifications", rec.count())
+		}
+	})
 }

@@ -181,6 +181,15 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("load alert state: %w", err)
 	}
 	s.engine.Restore(stored)
+	if ps, ok := s.store.(PatternStore); ok {
+		data, err := ps.LoadPatterns(ctx, s.opts.Instance)
+		if err != nil {
+			return fmt.Errorf("load pattern state: %w", err)
+		}
+		if err := s.engine.RestorePatterns(data); err != nil {
+			s.log.Warn().Err(err).Msg("pattern state unreadable; starting afresh")
+		}
+	}
 	for _, a := range s.engine.Alerts() {
 		s.saved[a.Fingerprint] = a.LastSeenAt
 		s.disp.Update(a, now)
@@ -429,6 +438,22 @@ func (s *Service) snapshot(ctx context.Context) {
 			_ = s.store.DeleteAlert(ctx, fp)
 			delete(s.saved, fp)
 		}
+	}
+	s.savePatterns(ctx)
+}
+
+// savePatterns saves the pattern rules' open keys if they changed.
+func (s *Service) savePatterns(ctx context.Context) {
+	ps, ok := s.store.(PatternStore)
+	if !ok || !s.engine.PatternsChanged() {
+		return
+	}
+	data, err := s.engine.SnapshotPatterns()
+	if err == nil {
+		err = ps.SavePatterns(ctx, s.opts.Instance, data)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot save pattern state")
 	}
 }
 
