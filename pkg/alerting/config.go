@@ -87,6 +87,7 @@ type Rule struct {
 	// this long (threshold and anomaly rules; default 5m, negative: never).
 	StaleAfter Duration       `yaml:"stale_after" json:"-"`
 	Anomaly    *AnomalyConfig `yaml:"anomaly" json:"anomaly,omitempty"`
+	Predict    *PredictConfig `yaml:"predict" json:"predict,omitempty"`
 	// Key names the field that ties a pattern rule's events together:
 	// context_id (default for absence), source (default for sequence and
 	// ratio), trace_id, component, operation or attributes.<name>.
@@ -490,7 +491,7 @@ func (r *Rule) validate(v *validator, p []any) {
 	}
 	needThreshold := false
 	switch r.Kind {
-	case KindThreshold, KindAnomaly:
+	case KindThreshold, KindAnomaly, KindPredict:
 		if r.Match.Type == "" {
 			r.Match.Type = "performance.>"
 		}
@@ -500,9 +501,13 @@ func (r *Rule) validate(v *validator, p []any) {
 		if r.StaleAfter == 0 {
 			r.StaleAfter = Duration(DefaultStaleAfter)
 		}
-		if r.Kind == KindThreshold {
+		switch r.Kind {
+		case KindThreshold:
 			needThreshold = true
-		} else {
+		case KindPredict:
+			needThreshold = true
+			r.validatePredict(v, at("predict"))
+		default:
 			r.validateAnomaly(v, at("anomaly"))
 		}
 	case KindHealth:
@@ -528,7 +533,7 @@ func (r *Rule) validate(v *validator, p []any) {
 		needThreshold = r.Kind == KindRatio
 		r.validatePattern(v, p)
 	default:
-		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly, absence, sequence, ratio", r.Kind)
+		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly, predict, absence, sequence, ratio", r.Kind)
 	}
 	if needThreshold {
 		switch {

@@ -51,6 +51,8 @@ type Alert struct {
 	// replay after a restart cannot move an alert backwards).
 	LastSeenAt  time.Time `json:"last_seen_at,omitzero"`
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
+	// Forecast is a predict rule's forecast with its error.
+	Forecast *Forecast `json:"forecast,omitempty"`
 
 	// rendered says for which value and state Annotations were rendered.
 	rendered      bool
@@ -62,6 +64,10 @@ func (a *Alert) clone() *Alert {
 	c := *a
 	c.Labels = maps.Clone(a.Labels)
 	c.Annotations = maps.Clone(a.Annotations)
+	if a.Forecast != nil {
+		f := *a.Forecast
+		c.Forecast = &f
+	}
 	return &c
 }
 
@@ -99,7 +105,9 @@ type Engine struct {
 	byName    map[string]*Rule
 	alerts    map[string]*Alert
 	detectors map[string]*detector
-	rates     map[string]*rateCounter
+	// predictors forecast the series of predict rules, by fingerprint.
+	predictors map[string]*predictor
+	rates      map[string]*rateCounter
 	// seriesLabels names the series of detectors and rate counters, and
 	// lastSample says when each last had a sample.
 	seriesLabels map[string]Labels
@@ -117,7 +125,7 @@ type Engine struct {
 // NewEngine returns an engine evaluating rules.
 func NewEngine(rules []*Rule) *Engine {
 	e := &Engine{
-		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{},
+		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, predictors: map[string]*predictor{},
 		seriesLabels: map[string]Labels{}, lastSample: map[string]time.Time{},
 	}
 	e.setRules(rules)
@@ -150,7 +158,7 @@ func (e *Engine) Rules() []*Rule { return e.rules }
 // Input is the event pattern the rule reads: performance.metric.aggregated
 // for threshold and anomaly rules, Match.Type otherwise.
 func (r *Rule) Input() string {
-	if r.Kind == KindThreshold || r.Kind == KindAnomaly {
+	if r.Kind == KindThreshold || r.Kind == KindAnomaly || r.Kind == KindPredict {
 		return string(events.MetricAggregated)
 	}
 	return r.Match.Type
@@ -225,6 +233,24 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 			e.lastSample[fp] = now
 			value = s.value
 			cond, threshold = d.observe(s.value)
+		case KindPredict:
+			p := e.predictors[fp]
+			if p == nil {
+				p = newPredictor(r.Predict)
+				e.predictors[fp] = p
+				e.seriesLabels[fp] = r.labels(s.series.labels())
+			}
+			e.lastSample[fp] = now
+			p.observe(s.at, s.value)
+			var f Forecast
+			cond, f = p.predict(r)
+			value, threshold = s.value, *r.Threshold
+			if a != nil || cond {
+				if a == nil {
+					a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: r.labels(s.series.labels()), State: StateInactive}
+				}
+				a.Forecast = &f
+			}
 		case KindHealth:
 			value, threshold = s.value, severity(r.Status)
 			cond = value >= threshold
@@ -339,7 +365,7 @@ func (e *Engine) Tick(now time.Time) []Transition {
 			cond = e.rateCondition(r, a, e.rates[fp].sum(now))
 		case r.Kind == KindRatio:
 			cond = e.ratioCondition(r, a, now)
-		case (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && now.Sub(a.LastSeenAt) >= r.StaleAfter.D():
+		case (r.Kind == KindThreshold || r.Kind == KindAnomaly || r.Kind == KindPredict) && r.StaleAfter > 0 && now.Sub(a.LastSeenAt) >= r.StaleAfter.D():
 			cond = false
 		}
 		if tr, ok := e.step(r, a, cond, now, now); ok {
@@ -395,7 +421,7 @@ func (e *Engine) Next(now time.Time) time.Time {
 				earlier(t) // the window slides past a bucket
 			}
 		}
-		if (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && a.Exceeding {
+		if (r.Kind == KindThreshold || r.Kind == KindAnomaly || r.Kind == KindPredict) && r.StaleAfter > 0 && a.Exceeding {
 			earlier(a.LastSeenAt.Add(r.StaleAfter.D()))
 		}
 	}
@@ -411,6 +437,7 @@ func (e *Engine) forget(fp string) {
 func (e *Engine) dropSeries(fp string) {
 	delete(e.rates, fp)
 	delete(e.detectors, fp)
+	delete(e.predictors, fp)
 	delete(e.seriesLabels, fp)
 	delete(e.lastSample, fp)
 }
@@ -525,6 +552,10 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 				delete(e.detectors, fp)
 				e.detectors[nfp] = d
 			}
+			if p := e.predictors[fp]; p != nil {
+				delete(e.predictors, fp)
+				e.predictors[nfp] = p
+			}
 			delete(e.seriesLabels, fp)
 			e.seriesLabels[nfp] = labels
 			if at, ok := e.lastSample[fp]; ok {
@@ -546,6 +577,10 @@ func (r *Rule) render(a *Alert) {
 		return
 	}
 	data := map[string]any{"Labels": map[string]string(a.Labels), "Value": a.Value, "Threshold": a.Threshold, "State": string(a.State), "Rule": r.Name}
+	if f := a.Forecast; f != nil {
+		data["Forecast"], data["ETA"], data["Error"] = f.Value, f.ETA.Round(time.Second).String(), f.Error
+		data["ETAMinutes"] = f.ETA.Minutes()
+	}
 	a.Annotations = make(map[string]string, len(r.annotations))
 	var b bytes.Buffer
 	for k, t := range r.annotations {

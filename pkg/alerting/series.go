@@ -48,7 +48,7 @@ func glob(pattern, s string) bool {
 func (r *Rule) sampleOf(ev events.Event) (sample, bool) {
 	m := r.Match
 	switch r.Kind {
-	case KindThreshold, KindAnomaly:
+	case KindThreshold, KindAnomaly, KindPredict:
 		a, ok := ev.(*events.AggregateEvent)
 		if !ok || !events.Match(m.Type, a.AggregatedType) || !glob(m.Source, a.Source) ||
 			!glob(m.Operation, a.Operation) || !glob(m.Metric, a.Metric) {
