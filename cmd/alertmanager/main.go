@@ -5,6 +5,7 @@
 //	alertmanager check rules.yaml...          validate rules files
 //	alertmanager silence add|list|expire      manage silences over the API
 //	alertmanager suggest --field p95          threshold suggestions from history
+//	alertmanager backtest --rules F --rule N  a predict rule over stored history
 package main
 
 import (
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 			return silence(ctx, args[1:], stdout, stderr, env)
 		case "suggest":
 			return suggest(ctx, args[1:], stdout, stderr, env)
+		case "backtest":
+			return backtest(ctx, args[1:], stdout, stderr, env)
 		case "healthcheck":
 			return cli.Healthcheck(ctx, "alertmanager", envPrefix, "http://127.0.0.1:9103/readyz", args[1:], stderr, env)
 		case "run":
