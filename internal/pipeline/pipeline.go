@@ -260,7 +260,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	for _, p := range []string{"/api/v1/windows", "/api/v1/stats"} {
 		mux.Handle(p, aggMux)
 	}
-	for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/silences/", "/api/v1/rules", "/api/v1/baselines"} {
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/silences/", "/api/v1/rules", "/api/v1/baselines", "/api/v1/thresholds"} {
 		mux.Handle(p, amMux)
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

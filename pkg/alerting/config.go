@@ -87,6 +87,9 @@ type Rule struct {
 	StaleAfter Duration       `yaml:"stale_after" json:"-"`
 	Anomaly    *AnomalyConfig `yaml:"anomaly" json:"anomaly,omitempty"`
 	Predict    *PredictConfig `yaml:"predict" json:"predict,omitempty"`
+	// Auto configures the learning of a threshold rule written
+	// `threshold: auto` (see [AutoThreshold]).
+	Auto *AutoThreshold `yaml:"auto" json:"auto,omitempty"`
 	// Key names the field that ties a pattern rule's events together:
 	// context_id (default for absence), source (default for sequence and
 	// ratio), trace_id, component, operation or attributes.<name>.
@@ -111,6 +114,8 @@ type Rule struct {
 
 	annotations map[string]*template.Template
 	inputs      []string // Inputs(), for the hot path
+	// autoThreshold: the file says threshold: auto.
+	autoThreshold bool
 }
 
 // Match selects the input of a rule. Every field is a glob (path.Match
@@ -288,6 +293,7 @@ func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) 
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, lineErr(file, err))
 	}
+	data, auto := markAuto(&root, data)
 	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -298,6 +304,11 @@ func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) 
 		return nil, lineErr(file, err)
 	}
 	v := &validator{file: file, root: &root, allowEmptyReceivers: allowEmptyReceivers}
+	for i := range auto {
+		if i < len(cfg.Rules) && cfg.Rules[i] != nil {
+			cfg.Rules[i].autoThreshold = true
+		}
+	}
 	cfg.validate(v)
 	if len(v.errs) > 0 {
 		return nil, &ConfigError{Problems: v.errs}
@@ -534,7 +545,13 @@ func (r *Rule) validate(v *validator, p []any) {
 	default:
 		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly, predict, absence, sequence, ratio", r.Kind)
 	}
-	if needThreshold {
+	if r.autoThreshold {
+		r.Threshold = nil // learned per series
+		r.validateAuto(v, p)
+	} else if r.Auto != nil {
+		v.addf(at("auto"), "needs threshold: auto")
+	}
+	if needThreshold && !r.autoThreshold {
 		switch {
 		case r.Threshold == nil:
 			v.addf(at("threshold"), "required for a %s rule", r.Kind)

@@ -107,7 +107,9 @@ type Engine struct {
 	detectors map[string]*detector
 	// predictors forecast the series of predict rules, by fingerprint.
 	predictors map[string]*predictor
-	rates      map[string]*rateCounter
+	// learned holds the thresholds of auto rules, by fingerprint.
+	learned map[string]LearnedThreshold
+	rates   map[string]*rateCounter
 	// seriesLabels names the series of detectors and rate counters, and
 	// lastSample says when each last had a sample.
 	seriesLabels map[string]Labels
@@ -125,7 +127,7 @@ type Engine struct {
 // NewEngine returns an engine evaluating rules.
 func NewEngine(rules []*Rule) *Engine {
 	e := &Engine{
-		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, predictors: map[string]*predictor{},
+		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, predictors: map[string]*predictor{}, learned: map[string]LearnedThreshold{},
 		seriesLabels: map[string]Labels{}, lastSample: map[string]time.Time{},
 	}
 	e.setRules(rules)
@@ -255,6 +257,12 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 			value, threshold = s.value, severity(r.Status)
 			cond = value >= threshold
 		default:
+			if r.Auto != nil {
+				l, ok := e.learned[fp]
+				value, threshold = s.value, l.Threshold
+				cond = ok && !math.IsNaN(value) && compare(r.Op, value, threshold)
+				break
+			}
 			value, threshold = s.value, *r.Threshold
 			cond = thresholdCondition(r, exceeding, value)
 		}

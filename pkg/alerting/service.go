@@ -60,6 +60,10 @@ type Options struct {
 	// SnapshotEvery is how often alert state is saved between transitions
 	// (default 5s).
 	SnapshotEvery time.Duration
+	// History reads stored aggregated windows; with it, rules written
+	// threshold: auto learn their thresholds at start and every
+	// auto.relearn (without it they never fire).
+	History HistoryFunc
 	// Notify adds Go functions as targets of the named receivers (which
 	// the rules file must define; it may give them no other target).
 	Notify     map[string]NotifyFunc
@@ -215,6 +219,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
+	if s.opts.History != nil {
+		s.bg.Go(func() { s.learnLoop(ctx) })
+	}
 	s.log.Info().Int("rules", len(s.cfg.Rules)).Int("restored_alerts", len(s.saved)).Str("instance", s.opts.Instance).Msg("alert manager running")
 
 	timer := time.NewTimer(time.Hour)

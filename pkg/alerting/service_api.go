@@ -114,7 +114,8 @@ func (r *Rule) MarshalJSON() ([]byte, error) {
 		KeepFiringFor string `json:"keep_firing_for,omitempty"`
 		Window        string `json:"window,omitempty"`
 		StaleAfter    string `json:"stale_after,omitempty"`
-	}{plain: p, For: durStr(r.For), KeepFiringFor: durStr(r.KeepFiringFor), Window: durStr(r.Window), StaleAfter: durStr(r.StaleAfter)})
+		Threshold     any    `json:"threshold,omitempty"`
+	}{Threshold: thresholdJSON(r), plain: p, For: durStr(r.For), KeepFiringFor: durStr(r.KeepFiringFor), Window: durStr(r.Window), StaleAfter: durStr(r.StaleAfter)})
 }
 
 func durStr(d Duration) string {
@@ -122,4 +123,15 @@ func durStr(d Duration) string {
 		return ""
 	}
 	return d.D().String()
+}
+
+// thresholdJSON renders a rule's threshold: the number, or "auto".
+func thresholdJSON(r *Rule) any {
+	if r.Auto != nil {
+		return "auto"
+	}
+	if r.Threshold == nil {
+		return nil
+	}
+	return *r.Threshold
 }
