@@ -14,8 +14,6 @@ import (
 	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/alerting"
-	"github.com/jetmon/jetmon/pkg/events"
-	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
 
 // backtest runs a predict rule over the stored aggregated windows and
@@ -63,13 +61,7 @@ would have fired and the predict rule's lead.
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
-	var windows []*events.AggregateEvent
-	_, err = bus.Replay(ctx, string(events.MetricAggregated), jsbus.ReplayOptions{From: time.Now().Add(-*since)}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
-		if a, ok := ev.(*events.AggregateEvent); ok {
-			windows = append(windows, a)
-		}
-		return nil
-	}))
+	windows, err := windowsSince(ctx, bus, time.Now().Add(-*since))
 	if err != nil {
 		fmt.Fprintf(stderr, "alertmanager backtest: %v\n", err)
 		return 1

@@ -57,3 +57,46 @@ receivers: [{name: l, log: {}}]
 		t.Fatalf("unknown rule: exit %d:\n%s", code, out.String())
 	}
 }
+
+// suggest --apply writes the learned threshold into the rules file: for
+// p95 100..299 the median is 199.5 and the MAD 50, so 199.5 + 3·1.4826·50.
+func TestSuggestApply(t *testing.T) {
+	srv := natstest.Start(t)
+	bus := natstest.Connect(t, srv.ClientURL())
+	t0 := time.Now().Add(-time.Hour).Truncate(10 * time.Second)
+	for i := range 200 {
+		end := t0.Add(time.Duration(i+1) * 10 * time.Second)
+		w := events.NewAggregateEvent(events.OperationComplete, "checkout", "charge", end.Add(-10*time.Second), end)
+		w.Count, w.P95 = 100, 100+float64(i)
+		if err := bus.Publish(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`# learned thresholds
+rules:
+  - alert: Slow
+    match: {operation: charge}
+    field: p95
+    threshold: auto   # learned
+    auto: {history: 2h}
+receivers: [{name: l, log: {}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := &testutil.SyncBuffer{}
+	if code := run(t.Context(), []string{"suggest", "--nats-url", srv.ClientURL(), "--apply", rules}, out, out, noEnv); code != 0 ||
+		!strings.Contains(out.String(), "Slow: threshold 421.89 (learned over 1 series)") {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	b, _ := os.ReadFile(rules)
+	if !strings.Contains(string(b), "threshold: 421.89") || strings.Contains(string(b), "auto") || !strings.Contains(string(b), "# learned thresholds") {
+		t.Fatalf("rules file:\n%s", b)
+	}
+	if code := run(t.Context(), []string{"check", rules}, out, out, noEnv); code != 0 {
+		t.Fatalf("check after apply: %s", out.String())
+	}
+}
