@@ -17,11 +17,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/internal/testutil"
@@ -458,4 +460,107 @@ route: {receiver: m, group_wait: 0s}
 			t.Errorf("sent %q to a server without TLS", l)
 		}
 	}
+}
+
+// Header injection through a label value: line breaks in the subject are
+// flattened and the value MIME-encoded, so no header can be added.
+func TestEmailHeaderInjection(t *testing.T) {
+	cfg, err := alerting.Parse("e.yaml", []byte(`
+rules: [{alert: Slow, field: p95, threshold: 1}]
+receivers:
+  - name: m
+    email: {to: [a@example.com], from: b@example.com, smarthost: "127.0.0.1:25"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := alerting.Labels{"alertname": "Slow\r\nBcc: victim@example.com", "source": "x\nX-Evil: 1"}
+	n := &alerting.Notification{GroupLabels: l, Firing: []*alerting.Alert{{Fingerprint: "f", Rule: "Slow", Labels: l, State: alerting.StateFiring}}}
+	msg, err := alerting.EmailMessage(cfg.Receivers[0].Email, n, "m", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("Bcc") != "" || m.Header.Get("X-Evil") != "" {
+		t.Fatalf("a label added a header:\n%s", msg)
+	}
+	subj, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if subj != "[FIRING:1] Slow  Bcc: victim@example.com x X-Evil: 1" {
+		t.Fatalf("subject %q", subj)
+	}
+}
+
+// chat.postMessage answers 200 with ok false: channel_not_found is not
+// retried, ratelimited is (after its Retry-After).
+func TestSlackChatAPIErrors(t *testing.T) {
+	for _, c := range []struct {
+		answer   string
+		attempts int
+	}{
+		{`{"ok":false,"error":"channel_not_found"}`, 1},
+		{`{"ok":false,"error":"ratelimited"}`, 2},
+	} {
+		t.Run(c.answer, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if calls.Add(1) == 1 {
+					fmt.Fprint(w, c.answer)
+					return
+				}
+				fmt.Fprint(w, `{"ok":true}`)
+			}))
+			t.Cleanup(srv.Close)
+			t.Setenv("JETMON_TEST_SLACK_TOKEN", "xoxb-test-token")
+			cfg, err := alerting.Parse("s.yaml", []byte(fmt.Sprintf(`
+rules: [{alert: Slow, field: p95, threshold: 1}]
+route: {receiver: s, group_wait: 0s}
+receivers:
+  - name: s
+    slack: {token: {env: JETMON_TEST_SLACK_TOKEN}, channel: C1, api_url: %q}
+`, srv.URL)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := prometheus.NewRegistry()
+			svc, ctx := runService(t, alerting.Options{Config: cfg, Instance: "t", RetryFor: 10 * time.Second, Registerer: reg})
+			if err := svc.Observe(ctx, window("checkout", "charge", 400)); err != nil {
+				t.Fatal(err)
+			}
+			want := "failed"
+			if c.attempts == 2 {
+				want = "sent"
+			}
+			testutil.WaitFor(t, 10*time.Second, func() bool { return notifications(t, reg, want) == 1 }, "the notification's outcome")
+			if got := int(calls.Load()); got != c.attempts {
+				t.Fatalf("%d attempts, want %d", got, c.attempts)
+			}
+		})
+	}
+}
+
+// notifications returns jetmon_alertmanager_notifications_total summed
+// over the series with the given result.
+func notifications(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "jetmon_alertmanager_notifications_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
