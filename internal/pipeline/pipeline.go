@@ -239,6 +239,16 @@ func Run(ctx context.Context, o Options) (err error) {
 	am, err := alerting.New(alerting.Options{
 		Config: rules, RulesFile: o.Rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
 		Instance: "jetmon-up", Durable: "alertmanager-jetmon-up", ExternalURL: "http://" + o.HTTP, Logger: &log, Registerer: reg,
+		History: func(ctx context.Context, since time.Time) ([]*events.AggregateEvent, error) { // threshold: auto
+			var out []*events.AggregateEvent
+			_, err := bus.Replay(ctx, string(events.MetricAggregated), jsbus.ReplayOptions{From: since}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+				if a, ok := ev.(*events.AggregateEvent); ok {
+					out = append(out, a)
+				}
+				return nil
+			}))
+			return out, err
+		},
 	})
 	if err != nil {
 		return err
