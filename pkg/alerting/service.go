@@ -488,10 +488,17 @@ func (s *Service) updateGauges() {
 
 // patternGauges publishes the pattern rules' open keys and evictions.
 func (s *Service) patternGauges() {
+	if len(s.engine.patterns) == 0 {
+		return
+	}
 	s.m.patternKeys.Set(float64(s.engine.PatternKeys()))
-	for rule, n := range s.engine.PatternEvictions() {
-		if d := n - s.evicted[rule]; n > s.evicted[rule] {
-			s.m.evictions.WithLabelValues(rule).Add(float64(d))
+	for rule, ps := range s.engine.patterns {
+		n, last := ps.evicted, s.evicted[rule]
+		if n < last {
+			last = 0 // a new state (the rule changed on reload) counts from zero
+		}
+		if n > last {
+			s.m.evictions.WithLabelValues(rule).Add(float64(n - last))
 		}
 		s.evicted[rule] = n
 	}
