@@ -121,9 +121,44 @@ func (h *keyHeap) Pop() any {
 
 // ratioSeries counts the numerator and denominator events of one key.
 type ratioSeries struct {
-	source   string
-	num, den *rateCounter
-	last     time.Time
+	key, source string
+	num, den    *rateCounter
+	last        time.Time
+	idx         int // in the heap by last
+}
+
+// ratioHeap orders ratio series by their last event, oldest first.
+type ratioHeap []*ratioSeries
+
+func (h ratioHeap) Len() int           { return len(h) }
+func (h ratioHeap) Less(i, j int) bool { return h[i].last.Before(h[j].last) }
+func (h ratioHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
+func (h *ratioHeap) Push(x any) { s := x.(*ratioSeries); s.idx = len(*h); *h = append(*h, s) }
+
+func (h *ratioHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return s
+}
+
+// addRatio adds a series, evicting the one idle longest at max_keys.
+func (p *patternState) addRatio(s *ratioSeries) {
+	if max := p.rule.MaxKeys; max > 0 && len(p.ratios) >= max {
+		old := heap.Pop(&p.ratioByLast).(*ratioSeries)
+		delete(p.ratios, old.key)
+		p.evicted++
+	}
+	p.ratios[s.key] = s
+	heap.Push(&p.ratioByLast, s)
+	p.dirty = true
+}
+
+func (p *patternState) removeRatio(s *ratioSeries) {
+	heap.Remove(&p.ratioByLast, s.idx)
+	delete(p.ratios, s.key)
+	p.dirty = true
 }
 
 // patternState is the state of one pattern rule.
@@ -132,6 +167,8 @@ type patternState struct {
 	open   map[string]*openKey
 	byTime keyHeap
 	ratios map[string]*ratioSeries
+	// ratioByLast orders ratios for eviction.
+	ratioByLast ratioHeap
 	// evicted counts the keys dropped at max_keys.
 	evicted uint64
 	// dirty says the state changed since it was last saved.
@@ -248,11 +285,8 @@ func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (
 		}
 		s := p.ratios[key]
 		if s == nil {
-			if max := r.MaxKeys; max > 0 && len(p.ratios) >= max {
-				p.evictRatio()
-			}
-			s = &ratioSeries{source: md.Source, num: newRateCounter(r.Window.D()), den: newRateCounter(r.Window.D())}
-			p.ratios[key] = s
+			s = &ratioSeries{key: key, source: md.Source, num: newRateCounter(r.Window.D()), den: newRateCounter(r.Window.D()), last: at}
+			p.addRatio(s)
 		}
 		if isNum {
 			s.num.add(at, 1)
@@ -260,23 +294,14 @@ func (p *patternState) observe(ev events.Event, md *events.Meta, at time.Time) (
 		if isDen {
 			s.den.add(at, 1)
 		}
-		s.last, p.dirty = at, true
+		if at.After(s.last) {
+			s.last = at
+			heap.Fix(&p.ratioByLast, s.idx)
+		}
+		p.dirty = true
 		return patternMatch{key: key, source: s.source, at: at}, true
 	}
 	return patternMatch{}, false
-}
-
-// evictRatio drops the ratio series that saw an event longest ago.
-func (p *patternState) evictRatio() {
-	var oldest string
-	var at time.Time
-	for k, s := range p.ratios {
-		if oldest == "" || s.last.Before(at) {
-			oldest, at = k, s.last
-		}
-	}
-	delete(p.ratios, oldest)
-	p.evicted++
 }
 
 // ratio returns the numerator/denominator ratio of s at now, and whether
@@ -312,8 +337,7 @@ func (p *patternState) sweepRatios(now time.Time, alerts map[string]*Alert, e *E
 			continue
 		}
 		if alerts[e.patternFingerprint(p.rule, patternMatch{key: k, source: s.source})] == nil {
-			delete(p.ratios, k)
-			p.dirty = true
+			p.removeRatio(s)
 		}
 	}
 }

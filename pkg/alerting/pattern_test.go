@@ -2,6 +2,7 @@ package alerting_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -303,4 +304,43 @@ func TestAbsenceKeysSurviveRestart(t *testing.T) {
 			t.Fatalf("%d notifications", rec.count())
 		}
 	})
+}
+
+// A ratio rule at max_keys evicts the series idle longest.
+func TestRatioKeyLimitEvictsIdlest(t *testing.T) {
+	cfg, err := alerting.ParseEmbedded("k.yaml", []byte(strings.Replace(ratioRules, "min_count: 4", "min_count: 4\n    max_keys: 2", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := alerting.NewEngine(cfg.Rules)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, src := range []string{"a", "b", "a", "c"} {
+		ev := validation(events.ValidationStarted, src, "x")
+		ev.Timestamp = t0.Add(time.Duration(i) * time.Second)
+		e.Observe(ev, ev.Timestamp)
+	}
+	var snap struct {
+		Rules map[string]struct {
+			Ratios []struct {
+				Key string `json:"k"`
+			} `json:"ratios"`
+			Evicted int `json:"evicted"`
+		} `json:"rules"`
+	}
+	data, err := e.SnapshotPatterns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &snap); err != nil {
+		t.Fatal(err)
+	}
+	st := snap.Rules["ValidationFailureRatio"]
+	var keys []string
+	for _, r := range st.Ratios {
+		keys = append(keys, r.Key)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"a", "c"}) || st.Evicted != 1 || e.PatternEvictions()["ValidationFailureRatio"] != 1 {
+		t.Fatalf("kept %v, evicted %d; want [a c] and 1 (b was idle longest)", keys, st.Evicted)
+	}
 }

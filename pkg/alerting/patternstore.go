@@ -132,10 +132,9 @@ func (e *Engine) RestorePatterns(data []byte) error {
 				copy(den.start, r.Den.Start)
 				copy(den.counts, r.Den.Counts)
 			}
-			if len(ps.ratios) >= ps.rule.MaxKeys {
-				break
+			if ps.ratios[r.Key] == nil {
+				ps.addRatio(&ratioSeries{key: r.Key, source: r.Source, num: num, den: den, last: r.Last})
 			}
-			ps.ratios[r.Key] = &ratioSeries{source: r.Source, num: num, den: den, last: r.Last}
 		}
 	}
 	return nil
