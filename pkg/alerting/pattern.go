@@ -133,7 +133,7 @@ type ratioHeap []*ratioSeries
 func (h ratioHeap) Len() int           { return len(h) }
 func (h ratioHeap) Less(i, j int) bool { return h[i].last.Before(h[j].last) }
 func (h ratioHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *ratioHeap) Push(x any) { s := x.(*ratioSeries); s.idx = len(*h); *h = append(*h, s) }
+func (h *ratioHeap) Push(x any)        { s := x.(*ratioSeries); s.idx = len(*h); *h = append(*h, s) }
 
 func (h *ratioHeap) Pop() any {
 	old := *h
