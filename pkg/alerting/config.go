@@ -1,11 +1,17 @@
 // Package alerting is jetmon's alert manager as a library: a rules file
-// (threshold, health, rate and anomaly rules with for, keep_firing_for and
-// hysteresis), an [Engine] that moves alerts through inactive → pending →
-// firing → resolved, a [Dispatcher] that groups, inhibits and silences them,
-// receivers (log, Alertmanager webhook v4, Prometheus Alertmanager API v2)
-// with retries and a circuit breaker each, and a [Store] (JetStream KV) that
-// lets several instances share state and notify each alert exactly once.
-// [Service] runs it all on an event bus.
+// (threshold — fixed or learned from history with threshold: auto —,
+// health, rate, anomaly and predict rules over aggregated windows and
+// health events, and absence, sequence and ratio pattern rules over raw
+// events keyed by a field; with for, keep_firing_for and hysteresis), an
+// [Engine] that moves alerts through inactive → pending → firing →
+// resolved, a [Dispatcher] that groups, inhibits and silences them,
+// receivers (log, Alertmanager webhook v4 or a custom JSON body, Prometheus
+// Alertmanager API v2, Slack, PagerDuty Events v2, e-mail over SMTP,
+// Microsoft Teams) with Alertmanager-style templates, retries that honour
+// Retry-After and a circuit breaker each, and a [Store] (JetStream KV and
+// object store) that lets several instances share state and notify each
+// alert exactly once. [Service] runs it all on an event bus; [Backtest]
+// replays history through a predict rule.
 package alerting
 
 import (
