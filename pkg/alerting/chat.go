@@ -226,7 +226,13 @@ type teamsSender struct {
 func (s *teamsSender) kind() string { return "teams" }
 
 func (s *teamsSender) send(ctx context.Context, n *Notification) error {
-	m, err := TeamsPayload(s.cfg, n, s.receiver, s.externalURL)
+	var m any
+	var err error
+	if s.cfg.Format == "messagecard" {
+		m, err = MessageCardPayload(s.cfg, n, s.receiver, s.externalURL)
+	} else {
+		m, err = TeamsPayload(s.cfg, n, s.receiver, s.externalURL)
+	}
 	if err != nil {
 		return backoff.Permanent(err)
 	}
@@ -254,3 +260,47 @@ func customWebhookBody(t *textTemplate, n *Notification, receiver, externalURL s
 // errNotJSON is a custom webhook body whose rendering is not valid JSON
 // (a value written without the json function, say).
 var errNotJSON = errors.New("template output is not valid JSON (quote values with the json function)")
+
+// MessageCard is the legacy Office 365 connector card.
+type MessageCard struct {
+	Type            string              `json:"@type"`
+	Context         string              `json:"@context"`
+	Summary         string              `json:"summary"`
+	ThemeColor      string              `json:"themeColor"`
+	Title           string              `json:"title"`
+	Text            string              `json:"text"`
+	PotentialAction []MessageCardAction `json:"potentialAction,omitempty"`
+}
+
+// MessageCardAction is an OpenUri action of a [MessageCard].
+type MessageCardAction struct {
+	Type    string              `json:"@type"`
+	Name    string              `json:"name"`
+	Targets []map[string]string `json:"targets"`
+}
+
+// MessageCardPayload renders the legacy MessageCard of n.
+func MessageCardPayload(cfg *TeamsConfig, n *Notification, receiver, externalURL string) (MessageCard, error) {
+	d := NewTemplateData(n, receiver, externalURL, nil)
+	title, err := cfg.title.exec(d)
+	if err != nil {
+		return MessageCard{}, fmt.Errorf("teams title: %w", err)
+	}
+	text, err := cfg.text.exec(d)
+	if err != nil {
+		return MessageCard{}, fmt.Errorf("teams text: %w", err)
+	}
+	color := "D13438"
+	if d.Status == "resolved" {
+		color = "2DC72D"
+	}
+	title = truncateRunes(title, slackMaxTitle)
+	c := MessageCard{
+		Type: "MessageCard", Context: "https://schema.org/extensions", Summary: title, ThemeColor: color,
+		Title: title, Text: truncateRunes(text, 20000),
+	}
+	if l := apiLink(externalURL); l != "" {
+		c.PotentialAction = []MessageCardAction{{Type: "OpenUri", Name: "Alerts", Targets: []map[string]string{{"os": "default", "uri": l}}}}
+	}
+	return c, nil
+}

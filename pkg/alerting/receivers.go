@@ -117,10 +117,12 @@ type EmailConfig struct {
 	html          *htmlTemplate
 }
 
-// TeamsConfig posts an Adaptive Card to a Microsoft Teams incoming
-// webhook (Workflows or the older connector URL, a secret).
+// TeamsConfig posts to a Microsoft Teams incoming webhook (its URL is a
+// secret): an Adaptive Card (Workflows webhooks, the default) or, with
+// Format messagecard, a legacy MessageCard (Office 365 connectors).
 type TeamsConfig struct {
 	WebhookURL   *Secret  `yaml:"webhook_url"`
+	Format       string   `yaml:"format"`
 	Title        string   `yaml:"title"`
 	Text         string   `yaml:"text"`
 	Timeout      Duration `yaml:"timeout"`
@@ -209,6 +211,13 @@ func (r *Receiver) validateNative(v *validator, p []any) {
 	}
 	if t := r.Teams; t != nil {
 		t.WebhookURL.validate(v, at("teams", "webhook_url"), true)
+		switch t.Format {
+		case "":
+			t.Format = "adaptive"
+		case "adaptive", "messagecard":
+		default:
+			v.addf(at("teams", "format"), "%q is not adaptive or messagecard", t.Format)
+		}
 		parseTemplate(v, at("teams", "title"), &t.title, t.Title, DefaultTitle)
 		parseTemplate(v, at("teams", "text"), &t.text, t.Text, DefaultText)
 	}

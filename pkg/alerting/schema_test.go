@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jetmon/jetmon/pkg/alerting"
 )
 
 // The validators below encode the receivers' published payload schemas:
@@ -260,3 +264,101 @@ func TestSchemaFixtures(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+type messageCard struct {
+	Type       string `json:"@type"`
+	Context    string `json:"@context"`
+	Summary    string `json:"summary"`
+	ThemeColor string `json:"themeColor"`
+	Title      string `json:"title"`
+	Text       string `json:"text"`
+	Sections   []struct {
+		ActivityTitle    string `json:"activityTitle"`
+		ActivitySubtitle string `json:"activitySubtitle"`
+		Text             string `json:"text"`
+	} `json:"sections"`
+	PotentialAction []struct {
+		Type    string `json:"@type"`
+		Name    string `json:"name"`
+		Targets []struct {
+			OS  string `json:"os"`
+			URI string `json:"uri"`
+		} `json:"targets"`
+	} `json:"potentialAction"`
+}
+
+// validateMessageCard checks a legacy Office 365 connector card: type and
+// context, a summary or text, a hex theme colour, OpenUri actions with
+// targets.
+func validateMessageCard(body []byte) (messageCard, error) {
+	var c messageCard
+	if err := strict(body, &c); err != nil {
+		return c, err
+	}
+	switch {
+	case c.Type != "MessageCard" || !strings.HasSuffix(c.Context, "schema.org/extensions"):
+		return c, errors.New("@type MessageCard and @context schema.org/extensions")
+	case c.Summary == "" && c.Text == "":
+		return c, errors.New("summary or text required")
+	case c.ThemeColor != "" && !regexp.MustCompile(`^[0-9A-Fa-f]{6}$`).MatchString(c.ThemeColor):
+		return c, fmt.Errorf("themeColor %q", c.ThemeColor)
+	}
+	for _, a := range c.PotentialAction {
+		if a.Type != "OpenUri" || a.Name == "" || len(a.Targets) == 0 {
+			return c, errors.New("potentialAction: OpenUri with a name and targets")
+		}
+		for _, tg := range a.Targets {
+			if tg.OS == "" || tg.URI == "" {
+				return c, errors.New("targets: os and uri")
+			}
+		}
+	}
+	return c, nil
+}
+
+func TestMessageCardFixtureAndPayload(t *testing.T) {
+	b, err := os.ReadFile("testdata/receivers/teams-messagecard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := validateMessageCard(b); err != nil {
+		t.Fatalf("the published example fails the validator: %v", err)
+	}
+	if _, err := validateMessageCard([]byte(`{"@type":"MessageCard","@context":"https://schema.org/extensions","themeColor":"red","summary":"x"}`)); err == nil {
+		t.Fatal("a bad colour passes the validator")
+	}
+	cfg, err := alerting.Parse("t.yaml", []byte(`
+rules: [{alert: Slow, field: p95, threshold: 1}]
+receivers:
+  - name: t
+    teams: {webhook_url: {env: X}, format: messagecard}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := alerting.Labels{"alertname": "Slow", "source": "checkout"}
+	for _, c := range []struct {
+		st           alerting.State
+		title, color string
+	}{{alerting.StateFiring, "[FIRING:1] Slow", "D13438"}, {alerting.StateResolved, "[RESOLVED] Slow", "2DC72D"}} {
+		a := &alerting.Alert{Fingerprint: "f", Rule: "Slow", Labels: l, State: c.st}
+		n := &alerting.Notification{GroupLabels: alerting.Labels{"alertname": "Slow"}}
+		if c.st == alerting.StateFiring {
+			n.Firing = []*alerting.Alert{a}
+		} else {
+			n.Resolved = []*alerting.Alert{a}
+		}
+		m, err := alerting.MessageCardPayload(cfg.Receivers[0].Teams, n, "t", "http://am")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(m)
+		got, err := validateMessageCard(body)
+		if err != nil {
+			t.Fatalf("%s", err)
+		}
+		if got.Title != c.title || got.ThemeColor != c.color || got.PotentialAction[0].Targets[0].URI != "http://am/api/v1/alerts" || !strings.Contains(got.Text, "source=checkout") {
+			t.Fatalf("card: %s", body)
+		}
+	}
+}
