@@ -1,12 +1,16 @@
 package alerting_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
+	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -28,8 +32,9 @@ receivers:
   - name: hook
     webhook: {url: %q}
 `, hook.srv.URL)
-	a, _ := instance(t, srv.ClientURL(), "a", rules)
-	b, _ := instance(t, srv.ClientURL(), "b", rules)
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	a := instanceWith(t, srv.ClientURL(), "a", rules, regA)
+	b := instanceWith(t, srv.ClientURL(), "b", rules, regB)
 	pub := natstest.Connect(t, srv.ClientURL())
 	const n = 20
 	for i := range n {
@@ -59,7 +64,19 @@ receivers:
 		bs, _ := b.Alerts(t.Context())
 		return len(as) == stuck && len(bs) == stuck
 	}, "both instances to fire every stuck key")
-	time.Sleep(2 * time.Second) // room for a duplicate to show up, as in TestTwoInstancesNotifyExactlyOnce
+	// Every group has been decided on by both instances: sent by one,
+	// skipped (already sent) by the other.
+	decided := func() (sent, skipped float64) {
+		for _, reg := range []*prometheus.Registry{regA, regB} {
+			sent += notifications(t, reg, "sent")
+			skipped += notifications(t, reg, "skipped")
+		}
+		return sent, skipped
+	}
+	testutil.WaitFor(t, 15*time.Second, func() bool { s, k := decided(); return s+k == 2*stuck }, "both instances to decide on every group")
+	if s, _ := decided(); s != stuck {
+		t.Fatalf("%v notifications sent, want %d", s, stuck)
+	}
 	if got, most := hook.counts("firing"); got != stuck || most != 1 {
 		t.Fatalf("firing: %d alerts, one of them delivered %d times", got, most)
 	}
@@ -77,4 +94,36 @@ receivers:
 	if info, _ := st.Info(t.Context()); info.State.Msgs != stuck {
 		t.Fatalf("ALERTS stream holds %d records, want %d (one per transition)", info.State.Msgs, stuck)
 	}
+}
+
+// instanceWith is instance with the service's metrics in reg.
+func instanceWith(t *testing.T, url, name, rules string, reg *prometheus.Registry) *alerting.Service {
+	t.Helper()
+	bus := natstest.Connect(t, url)
+	cfg, err := alerting.Parse("ha.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := alerting.NewKVStore(t.Context(), bus.JetStream(), 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := alerting.New(alerting.Options{
+		Config: cfg, Bus: bus, Store: store, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()},
+		Instance: name, Durable: "alertmanager-" + name, Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		if err := svc.Run(ctx); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	testutil.WaitFor(t, 10*time.Second, svc.Ready, name+" ready")
+	return svc
 }
