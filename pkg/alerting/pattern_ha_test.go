@@ -3,6 +3,7 @@ package alerting_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +127,37 @@ func instanceWith(t *testing.T, url, name, rules string, reg *prometheus.Registr
 	t.Cleanup(func() { cancel(); <-done })
 	testutil.WaitFor(t, 10*time.Second, svc.Ready, name+" ready")
 	return svc
+}
+
+// The service publishes the open keys and the evictions of pattern rules.
+func TestPatternMetrics(t *testing.T) {
+	cfg, err := alerting.ParseEmbedded("m.yaml", []byte(strings.Replace(absenceRules, "within: 30s", "within: 30s\n    max_keys: 2", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	svc, ctx := runService(t, alerting.Options{Config: cfg, Instance: "t", Registerer: reg, Notify: map[string]alerting.NotifyFunc{"r": (&recorder{}).notify}})
+	for i := range 3 {
+		if err := svc.Observe(ctx, events.NewValidationEvent(events.ValidationStarted, "s", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "jetmon_alertmanager_pattern_keys":
+				got["keys"] = m.GetGauge().GetValue()
+			case "jetmon_alertmanager_pattern_evictions_total":
+				got["evictions "+m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["keys"] != 2 || got["evictions ValidationStuck"] != 1 || len(got) != 2 {
+		t.Fatalf("metrics %v, want 2 keys and 1 eviction of ValidationStuck", got)
+	}
 }
