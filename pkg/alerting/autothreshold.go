@@ -280,15 +280,15 @@ func (s *Service) learnLoop(ctx context.Context) {
 				return
 			}
 		}
-		if len(rules) == 0 {
-			every = time.Minute // a reload may add one
-		}
+
 		t := time.NewTimer(every)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-s.relearn: // reloaded: the rules may have changed
+			t.Stop()
 		}
 	}
 }

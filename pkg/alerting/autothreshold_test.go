@@ -215,3 +215,42 @@ receivers: [{name: r}]
 		}
 	})
 }
+
+// A reload that adds a threshold: auto rule learns it at once, not at the
+// next scheduled round.
+func TestAutoThresholdLearnsOnReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		parse := func(src string) *alerting.Config {
+			cfg, err := alerting.ParseEmbedded("a.yaml", []byte(src+"route: {receiver: r}\nreceivers: [{name: r}]\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cfg
+		}
+		svc, err := alerting.New(alerting.Options{
+			Config: parse("rules: [{alert: Fixed, field: p95, threshold: 100}]\n"), Instance: "t", Logger: testLogger(t),
+			Notify: map[string]alerting.NotifyFunc{"r": (&recorder{}).notify},
+			History: func(context.Context, time.Time) ([]*events.AggregateEvent, error) {
+				return history(time.Now(), 0), nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = svc.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		synctest.Wait()
+		if ths, _ := svc.Thresholds(ctx); len(ths) != 0 {
+			t.Fatalf("thresholds before the reload: %+v", ths)
+		}
+		if err := svc.Reload(ctx, parse("rules: [{alert: Slow, field: p95, threshold: auto}]\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if ths, _ := svc.Thresholds(ctx); len(ths) != 2 {
+			t.Fatalf("thresholds after the reload: %+v", ths)
+		}
+	})
+}

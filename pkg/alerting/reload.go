@@ -123,6 +123,10 @@ func (s *Service) Reload(ctx context.Context, cfg *Config) error {
 		s.m.configOK.Set(0)
 		return err
 	}
+	select {
+	case s.relearn <- struct{}{}:
+	default:
+	}
 	s.m.reloads.WithLabelValues("success").Inc()
 	s.m.configOK.Set(1)
 	s.log.Info().Int("rules", len(cfg.Rules)).Msg("rules reloaded")

@@ -103,6 +103,7 @@ type Service struct {
 	bg sync.WaitGroup
 
 	input    chan observeReq
+	relearn  chan struct{} // a reload asks the learner to learn now
 	calls    chan func()
 	loopDone chan struct{}
 	ready    atomic.Bool
@@ -151,7 +152,7 @@ func New(opts Options) (*Service, error) {
 		opts: opts, log: log.With().Str("component", "alertmanager").Logger(), store: opts.Store, m: newMetrics(),
 		cfg: opts.Config, engine: NewEngine(opts.Config.Rules), disp: NewDispatcher(opts.Config),
 		saved: map[string]time.Time{}, evicted: map[string]uint64{}, subs: map[string]events.Subscription{},
-		input: make(chan observeReq), calls: make(chan func()), loopDone: make(chan struct{}),
+		input: make(chan observeReq), relearn: make(chan struct{}, 1), calls: make(chan func()), loopDone: make(chan struct{}),
 	}
 	if opts.Registerer != nil {
 		for _, c := range s.m.collectors() {
