@@ -5,6 +5,7 @@
 //	alertmanager check rules.yaml...          validate rules files
 //	alertmanager silence add|list|expire      manage silences over the API
 //	alertmanager suggest --field p95          threshold suggestions from history
+//	alertmanager backtest --rules F --rule N  a predict rule over stored history
 package main
 
 import (
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 			return silence(ctx, args[1:], stdout, stderr, env)
 		case "suggest":
 			return suggest(ctx, args[1:], stdout, stderr, env)
+		case "backtest":
+			return backtest(ctx, args[1:], stdout, stderr, env)
 		case "healthcheck":
 			return cli.Healthcheck(ctx, "alertmanager", envPrefix, "http://127.0.0.1:9103/readyz", args[1:], stderr, env)
 		case "run":
@@ -165,6 +168,9 @@ log, webhook and Prometheus Alertmanager receivers.
 		Config: cfg, RulesFile: *rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
 		Instance: *instance, Durable: "alertmanager-" + unsafeName.ReplaceAllString(*instance, "_"),
 		ExternalURL: *externalURL, APIToken: apiToken, RetryFor: *retryFor, MaxSilence: *maxSilence, Logger: &log, Registerer: reg,
+		History: func(ctx context.Context, since time.Time) ([]*events.AggregateEvent, error) {
+			return windowsSince(ctx, bus, since)
+		},
 	})
 	if err != nil {
 		log.Error().Err(redact.Error(err)).Msg("cannot start")
@@ -355,11 +361,14 @@ func suggest(ctx context.Context, args []string, stdout, stderr io.Writer, env f
 	field := fs.String("field", "p95", "field of the aggregated windows: p50, p90, p95, p99, avg, max, error_rate, rate, count")
 	since := fs.Duration("since", 24*time.Hour, "how much history to read")
 	k := fs.Float64("k", 3, "deviations (1.4826·MAD) above the median")
+	apply := fs.String("apply", "", "rules file whose threshold: auto rules get their learned thresholds written in (each rule's own auto settings apply)")
 	usage(fs, `Usage: alertmanager suggest [flags]
 
 Reads the stored performance.metric.aggregated windows of the last --since and
 prints, per series, the median of --field and a suggested threshold (median +
-k·MAD) for a threshold rule.
+k·MAD) for a threshold rule. With --apply FILE it instead learns the thresholds
+of FILE's threshold: auto rules (with their own auto settings) and writes them
+into FILE: the most permissive of each rule's series.
 `)
 	if code, ok := parse(fs, args, stderr, env); !ok {
 		return code
@@ -377,6 +386,20 @@ k·MAD) for a threshold rule.
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
+	if *apply != "" {
+		done, err := applyLearned(ctx, bus, *apply)
+		if err != nil {
+			fmt.Fprintf(stderr, "alertmanager suggest --apply: %v\n", redact.Error(err))
+			return 1
+		}
+		for _, a := range done {
+			fmt.Fprintf(stdout, "%s: %s: threshold %.6g (learned over %d series)\n", *apply, a.rule, a.threshold, a.series)
+		}
+		if len(done) == 0 {
+			fmt.Fprintf(stderr, "%s: no threshold: auto rule learned a threshold (too little history?)\n", *apply)
+		}
+		return 0
+	}
 	series := map[string][]float64{}
 	_, err = bus.Replay(ctx, string(events.MetricAggregated), jsbus.ReplayOptions{From: time.Now().Add(-*since)}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
 		if a, ok := ev.(*events.AggregateEvent); ok {

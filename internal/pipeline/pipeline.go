@@ -232,6 +232,16 @@ func Run(ctx context.Context, o Options) (err error) {
 	am, err := alerting.New(alerting.Options{
 		Config: rules, RulesFile: o.Rules, Bus: bus, Alerts: &alerting.JetStreamSink{JS: bus.JetStream()}, Store: store,
 		Instance: "jetmon-up", Durable: "alertmanager-jetmon-up", ExternalURL: "http://" + o.HTTP, Logger: &log, Registerer: reg,
+		History: func(ctx context.Context, since time.Time) ([]*events.AggregateEvent, error) { // threshold: auto
+			var out []*events.AggregateEvent
+			_, err := bus.Replay(ctx, string(events.MetricAggregated), jsbus.ReplayOptions{From: since}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
+				if a, ok := ev.(*events.AggregateEvent); ok {
+					out = append(out, a)
+				}
+				return nil
+			}))
+			return out, err
+		},
 	})
 	if err != nil {
 		return err
@@ -253,7 +263,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	for _, p := range []string{"/api/v1/windows", "/api/v1/stats"} {
 		mux.Handle(p, aggMux)
 	}
-	for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/silences/", "/api/v1/rules", "/api/v1/baselines"} {
+	for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/silences/", "/api/v1/rules", "/api/v1/baselines", "/api/v1/thresholds"} {
 		mux.Handle(p, amMux)
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

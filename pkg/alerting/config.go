@@ -1,11 +1,17 @@
 // Package alerting is jetmon's alert manager as a library: a rules file
-// (threshold, health, rate and anomaly rules with for, keep_firing_for and
-// hysteresis), an [Engine] that moves alerts through inactive → pending →
-// firing → resolved, a [Dispatcher] that groups, inhibits and silences them,
-// receivers (log, Alertmanager webhook v4, Prometheus Alertmanager API v2)
-// with retries and a circuit breaker each, and a [Store] (JetStream KV) that
-// lets several instances share state and notify each alert exactly once.
-// [Service] runs it all on an event bus.
+// (threshold — fixed or learned from history with threshold: auto —,
+// health, rate, anomaly and predict rules over aggregated windows and
+// health events, and absence, sequence and ratio pattern rules over raw
+// events keyed by a field; with for, keep_firing_for and hysteresis), an
+// [Engine] that moves alerts through inactive → pending → firing →
+// resolved, a [Dispatcher] that groups, inhibits and silences them,
+// receivers (log, Alertmanager webhook v4 or a custom JSON body, Prometheus
+// Alertmanager API v2, Slack, PagerDuty Events v2, e-mail over SMTP,
+// Microsoft Teams) with Alertmanager-style templates, retries that honour
+// Retry-After and a circuit breaker each, and a [Store] (JetStream KV and
+// object store) that lets several instances share state and notify each
+// alert exactly once. [Service] runs it all on an event bus; [Backtest]
+// replays history through a predict rule.
 package alerting
 
 import (
@@ -24,7 +30,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -85,12 +90,38 @@ type Rule struct {
 	KeepFiringFor Duration `yaml:"keep_firing_for" json:"-"`
 	// StaleAfter clears the condition of a series without new windows for
 	// this long (threshold and anomaly rules; default 5m, negative: never).
-	StaleAfter  Duration          `yaml:"stale_after" json:"-"`
-	Anomaly     *AnomalyConfig    `yaml:"anomaly" json:"anomaly,omitempty"`
+	StaleAfter Duration       `yaml:"stale_after" json:"-"`
+	Anomaly    *AnomalyConfig `yaml:"anomaly" json:"anomaly,omitempty"`
+	Predict    *PredictConfig `yaml:"predict" json:"predict,omitempty"`
+	// Auto configures the learning of a threshold rule written
+	// `threshold: auto` (see [AutoThreshold]).
+	Auto *AutoThreshold `yaml:"auto" json:"auto,omitempty"`
+	// Key names the field that ties a pattern rule's events together:
+	// context_id (default for absence), source (default for sequence and
+	// ratio), trace_id, component, operation or attributes.<name>.
+	Key string `yaml:"key" json:"key,omitempty"`
+	// First and Then are the steps of absence and sequence rules;
+	// Numerator and Denominator those of ratio rules.
+	First       *PatternStep `yaml:"first" json:"first,omitempty"`
+	Then        *PatternStep `yaml:"then" json:"then,omitempty"`
+	Numerator   *PatternStep `yaml:"numerator" json:"numerator,omitempty"`
+	Denominator *PatternStep `yaml:"denominator" json:"denominator,omitempty"`
+	// Within is how long after the first step the then step may come
+	// (absence: must come; sequence: the first step's completion).
+	Within Duration `yaml:"within" json:"-"`
+	// MaxKeys bounds the open keys of a pattern rule (default
+	// [DefaultMaxKeys]); past it the oldest key is evicted and counted.
+	MaxKeys int `yaml:"max_keys" json:"max_keys,omitempty"`
+	// MinCount is the fewest denominator events in the window for a ratio
+	// rule to judge (default 1).
+	MinCount    int               `yaml:"min_count" json:"min_count,omitempty"`
 	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
 	Annotations map[string]string `yaml:"annotations" json:"annotations,omitempty"`
 
 	annotations map[string]*template.Template
+	inputs      []string // Inputs(), for the hot path
+	// autoThreshold: the file says threshold: auto.
+	autoThreshold bool
 }
 
 // Match selects the input of a rule. Every field is a glob (path.Match
@@ -151,6 +182,10 @@ type Receiver struct {
 	Log          *LogConfig          `yaml:"log"`
 	Webhook      *WebhookConfig      `yaml:"webhook"`
 	Alertmanager *AlertmanagerConfig `yaml:"alertmanager"`
+	Slack        *SlackConfig        `yaml:"slack"`
+	PagerDuty    *PagerDutyConfig    `yaml:"pagerduty"`
+	Email        *EmailConfig        `yaml:"email"`
+	Teams        *TeamsConfig        `yaml:"teams"`
 }
 
 // LogConfig sends notifications to the process log.
@@ -159,7 +194,8 @@ type LogConfig struct {
 	SendResolved *bool `yaml:"send_resolved"`
 }
 
-// WebhookConfig posts the Prometheus Alertmanager webhook payload (version 4).
+// WebhookConfig posts the Prometheus Alertmanager webhook payload
+// (version 4), or with Body a JSON document of the user's own.
 type WebhookConfig struct {
 	URL string `yaml:"url"`
 	// BearerTokenFile holds a token sent as "Authorization: Bearer".
@@ -167,6 +203,13 @@ type WebhookConfig struct {
 	Timeout         Duration `yaml:"timeout"`
 	SendResolved    *bool    `yaml:"send_resolved"`
 	MaxAlerts       int      `yaml:"max_alerts"`
+	// Body, if set, is a template over [TemplateData] whose output is
+	// posted instead of the version 4 payload; it must be valid JSON
+	// (use the json function for values: {"text": {{ .Status | json }}}),
+	// else the notification fails without being sent.
+	Body string `yaml:"body"`
+
+	body *textTemplate
 }
 
 // AlertmanagerConfig forwards alerts to a Prometheus Alertmanager through
@@ -222,9 +265,15 @@ const (
 	DefaultStaleAfter     = 5 * time.Minute
 )
 
-// Load reads and validates a rules file.
+// Load reads and validates a rules file; one larger than
+// [MaxRulesFileSize] is refused without being read whole.
 func Load(file string) (*Config, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRulesFileSize+1))
 	if err != nil {
 		return nil, err
 	}
@@ -239,11 +288,18 @@ func Parse(file string, data []byte) (*Config, error) { return parse(file, data,
 // ([Options].Notify): receivers may have no target in the file.
 func ParseEmbedded(file string, data []byte) (*Config, error) { return parse(file, data, true) }
 
+// MaxRulesFileSize bounds a rules file: a larger one is refused unread.
+const MaxRulesFileSize = 4 << 20
+
 func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) {
+	if len(data) > MaxRulesFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, larger than the limit of %d", file, len(data), MaxRulesFileSize)
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, lineErr(file, err))
 	}
+	data, auto := markAuto(&root, data)
 	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -254,6 +310,11 @@ func parse(file string, data []byte, allowEmptyReceivers bool) (*Config, error) 
 		return nil, lineErr(file, err)
 	}
 	v := &validator{file: file, root: &root, allowEmptyReceivers: allowEmptyReceivers}
+	for i := range auto {
+		if i < len(cfg.Rules) && cfg.Rules[i] != nil {
+			cfg.Rules[i].autoThreshold = true
+		}
+	}
 	cfg.validate(v)
 	if len(v.errs) > 0 {
 		return nil, &ConfigError{Problems: v.errs}
@@ -446,7 +507,7 @@ func (r *Rule) validate(v *validator, p []any) {
 	}
 	needThreshold := false
 	switch r.Kind {
-	case KindThreshold, KindAnomaly:
+	case KindThreshold, KindAnomaly, KindPredict:
 		if r.Match.Type == "" {
 			r.Match.Type = "performance.>"
 		}
@@ -456,9 +517,13 @@ func (r *Rule) validate(v *validator, p []any) {
 		if r.StaleAfter == 0 {
 			r.StaleAfter = Duration(DefaultStaleAfter)
 		}
-		if r.Kind == KindThreshold {
+		switch r.Kind {
+		case KindThreshold:
 			needThreshold = true
-		} else {
+		case KindPredict:
+			needThreshold = true
+			r.validatePredict(v, at("predict"))
+		default:
 			r.validateAnomaly(v, at("anomaly"))
 		}
 	case KindHealth:
@@ -480,10 +545,19 @@ func (r *Rule) validate(v *validator, p []any) {
 			v.addf(at("window"), "a positive window is required for a rate rule")
 		}
 		needThreshold = true
+	case KindAbsence, KindSequence, KindRatio:
+		needThreshold = r.Kind == KindRatio
+		r.validatePattern(v, p)
 	default:
-		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly", r.Kind)
+		v.addf(at("kind"), "%q is not one of threshold, health, rate, anomaly, predict, absence, sequence, ratio", r.Kind)
 	}
-	if needThreshold {
+	if r.autoThreshold {
+		r.Threshold = nil // learned per series
+		r.validateAuto(v, p)
+	} else if r.Auto != nil {
+		v.addf(at("auto"), "needs threshold: auto")
+	}
+	if needThreshold && !r.autoThreshold {
 		switch {
 		case r.Threshold == nil:
 			v.addf(at("threshold"), "required for a %s rule", r.Kind)
@@ -509,6 +583,7 @@ func (r *Rule) validate(v *validator, p []any) {
 			v.addf(append(at("labels"), k), "%q is not a label name", k)
 		}
 	}
+	r.inputs = r.Inputs()
 	r.annotations = map[string]*template.Template{}
 	for k, text := range r.Annotations {
 		t, err := template.New(k).Option("missingkey=zero").Parse(text)
@@ -517,127 +592,6 @@ func (r *Rule) validate(v *validator, p []any) {
 			continue
 		}
 		r.annotations[k] = t
-	}
-}
-
-func (r *Rule) validateAnomaly(v *validator, p []any) {
-	if r.Anomaly == nil {
-		r.Anomaly = &AnomalyConfig{}
-	}
-	a := r.Anomaly
-	at := func(k string) []any { return append(append([]any{}, p...), k) }
-	if a.Method == "" {
-		a.Method = "mad"
-	}
-	if a.Method != "mad" && a.Method != "ewma" {
-		v.addf(at("method"), "%q is not mad or ewma", a.Method)
-	}
-	if a.K == 0 {
-		a.K = 3
-	}
-	if a.K < 0 {
-		v.addf(at("k"), "must be positive")
-	}
-	if a.MinSamples == 0 {
-		a.MinSamples = 20
-	}
-	if a.MinSamples < 2 {
-		v.addf(at("min_samples"), "must be at least 2")
-	}
-	if a.History == 0 {
-		a.History = 100
-	}
-	if a.History < a.MinSamples && a.Method == "mad" {
-		v.addf(at("history"), "%d keeps fewer values than min_samples %d", a.History, a.MinSamples)
-	}
-	if a.Alpha == 0 {
-		a.Alpha = 0.1
-	}
-	if a.Alpha <= 0 || a.Alpha > 1 {
-		v.addf(at("alpha"), "must be in (0, 1]")
-	}
-	switch a.Direction {
-	case "":
-		a.Direction = "up"
-	case "up", "down", "both":
-	default:
-		v.addf(at("direction"), "%q is not up, down or both", a.Direction)
-	}
-	if a.MinDeviation < 0 {
-		v.addf(at("min_deviation"), "must not be negative")
-	}
-}
-
-func (r *Receiver) validate(v *validator, p []any) {
-	at := func(k string) []any { return append(append([]any{}, p...), k) }
-	if r.Name == "" {
-		v.addf(at("name"), "required")
-	}
-	if r.Log == nil && r.Webhook == nil && r.Alertmanager == nil && !v.allowEmptyReceivers {
-		v.addf(p, "receiver %q has no target (log, webhook or alertmanager)", r.Name)
-	}
-	if r.Webhook != nil {
-		if err := checkURL(r.Webhook.URL); err != nil {
-			v.addf(append(at("webhook"), "url"), "%v", err)
-		}
-	}
-	if r.Alertmanager != nil {
-		if err := checkURL(r.Alertmanager.URL); err != nil {
-			v.addf(append(at("alertmanager"), "url"), "%v", err)
-		}
-	}
-}
-
-func checkURL(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
-		return fmt.Errorf("%q is not an http(s) URL", redact.URL(s))
-	}
-	return nil
-}
-
-func (r *Route) validate(v *validator, p []any, receivers map[string]*Receiver, root bool) {
-	at := func(k string) []any { return append(append([]any{}, p...), k) }
-	if root && r.Receiver == "" {
-		v.addf(at("receiver"), "the root route needs a receiver")
-	}
-	if r.Receiver != "" && receivers[r.Receiver] == nil {
-		v.addf(at("receiver"), "no receiver is named %q", r.Receiver)
-	}
-	if root && len(r.Matchers) > 0 {
-		v.addf(at("matchers"), "the root route matches every alert; put matchers on child routes")
-	}
-	for i, l := range r.GroupBy {
-		if l != "..." && !labelName.MatchString(l) {
-			v.addf(append(at("group_by"), i), "%q is not a label name", l)
-		}
-	}
-	for _, d := range []struct {
-		k string
-		d *Duration
-	}{{"group_wait", r.GroupWait}, {"group_interval", r.GroupInterval}, {"repeat_interval", r.RepeatInterval}} {
-		if d.d != nil && *d.d < 0 {
-			v.addf(at(d.k), "must not be negative")
-		}
-	}
-	if r.GroupInterval != nil && *r.GroupInterval == 0 {
-		v.addf(at("group_interval"), "must be positive")
-	}
-	if r.RepeatInterval != nil && *r.RepeatInterval == 0 {
-		v.addf(at("repeat_interval"), "must be positive")
-	}
-	var err error
-	if r.matchers, err = NewMatchers(r.Matchers); err != nil {
-		v.addf(at("matchers"), "%v", err)
-	}
-	for i, c := range r.Routes {
-		if c == nil {
-			v.addf(append(at("routes"), i), "empty route")
-			continue
-		}
-		c.validate(v, append(at("routes"), i), receivers, false)
 	}
 }
 

@@ -51,6 +51,8 @@ type Alert struct {
 	// replay after a restart cannot move an alert backwards).
 	LastSeenAt  time.Time `json:"last_seen_at,omitzero"`
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
+	// Forecast is a predict rule's forecast with its error.
+	Forecast *Forecast `json:"forecast,omitempty"`
 
 	// rendered says for which value and state Annotations were rendered.
 	rendered      bool
@@ -62,6 +64,10 @@ func (a *Alert) clone() *Alert {
 	c := *a
 	c.Labels = maps.Clone(a.Labels)
 	c.Annotations = maps.Clone(a.Annotations)
+	if a.Forecast != nil {
+		f := *a.Forecast
+		c.Forecast = &f
+	}
 	return &c
 }
 
@@ -99,20 +105,29 @@ type Engine struct {
 	byName    map[string]*Rule
 	alerts    map[string]*Alert
 	detectors map[string]*detector
-	rates     map[string]*rateCounter
+	// predictors forecast the series of predict rules, by fingerprint.
+	predictors map[string]*predictor
+	// learned holds the thresholds of auto rules, by fingerprint.
+	learned map[string]LearnedThreshold
+	rates   map[string]*rateCounter
 	// seriesLabels names the series of detectors and rate counters, and
 	// lastSample says when each last had a sample.
 	seriesLabels map[string]Labels
 	lastSample   map[string]time.Time
 	lastSweep    time.Time
+	// lastPatternSweep is when idle ratio series were last dropped.
+	lastPatternSweep time.Time
 	// fps caches the fingerprint of the series seen, per rule.
 	fps map[seriesKey]string
+	// patterns holds the open keys and ratio counts of pattern rules, by
+	// rule name.
+	patterns map[string]*patternState
 }
 
 // NewEngine returns an engine evaluating rules.
 func NewEngine(rules []*Rule) *Engine {
 	e := &Engine{
-		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{},
+		alerts: map[string]*Alert{}, detectors: map[string]*detector{}, rates: map[string]*rateCounter{}, predictors: map[string]*predictor{}, learned: map[string]LearnedThreshold{},
 		seriesLabels: map[string]Labels{}, lastSample: map[string]time.Time{},
 	}
 	e.setRules(rules)
@@ -123,8 +138,19 @@ func (e *Engine) setRules(rules []*Rule) {
 	e.rules = rules
 	e.fps = map[seriesKey]string{} // rule labels may have changed
 	e.byName = map[string]*Rule{}
+	old := e.patterns
+	e.patterns = map[string]*patternState{}
 	for _, r := range rules {
 		e.byName[r.Name] = r
+		if !isPattern(r.Kind) {
+			continue
+		}
+		if ps := old[r.Name]; ps != nil && ps.rule.Kind == r.Kind && slices.Equal(ps.rule.Inputs(), r.Inputs()) {
+			ps.rule = r // same kind and inputs: the open keys carry on
+			e.patterns[r.Name] = ps
+		} else {
+			e.patterns[r.Name] = newPatternState(r)
+		}
 	}
 }
 
@@ -134,7 +160,7 @@ func (e *Engine) Rules() []*Rule { return e.rules }
 // Input is the event pattern the rule reads: performance.metric.aggregated
 // for threshold and anomaly rules, Match.Type otherwise.
 func (r *Rule) Input() string {
-	if r.Kind == KindThreshold || r.Kind == KindAnomaly {
+	if r.Kind == KindThreshold || r.Kind == KindAnomaly || r.Kind == KindPredict {
 		return string(events.MetricAggregated)
 	}
 	return r.Match.Type
@@ -160,6 +186,10 @@ func (e *Engine) Observe(ev events.Event, now time.Time) []Transition {
 func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Transition {
 	var ts []Transition
 	for _, r := range e.rules {
+		if isPattern(r.Kind) {
+			ts = e.observePattern(r, ev, input, now, ts)
+			continue
+		}
 		if input != "" && r.Input() != input {
 			continue
 		}
@@ -205,10 +235,34 @@ func (e *Engine) ObserveInput(ev events.Event, input string, now time.Time) []Tr
 			e.lastSample[fp] = now
 			value = s.value
 			cond, threshold = d.observe(s.value)
+		case KindPredict:
+			p := e.predictors[fp]
+			if p == nil {
+				p = newPredictor(r.Predict)
+				e.predictors[fp] = p
+				e.seriesLabels[fp] = r.labels(s.series.labels())
+			}
+			e.lastSample[fp] = now
+			p.observe(s.at, s.value)
+			var f Forecast
+			cond, f = p.predict(r)
+			value, threshold = s.value, *r.Threshold
+			if a != nil || cond {
+				if a == nil {
+					a = &Alert{Fingerprint: fp, Rule: r.Name, Labels: r.labels(s.series.labels()), State: StateInactive}
+				}
+				a.Forecast = &f
+			}
 		case KindHealth:
 			value, threshold = s.value, severity(r.Status)
 			cond = value >= threshold
 		default:
+			if r.Auto != nil {
+				l, ok := e.learned[fp]
+				value, threshold = s.value, l.Threshold
+				cond = ok && !math.IsNaN(value) && compare(r.Op, value, threshold)
+				break
+			}
 			value, threshold = s.value, *r.Threshold
 			cond = thresholdCondition(r, exceeding, value)
 		}
@@ -290,114 +344,6 @@ func (e *Engine) step(r *Rule, a *Alert, cond bool, at, now time.Time) (Transiti
 	return Transition{From: from, To: a.State, Alert: a.clone(), At: now}, true
 }
 
-// Tick advances time-driven transitions to now: pending alerts whose for
-// has elapsed fire, firing alerts whose keep_firing_for has elapsed
-// resolve, series without samples for stale_after clear, rate windows
-// slide, resolved alerts older than [ResolvedRetention] are forgotten, and
-// so is the state of series idle for [IdleSeriesRetention].
-func (e *Engine) Tick(now time.Time) []Transition {
-	if now.Sub(e.lastSweep) >= sweepEvery {
-		e.sweep(now)
-		e.lastSweep = now
-	}
-	var ts []Transition
-	for _, fp := range slices.Sorted(maps.Keys(e.alerts)) {
-		a := e.alerts[fp]
-		r := e.byName[a.Rule]
-		if r == nil {
-			continue
-		}
-		if a.State == StateResolved {
-			if now.Sub(a.ResolvedAt) >= ResolvedRetention {
-				delete(e.alerts, fp) // the series' counts and baseline stay
-			}
-			continue
-		}
-		cond := a.Exceeding
-		switch {
-		case r.Kind == KindRate && e.rates[fp] != nil:
-			cond = e.rateCondition(r, a, e.rates[fp].sum(now))
-		case (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && now.Sub(a.LastSeenAt) >= r.StaleAfter.D():
-			cond = false
-		}
-		if tr, ok := e.step(r, a, cond, now, now); ok {
-			ts = append(ts, tr)
-		}
-	}
-	return ts
-}
-
-// Next returns when [Engine.Tick] next has something to do after now, or
-// the zero time if nothing is scheduled.
-func (e *Engine) Next(now time.Time) time.Time {
-	var next time.Time
-	earlier := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
-	for fp, a := range e.alerts {
-		r := e.byName[a.Rule]
-		if r == nil {
-			continue
-		}
-		switch a.State {
-		case StateResolved:
-			earlier(a.ResolvedAt.Add(ResolvedRetention))
-			continue
-		case StatePending:
-			if a.Exceeding {
-				earlier(a.ActiveAt.Add(r.For.D()))
-			}
-		case StateFiring:
-			if !a.Exceeding {
-				earlier(a.LastExceededAt.Add(r.KeepFiringFor.D()))
-			}
-		}
-		if c := e.rates[fp]; r.Kind == KindRate && c != nil {
-			if t := c.nextExpiry(now); !t.IsZero() {
-				earlier(t) // the window slides past a bucket
-			}
-		}
-		if (r.Kind == KindThreshold || r.Kind == KindAnomaly) && r.StaleAfter > 0 && a.Exceeding {
-			earlier(a.LastSeenAt.Add(r.StaleAfter.D()))
-		}
-	}
-	return next
-}
-
-// forget drops an alert and the state of its series.
-func (e *Engine) forget(fp string) {
-	delete(e.alerts, fp)
-	e.dropSeries(fp)
-}
-
-func (e *Engine) dropSeries(fp string) {
-	delete(e.rates, fp)
-	delete(e.detectors, fp)
-	delete(e.seriesLabels, fp)
-	delete(e.lastSample, fp)
-}
-
-// sweep drops the state of series without an alert whose rule is gone or
-// that had no sample for [IdleSeriesRetention] (a rate rule's window, if
-// longer).
-func (e *Engine) sweep(now time.Time) {
-	for fp, at := range e.lastSample {
-		if e.alerts[fp] != nil {
-			continue
-		}
-		r := e.byName[e.seriesLabels[fp]["alertname"]]
-		keep := IdleSeriesRetention
-		if r != nil && r.Kind == KindRate {
-			keep = max(keep, r.Window.D())
-		}
-		if r == nil || now.Sub(at) >= keep {
-			e.dropSeries(fp)
-		}
-	}
-}
-
 // Series returns how many series of rate and anomaly rules the engine
 // holds state for.
 func (e *Engine) Series() int { return len(e.lastSample) }
@@ -467,7 +413,11 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 			continue
 		}
 		series := Labels{}
-		for _, k := range []string{"source", "operation", "metric", "component", "event_type"} {
+		keys := []string{"source", "operation", "metric", "component", "event_type"}
+		if isPattern(r.Kind) {
+			keys = []string{"source", labelOfKey(r.Key)}
+		}
+		for _, k := range keys {
 			if v, ok := a.Labels[k]; ok {
 				series[k] = v
 			}
@@ -484,6 +434,10 @@ func (e *Engine) SetRules(rules []*Rule, now time.Time) []Transition {
 			if d := e.detectors[fp]; d != nil {
 				delete(e.detectors, fp)
 				e.detectors[nfp] = d
+			}
+			if p := e.predictors[fp]; p != nil {
+				delete(e.predictors, fp)
+				e.predictors[nfp] = p
 			}
 			delete(e.seriesLabels, fp)
 			e.seriesLabels[nfp] = labels
@@ -506,6 +460,10 @@ func (r *Rule) render(a *Alert) {
 		return
 	}
 	data := map[string]any{"Labels": map[string]string(a.Labels), "Value": a.Value, "Threshold": a.Threshold, "State": string(a.State), "Rule": r.Name}
+	if f := a.Forecast; f != nil {
+		data["Forecast"], data["ETA"], data["Error"] = f.Value, f.ETA.Round(time.Second).String(), f.Error
+		data["ETAMinutes"] = f.ETA.Minutes()
+	}
 	a.Annotations = make(map[string]string, len(r.annotations))
 	var b bytes.Buffer
 	for k, t := range r.annotations {

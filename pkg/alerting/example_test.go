@@ -50,3 +50,34 @@ receivers: [{name: chat}]
 	fmt.Println(n.Firing[0].Labels["alertname"], n.Firing[0].State, n.Firing[0].Annotations["summary"])
 	// Output: CheckoutSlow firing p95 is 480 ms
 }
+
+// Backtest runs a predict rule over history: here p95 grows by 1 ms every
+// 10 s window, so the linear forecast crosses 250 ms a full horizon (5
+// minutes) before the windows do.
+func ExampleBacktest() {
+	cfg, err := alerting.ParseEmbedded("rules.yaml", []byte(`
+rules:
+  - alert: CheckoutSlowSoon
+    kind: predict
+    field: p95
+    threshold: 250
+    predict: {method: linear, horizon: 5m}
+receivers: [{name: r}]
+`))
+	if err != nil {
+		panic(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var history []*events.AggregateEvent
+	for i := range 200 {
+		end := t0.Add(time.Duration(i+1) * 10 * time.Second)
+		w := events.NewAggregateEvent(events.OperationComplete, "checkout", "charge", end.Add(-10*time.Second), end)
+		w.Count, w.P95 = 100, 100+float64(i)
+		history = append(history, w)
+	}
+	for _, r := range alerting.Backtest(cfg.Rules[0], history) {
+		fmt.Printf("%s fired %s, threshold %s: %v ahead (forecast %.0f ms in %v)\n",
+			r.Labels["source"], r.Fired.Format("15:04:05"), r.ThresholdFired.Format("15:04:05"), r.Lead, r.Forecast.Value, r.Forecast.ETA)
+	}
+	// Output: checkout fired 00:20:20, threshold 00:25:20: 5m0s ahead (forecast 251 ms in 4m50s)
+}

@@ -30,6 +30,7 @@ import (
 //
 //	GET    /api/v1/rules           loaded rules
 //	GET    /api/v1/baselines       anomaly baselines and suggested thresholds
+//	GET    /api/v1/thresholds      thresholds learned for threshold: auto rules
 //	GET    /readyz                 200 once running
 func (s *Service) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +82,10 @@ func (s *Service) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/baselines", func(w http.ResponseWriter, r *http.Request) {
 		bs, err := s.Baselines(r.Context())
 		reply(w, bs, err)
+	})
+	mux.HandleFunc("GET /api/v1/thresholds", func(w http.ResponseWriter, r *http.Request) {
+		ts, err := s.Thresholds(r.Context())
+		reply(w, ts, err)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.Ready() {

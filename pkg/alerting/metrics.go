@@ -12,6 +12,9 @@ type metrics struct {
 	publishErrors prometheus.Counter
 	reloads       *prometheus.CounterVec
 	configOK      prometheus.Gauge
+	rateLimited   *prometheus.CounterVec
+	patternKeys   prometheus.Gauge
+	evictions     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -46,11 +49,20 @@ func newMetrics() *metrics {
 		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jetmon_alertmanager_config_last_reload_successful", Help: "Whether the last rules reload succeeded.",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_alertmanager_rate_limited_total", Help: "Notification attempts answered with a rate limit (HTTP 429 or 503 with Retry-After), by receiver and integration.",
+		}, []string{"receiver", "integration"}),
+		patternKeys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetmon_alertmanager_pattern_keys", Help: "Open keys of pattern rules (absence and sequence) held in memory.",
+		}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_alertmanager_pattern_evictions_total", Help: "Open keys of pattern rules dropped because the rule's max_keys was reached, by rule.",
+		}, []string{"rule"}),
 	}
 	m.configOK.Set(1)
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.input, m.transitions, m.alerts, m.series, m.notifications, m.latency, m.publishErrors, m.reloads, m.configOK}
+	return []prometheus.Collector{m.input, m.transitions, m.alerts, m.series, m.notifications, m.latency, m.publishErrors, m.reloads, m.configOK, m.rateLimited, m.patternKeys, m.evictions}
 }

@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -94,7 +96,7 @@ func newIntegrations(r *Receiver, client *http.Client, log *zerolog.Logger, exte
 		out = append(out, newIntegration(r.Name, len(out), &logSender{log: log, receiver: r.Name}, sendResolvedOr(r.Log.SendResolved)))
 	}
 	if w := r.Webhook; w != nil {
-		s := &webhookSender{url: w.URL, client: client, timeout: timeoutOr(w.Timeout), receiver: r.Name, maxAlerts: w.MaxAlerts, externalURL: externalURL}
+		s := &webhookSender{url: w.URL, client: client, timeout: timeoutOr(w.Timeout), receiver: r.Name, maxAlerts: w.MaxAlerts, externalURL: externalURL, body: w.body}
 		if w.BearerTokenFile != "" {
 			tok, err := os.ReadFile(w.BearerTokenFile)
 			if err != nil {
@@ -111,6 +113,51 @@ func newIntegrations(r *Receiver, client *http.Client, log *zerolog.Logger, exte
 		}
 		s := &alertmanagerSender{url: u.JoinPath("api/v2/alerts").String(), client: client, timeout: timeoutOr(a.Timeout), externalURL: externalURL}
 		out = append(out, newIntegration(r.Name, len(out), s, sendResolvedOr(a.SendResolved)))
+	}
+	native, err := nativeIntegrations(r, client, externalURL, len(out))
+	return append(out, native...), err
+}
+
+// nativeIntegrations builds the Slack, PagerDuty, e-mail and Teams targets
+// of r, reading their credentials; idx is the index of the first.
+func nativeIntegrations(r *Receiver, client *http.Client, externalURL string, idx int) ([]*integration, error) {
+	var out []*integration
+	add := func(s sender, sendResolved *bool) {
+		out = append(out, newIntegration(r.Name, idx+len(out), s, sendResolvedOr(sendResolved)))
+	}
+	if c := r.Slack; c != nil {
+		s := &slackSender{cfg: c, client: client, timeout: timeoutOr(c.Timeout), receiver: r.Name, externalURL: externalURL}
+		var err error
+		if c.Token.set() {
+			if s.token, err = readSecret(r.Name, "slack.token", c.Token); err != nil {
+				return nil, err
+			}
+			s.url = cmp.Or(c.APIURL, DefaultSlackAPIURL)
+		} else if s.url, err = readSecret(r.Name, "slack.webhook_url", c.WebhookURL); err != nil {
+			return nil, err
+		}
+		add(s, c.SendResolved)
+	}
+	if c := r.PagerDuty; c != nil {
+		key, err := readSecret(r.Name, "pagerduty.routing_key", c.RoutingKey)
+		if err != nil {
+			return nil, err
+		}
+		add(&pagerDutySender{cfg: c, url: cmp.Or(c.URL, DefaultPagerDutyURL), key: key, client: client, timeout: timeoutOr(c.Timeout), receiver: r.Name, externalURL: externalURL}, c.SendResolved)
+	}
+	if c := r.Email; c != nil {
+		s, err := newEmailSender(r, externalURL)
+		if err != nil {
+			return nil, err
+		}
+		add(s, c.SendResolved)
+	}
+	if c := r.Teams; c != nil {
+		u, err := readSecret(r.Name, "teams.webhook_url", c.WebhookURL)
+		if err != nil {
+			return nil, err
+		}
+		add(&teamsSender{cfg: c, url: u, client: client, timeout: timeoutOr(c.Timeout), receiver: r.Name, externalURL: externalURL}, c.SendResolved)
 	}
 	return out, nil
 }
@@ -238,11 +285,19 @@ type webhookSender struct {
 	client                            *http.Client
 	timeout                           time.Duration
 	maxAlerts                         int
+	body                              *textTemplate
 }
 
 func (w *webhookSender) kind() string { return "webhook" }
 
 func (w *webhookSender) send(ctx context.Context, n *Notification) error {
+	if w.body != nil {
+		body, err := customWebhookBody(w.body, n, w.receiver, w.externalURL)
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		return post(ctx, w.client, w.timeout, w.url, w.token, body)
+	}
 	body, err := json.Marshal(WebhookPayload(n, w.receiver, w.externalURL, w.maxAlerts))
 	if err != nil {
 		return backoff.Permanent(err)
@@ -292,30 +347,81 @@ func (s *alertmanagerSender) send(ctx context.Context, n *Notification) error {
 // token-like path segments, and the bearer token, are masked (see
 // [redact.URL]) — they end up in logs.
 func post(ctx context.Context, client *http.Client, timeout time.Duration, url, token string, body []byte) error {
+	hdr := map[string]string{}
+	if token != "" {
+		hdr["Authorization"] = "Bearer " + token
+	}
+	_, err := postJSON(ctx, client, timeout, url, hdr, body, token)
+	return err
+}
+
+// RetryAfterError is a receiver's answer that asks to come back later
+// (HTTP 429, or 503 with Retry-After): the retry waits at least After.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// maxRetryAfter caps a receiver's Retry-After: a rate-limited target
+// waits, but a hostile answer cannot park its queue for days.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date).
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	if h == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		return min(time.Duration(max(s, 0))*time.Second, maxRetryAfter), true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// postJSON posts body with the headers hdr and returns the answer's first
+// 64 KiB. Errors are redacted: the URL's credentials and every secret
+// (header values included) are masked. 4xx answers other than 408 and 429
+// are permanent; 429 and 503 with Retry-After give a [RetryAfterError].
+func postJSON(ctx context.Context, client *http.Client, timeout time.Duration, url string, hdr map[string]string, body []byte, secrets ...string) ([]byte, error) {
+	secrets = append(redact.Secrets(url), secrets...)
+	for _, v := range hdr {
+		secrets = append(secrets, strings.TrimPrefix(v, "Bearer "))
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return backoff.Permanent(redact.Error(err, append(redact.Secrets(url), token)...))
+		return nil, backoff.Permanent(redact.Error(err, secrets...))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "jetmon-alertmanager")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return redact.Error(err, append(redact.Secrets(url), token)...)
+		return nil, redact.Error(err, secrets...)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
-		return nil
+		return msg, nil
 	}
 	// The receiver's answer may echo the request (URL, headers): redact it too.
-	err = fmt.Errorf("POST %s: %s: %s", redact.URL(url), resp.Status, redact.String(strings.TrimSpace(string(msg)), append(redact.Secrets(url), token)...))
-	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
-		return backoff.Permanent(err)
+	excerpt := strings.TrimSpace(string(msg[:min(len(msg), 512)]))
+	err = fmt.Errorf("POST %s: %s: %s", redact.URL(url), resp.Status, redact.String(excerpt, secrets...))
+	if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok &&
+		(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		return nil, &RetryAfterError{After: d, Err: err}
 	}
-	return err
+	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		return nil, backoff.Permanent(err)
+	}
+	return nil, err
 }

@@ -21,6 +21,8 @@ type sample struct {
 // engine finds a known series without building its labels.
 type seriesID struct {
 	source, operation, metric, component, eventType string
+	// patternKey is a pattern rule's key value (not a series label).
+	patternKey string
 }
 
 // labels returns the series labels (no alertname, no rule labels).
@@ -46,7 +48,7 @@ func glob(pattern, s string) bool {
 func (r *Rule) sampleOf(ev events.Event) (sample, bool) {
 	m := r.Match
 	switch r.Kind {
-	case KindThreshold, KindAnomaly:
+	case KindThreshold, KindAnomaly, KindPredict:
 		a, ok := ev.(*events.AggregateEvent)
 		if !ok || !events.Match(m.Type, a.AggregatedType) || !glob(m.Source, a.Source) ||
 			!glob(m.Operation, a.Operation) || !glob(m.Metric, a.Metric) {

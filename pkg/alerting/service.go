@@ -4,23 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/jetmon/jetmon/internal/redact"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -65,6 +60,10 @@ type Options struct {
 	// SnapshotEvery is how often alert state is saved between transitions
 	// (default 5s).
 	SnapshotEvery time.Duration
+	// History reads stored aggregated windows; with it, rules written
+	// threshold: auto learn their thresholds at start and every
+	// auto.relearn (without it they never fire).
+	History HistoryFunc
 	// Notify adds Go functions as targets of the named receivers (which
 	// the rules file must define; it may give them no other target).
 	Notify     map[string]NotifyFunc
@@ -93,12 +92,18 @@ type Service struct {
 	integrations map[string][]*integration
 	// saved maps the fingerprint of every alert in the store to the
 	// LastSeenAt it was saved with, so snapshots write only what moved.
-	saved     map[string]time.Time
+	saved map[string]time.Time
+	// evicted is what PatternEvictions said last, per rule.
+	evicted   map[string]uint64
 	subs      map[string]events.Subscription
 	intCancel context.CancelFunc
 	workers   sync.WaitGroup
+	// bg owns the goroutines that outlive a call: deferred retries,
+	// unsubscribes and reloads. Run waits for them before it returns.
+	bg sync.WaitGroup
 
 	input    chan observeReq
+	relearn  chan struct{} // a reload asks the learner to learn now
 	calls    chan func()
 	loopDone chan struct{}
 	ready    atomic.Bool
@@ -146,8 +151,8 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		opts: opts, log: log.With().Str("component", "alertmanager").Logger(), store: opts.Store, m: newMetrics(),
 		cfg: opts.Config, engine: NewEngine(opts.Config.Rules), disp: NewDispatcher(opts.Config),
-		saved: map[string]time.Time{}, subs: map[string]events.Subscription{},
-		input: make(chan observeReq), calls: make(chan func()), loopDone: make(chan struct{}),
+		saved: map[string]time.Time{}, evicted: map[string]uint64{}, subs: map[string]events.Subscription{},
+		input: make(chan observeReq), relearn: make(chan struct{}, 1), calls: make(chan func()), loopDone: make(chan struct{}),
 	}
 	if opts.Registerer != nil {
 		for _, c := range s.m.collectors() {
@@ -178,6 +183,15 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("load alert state: %w", err)
 	}
 	s.engine.Restore(stored)
+	if ps, ok := s.store.(PatternStore); ok {
+		data, err := ps.LoadPatterns(ctx, s.opts.Instance)
+		if err != nil {
+			return fmt.Errorf("load pattern state: %w", err)
+		}
+		if err := s.engine.RestorePatterns(data); err != nil {
+			s.log.Warn().Err(err).Msg("pattern state unreadable; starting afresh")
+		}
+	}
 	for _, a := range s.engine.Alerts() {
 		s.saved[a.Fingerprint] = a.LastSeenAt
 		s.disp.Update(a, now)
@@ -194,6 +208,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("watch silences: %w", err)
 	}
+	defer s.bg.Wait() // last: they give up once the loop is done
 	if err := s.startIntegrations(s.cfg); err != nil {
 		return err
 	}
@@ -205,6 +220,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
+	if s.opts.History != nil {
+		s.bg.Go(func() { s.learnLoop(ctx) })
+	}
 	s.log.Info().Int("rules", len(s.cfg.Rules)).Int("restored_alerts", len(s.saved)).Str("instance", s.opts.Instance).Msg("alert manager running")
 
 	timer := time.NewTimer(time.Hour)
@@ -229,10 +247,12 @@ func (s *Service) Run(ctx context.Context) error {
 			s.m.input.Inc()
 			s.apply(ctx, s.engine.ObserveInput(req.ev, req.input, time.Now()))
 			s.m.series.Set(float64(s.engine.Series())) // new series come without transitions
+			s.patternGauges()
 			close(req.done)
 		case <-timer.C:
 			s.apply(ctx, s.engine.Tick(time.Now()))
 			s.m.series.Set(float64(s.engine.Series())) // idle series go without transitions
+			s.patternGauges()
 		case sil := <-silences:
 			s.disp.SetSilence(sil.ID, sil, time.Now())
 		case f := <-s.calls:
@@ -379,6 +399,12 @@ func (s *Service) metricName(rule string) string {
 			return "health_status"
 		case KindRate:
 			return "event_count"
+		case KindAbsence:
+			return "open_seconds"
+		case KindSequence:
+			return "sequence_count"
+		case KindRatio:
+			return "ratio"
 		}
 		return r.Field
 	}
@@ -418,6 +444,22 @@ func (s *Service) snapshot(ctx context.Context) {
 			delete(s.saved, fp)
 		}
 	}
+	s.savePatterns(ctx)
+}
+
+// savePatterns saves the pattern rules' open keys if they changed.
+func (s *Service) savePatterns(ctx context.Context) {
+	ps, ok := s.store.(PatternStore)
+	if !ok || !s.engine.PatternsChanged() {
+		return
+	}
+	data, err := s.engine.SnapshotPatterns()
+	if err == nil {
+		err = ps.SavePatterns(ctx, s.opts.Instance, data)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot save pattern state")
+	}
 }
 
 // dispatch hands the notifications due at now to their receivers.
@@ -445,375 +487,20 @@ func (s *Service) updateGauges() {
 	s.m.series.Set(float64(s.engine.Series()))
 }
 
-// startIntegrations starts one worker per receiver target.
-func (s *Service) startIntegrations(cfg *Config) error {
-	all := map[string][]*integration{}
-	for _, r := range cfg.Receivers {
-		ins, err := newIntegrations(r, s.opts.HTTPClient, &s.log, s.opts.ExternalURL)
-		if err != nil {
-			return err
-		}
-		if f := s.opts.Notify[r.Name]; f != nil {
-			ins = append(ins, newIntegration(r.Name, len(ins), funcSender(f), true))
-		}
-		if len(ins) == 0 {
-			return fmt.Errorf("receiver %q has no target", r.Name)
-		}
-		all[r.Name] = ins
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(s.runCtx))
-	s.integrations, s.intCancel = all, cancel
-	for _, ins := range all {
-		for _, in := range ins {
-			s.workers.Go(func() { s.work(ctx, in) })
-		}
-	}
-	return nil
-}
-
-func (s *Service) stopIntegrations() {
-	if s.intCancel != nil {
-		s.intCancel()
-	}
-	s.workers.Wait()
-}
-
-// work delivers an integration's queued notifications one at a time.
-func (s *Service) work(ctx context.Context, in *integration) {
-	for {
-		for n := in.pop(); n != nil; n = in.pop() {
-			s.deliver(ctx, in, n)
-			if ctx.Err() != nil {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-in.wake:
-		}
-	}
-}
-
-// deliver sends n through in exactly once across instances: it claims the
-// notification log entry with a compare-and-set, sends, and records what
-// was sent. A peer's live claim defers the group for a second.
-func (s *Service) deliver(ctx context.Context, in *integration, n *Notification) {
-	key := nflogKey(in.receiver, in.idx, n.GroupKey)
-	result := func(r string) {
-		s.m.notifications.WithLabelValues(in.receiver, in.sender.kind(), r).Inc()
-	}
-	var claimRev uint64
-	var prev NflogEntry
-	var send *Notification
-	for attempt := 0; ; attempt++ {
-		e, rev, err := s.store.Nflog(ctx, key)
-		if err != nil {
-			s.log.Warn().Err(err).Str("receiver", in.receiver).Msg("notification log unavailable; retrying later")
-			s.retryLater(n, time.Second)
-			result("error")
-			return
-		}
-		d, out := Decide(e, n, s.opts.Instance, time.Now())
-		switch d {
-		case Skip:
-			result("skipped")
-			return
-		case Busy:
-			s.retryLater(n, time.Second)
-			result("busy")
-			return
-		}
-		claim := e
-		claim.ClaimedBy, claim.ClaimExpires = s.opts.Instance, time.Now().Add(s.opts.ClaimTTL)
-		claimRev, err = s.store.PutNflog(ctx, key, claim, rev)
-		if errors.Is(err, ErrConflict) && attempt < 3 {
-			continue // a peer wrote in between: decide again on its entry
-		}
-		if err != nil {
-			s.retryLater(n, time.Second)
-			result("busy")
-			return
-		}
-		prev, send = e, out
-		break
-	}
-	toSend := *send
-	if !in.sendResolved {
-		toSend.Resolved = nil
-	}
-	start := time.Now()
-	var err error
-	if len(toSend.Firing)+len(toSend.Resolved) > 0 {
-		err = s.sendWithRetry(ctx, in, &toSend)
-	}
-	s.m.latency.WithLabelValues(in.sender.kind()).Observe(time.Since(start).Seconds())
-	entry := prev
-	entry.ClaimedBy, entry.ClaimExpires = "", time.Time{}
-	if err == nil {
-		entry.Firing, entry.SentAt = fingerprints(send.Firing), time.Now()
-	}
-	if _, perr := s.store.PutNflog(context.WithoutCancel(ctx), key, entry, claimRev); perr != nil {
-		s.log.Warn().Err(perr).Str("receiver", in.receiver).Msg("cannot record notification")
-	}
-	if err != nil {
-		result("failed")
-		s.log.Error().Err(redact.Error(err)).Str("receiver", in.receiver).Str("integration", in.sender.kind()).Str("group", n.GroupKey).Msg("notification failed")
+// patternGauges publishes the pattern rules' open keys and evictions.
+func (s *Service) patternGauges() {
+	if len(s.engine.patterns) == 0 {
 		return
 	}
-	result("sent")
-}
-
-func (s *Service) sendWithRetry(ctx context.Context, in *integration, n *Notification) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, s.opts.RetryFor
-	return backoff.Retry(func() error {
-		_, err := in.breaker.Execute(func() (struct{}, error) { return struct{}{}, in.sender.send(ctx, n) })
-		if err != nil {
-			s.log.Debug().Err(redact.Error(err)).Str("receiver", in.receiver).Msg("notification attempt failed")
+	s.m.patternKeys.Set(float64(s.engine.PatternKeys()))
+	for rule, ps := range s.engine.patterns {
+		n, last := ps.evicted, s.evicted[rule]
+		if n < last {
+			last = 0 // a new state (the rule changed on reload) counts from zero
 		}
-		return err
-	}, backoff.WithContext(b, ctx))
-}
-
-// retryLater asks the loop to flush n's group again after d.
-func (s *Service) retryLater(n *Notification, d time.Duration) {
-	go func() {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.runCtx.Done():
-			return
+		if n > last {
+			s.m.evictions.WithLabelValues(rule).Add(float64(n - last))
 		}
-		_ = s.do(context.Background(), func() { s.disp.Retry(n, time.Now()) })
-	}()
-}
-
-// inputPatterns returns the event patterns the rules read, plus
-// monitoring.config.changed for reloads.
-func inputPatterns(cfg *Config) []string {
-	set := map[string]bool{}
-	for _, r := range cfg.Rules {
-		set[r.Input()] = true
+		s.evicted[rule] = n
 	}
-	return slices.Sorted(maps.Keys(set))
-}
-
-// subscribe makes the input subscriptions match the rules.
-func (s *Service) subscribe(ctx context.Context) error {
-	if s.opts.Bus == nil {
-		return nil
-	}
-	want := inputPatterns(s.cfg)
-	if s.opts.RulesFile != "" {
-		want = append(want, string(events.ConfigChanged))
-	}
-	for p, sub := range s.subs {
-		if !slices.Contains(want, p) {
-			go func() { _ = sub.Unsubscribe() }() // its handler may be waiting for this loop
-			delete(s.subs, p)
-		}
-	}
-	for _, p := range want {
-		if s.subs[p] != nil {
-			continue
-		}
-		var opts []events.SubscribeOption
-		h := events.HandlerFunc(func(hctx context.Context, ev events.Event) error { return s.observe(hctx, ev, p) })
-		if p == string(events.ConfigChanged) {
-			h = s.onConfigChanged
-		} else if s.opts.Durable != "" {
-			sum := sha256.Sum256([]byte(p))
-			opts = append(opts, events.Durable(s.opts.Durable+"-"+hex.EncodeToString(sum[:4])))
-		}
-		sub, err := s.opts.Bus.Subscribe(ctx, p, h, opts...)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", p, err)
-		}
-		s.subs[p] = sub
-	}
-	return nil
-}
-
-func (s *Service) unsubscribeAll() {
-	for p, sub := range s.subs {
-		_ = sub.Unsubscribe()
-		delete(s.subs, p)
-	}
-}
-
-// ReloadComponent is the config.component value of a
-// monitoring.config.changed event that makes alert managers reload their
-// rules file.
-const ReloadComponent = "alertmanager"
-
-func (s *Service) onConfigChanged(ctx context.Context, ev events.Event) error {
-	c, ok := ev.(*events.ControlEvent)
-	if !ok || c.Config["component"] != ReloadComponent {
-		return nil // e.g. breaker reports
-	}
-	go func() {
-		if err := s.ReloadFile(context.WithoutCancel(ctx)); err != nil {
-			s.log.Error().Err(err).Msg("reload on config.changed failed")
-		}
-	}()
-	return nil
-}
-
-// ReloadFile re-reads the rules file and switches to it; on error the
-// running configuration stays.
-func (s *Service) ReloadFile(ctx context.Context) error {
-	if s.opts.RulesFile == "" {
-		return errors.New("no rules file to reload")
-	}
-	cfg, err := Load(s.opts.RulesFile)
-	if err != nil {
-		s.m.reloads.WithLabelValues("failure").Inc()
-		s.m.configOK.Set(0)
-		return err
-	}
-	return s.Reload(ctx, cfg)
-}
-
-// Reload switches to cfg, keeping the state of alerts whose rule remains.
-func (s *Service) Reload(ctx context.Context, cfg *Config) error {
-	var err error
-	derr := s.do(ctx, func() {
-		now := time.Now()
-		s.cfg = cfg
-		s.apply(ctx, s.engine.SetRules(cfg.Rules, now))
-		s.disp.SetConfig(cfg, now)
-		s.stopIntegrations()
-		if err = s.startIntegrations(cfg); err != nil {
-			return
-		}
-		err = s.subscribe(s.runCtx)
-	})
-	if derr != nil {
-		err = derr
-	}
-	if err != nil {
-		s.m.reloads.WithLabelValues("failure").Inc()
-		s.m.configOK.Set(0)
-		return err
-	}
-	s.m.reloads.WithLabelValues("success").Inc()
-	s.m.configOK.Set(1)
-	s.log.Info().Int("rules", len(cfg.Rules)).Msg("rules reloaded")
-	return nil
-}
-
-// AlertStatus is an alert with why it is or is not notified.
-type AlertStatus struct {
-	*Alert
-	SilencedBy  []string `json:"silenced_by,omitempty"`
-	InhibitedBy []string `json:"inhibited_by,omitempty"`
-}
-
-// Alerts returns the pending, firing and recently resolved alerts.
-func (s *Service) Alerts(ctx context.Context) ([]AlertStatus, error) {
-	var out []AlertStatus
-	err := s.do(ctx, func() {
-		now := time.Now()
-		for _, a := range s.engine.Alerts() {
-			out = append(out, AlertStatus{Alert: a, SilencedBy: s.disp.SilencedBy(a.Labels, now), InhibitedBy: s.disp.InhibitedBy(a)})
-		}
-	})
-	return out, err
-}
-
-// Silences returns every known silence.
-func (s *Service) Silences(ctx context.Context) ([]*Silence, error) {
-	var out []*Silence
-	err := s.do(ctx, func() { out = s.disp.Silences() })
-	return out, err
-}
-
-// PutSilence validates, stores and applies a silence; an empty ID makes a
-// new one, StartsAt defaults to now.
-func (s *Service) PutSilence(ctx context.Context, sil *Silence) (*Silence, error) {
-	now := time.Now()
-	if sil.ID == "" {
-		sil.ID = events.NewID()
-	}
-	if sil.StartsAt.IsZero() {
-		sil.StartsAt = now
-	}
-	sil.UpdatedAt = now
-	if err := sil.Compile(); err != nil {
-		return nil, err
-	}
-	if sil.matchers.matchAll() {
-		return nil, ErrSilenceMatchesAll
-	}
-	if left := sil.EndsAt.Sub(now); s.opts.MaxSilence > 0 && left > s.opts.MaxSilence {
-		return nil, fmt.Errorf("%w: it ends in %s, more than the limit of %s (Options.MaxSilence, --max-silence)",
-			ErrSilenceTooLong, left.Round(time.Minute), s.opts.MaxSilence)
-	}
-	if err := s.store.SaveSilence(ctx, sil); err != nil {
-		return nil, err
-	}
-	err := s.do(ctx, func() { s.disp.SetSilence(sil.ID, sil, time.Now()) })
-	return sil, err
-}
-
-// ExpireSilence ends a silence now.
-func (s *Service) ExpireSilence(ctx context.Context, id string) (*Silence, error) {
-	var cur *Silence
-	if err := s.do(ctx, func() {
-		for _, x := range s.disp.Silences() {
-			if x.ID == id {
-				c := *x
-				cur = &c
-			}
-		}
-	}); err != nil {
-		return nil, err
-	}
-	if cur == nil {
-		return nil, fmt.Errorf("no silence %q", id)
-	}
-	now := time.Now()
-	if cur.EndsAt.After(now) {
-		cur.EndsAt = now
-		if !cur.EndsAt.After(cur.StartsAt) {
-			cur.StartsAt = now.Add(-time.Nanosecond)
-		}
-	}
-	return s.PutSilence(ctx, cur)
-}
-
-// Baselines returns the anomaly rules' learned baselines.
-func (s *Service) Baselines(ctx context.Context) (map[string]SeriesBaseline, error) {
-	var out map[string]SeriesBaseline
-	err := s.do(ctx, func() { out = s.engine.Baselines() })
-	return out, err
-}
-
-// RuleSummaries describes the loaded rules.
-func (s *Service) RuleSummaries(ctx context.Context) ([]*Rule, error) {
-	var out []*Rule
-	err := s.do(ctx, func() { out = slices.Clone(s.cfg.Rules) })
-	return out, err
-}
-
-// MarshalJSON renders a rule as written in the rules file.
-func (r *Rule) MarshalJSON() ([]byte, error) {
-	type plain Rule
-	p := (*plain)(r)
-	return json.Marshal(struct {
-		*plain
-		For           string `json:"for,omitempty"`
-		KeepFiringFor string `json:"keep_firing_for,omitempty"`
-		Window        string `json:"window,omitempty"`
-		StaleAfter    string `json:"stale_after,omitempty"`
-	}{plain: p, For: durStr(r.For), KeepFiringFor: durStr(r.KeepFiringFor), Window: durStr(r.Window), StaleAfter: durStr(r.StaleAfter)})
-}
-
-func durStr(d Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return d.D().String()
 }

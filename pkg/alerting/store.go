@@ -53,6 +53,7 @@ type MemoryStore struct {
 	nflog    map[string]memEntry
 	rev      uint64
 	watchers []func(*Silence)
+	memPatterns
 }
 
 type memEntry struct {
@@ -205,6 +206,7 @@ const (
 // JetStream key-value buckets, shared by every alertmanager instance.
 type KVStore struct {
 	alerts, silences, nflog jetstream.KeyValue
+	patterns                jetstream.ObjectStore
 }
 
 // NewKVStore creates or opens the buckets with the given replica count.
@@ -234,6 +236,11 @@ func NewKVStore(ctx context.Context, js jetstream.JetStream, replicas int, nflog
 	}
 	if s.nflog, err = open(BucketNflog, "jetmon notification log", nflogTTL); err != nil {
 		return nil, err
+	}
+	if s.patterns, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BucketPatterns, Description: "jetmon pattern rule state by instance", Replicas: replicas, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, fmt.Errorf("object store %s: %w", BucketPatterns, err)
 	}
 	return &s, nil
 }
