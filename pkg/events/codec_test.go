@@ -355,3 +355,30 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// The seed correlates by trace_id alone: an event with a trace and no span is
+// valid, keeps its trace through a round trip, and carries no traceparent.
+func TestTraceIDWithoutSpanIsValid(t *testing.T) {
+	in := `{"event_type":"performance.operation.complete","id":"x","source":"s","timestamp":"2026-01-02T03:04:05Z",` +
+		`"operation":"op","duration_ms":1,"trace_id":"0af7651916cd43dd8448eb211c80319c"}`
+	ev, err := events.Decode([]byte(in))
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	m := ev.Metadata()
+	if m.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || !m.SpanID.IsZero() || !m.ParentSpanID.IsZero() {
+		t.Fatalf("trace context = %v/%v/%v", m.TraceID, m.SpanID, m.ParentSpanID)
+	}
+	if tp := m.Trace().Traceparent(); tp != "" {
+		t.Fatalf("traceparent of a trace without span = %q, want none", tp)
+	}
+	back, err := events.Decode(ev.AppendJSON(nil))
+	if err != nil || back.Metadata().TraceID != m.TraceID || !back.Metadata().SpanID.IsZero() {
+		t.Fatalf("round trip: %v, %+v", err, back)
+	}
+	// A parent without a span of its own is valid too (it names the cause).
+	withParent := strings.Replace(in, `"trace_id"`, `"parent_span_id":"b7ad6b7169203331","trace_id"`, 1)
+	if _, err := events.Decode([]byte(withParent)); err != nil {
+		t.Fatalf("trace and parent without span: %v", err)
+	}
+}
