@@ -1,0 +1,317 @@
+// Package tracing is the trace assembly runtime: it consumes every event
+// family from JetStream with a durable consumer, groups events into traces
+// with [trace.Assembler], and stores each finished trace as one message on
+// traces.assembled.<trace id> in the TRACES stream (one message per subject:
+// fetching a trace is a direct get of its subject's last message, and a late
+// span republishes the merged trace). It feeds the dependency map and the
+// bottlenecks ([trace.Analyzer]) and serves the trace API (see [Service.Mount]
+// and docs/traces.md).
+//
+// # Partitions
+//
+// Several instances split the traces by trace id: instance i of n takes the
+// traces whose id hashes to i (Options.Partitions, Options.Partition), each
+// with its own durable consumer. Subjects carry no trace id, so each
+// instance reads every event and skips the others' (acknowledging them):
+// assembly and storage scale out, reading does not.
+//
+// # Delivery
+//
+// An event is acknowledged once the assembler holds it. A process that dies
+// loses the traces still open (at most the horizon's worth); what was
+// stored stays, and spans that arrive after a trace was stored are merged
+// into it.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/trace"
+)
+
+// Stream is the stream of assembled traces; SubjectPrefix starts its
+// subjects (then the trace id in hex).
+const (
+	Stream        = "TRACES"
+	SubjectPrefix = "traces.assembled."
+)
+
+// Options configure a [Service].
+type Options struct {
+	// Bus is the JetStream bus to consume from and store to. Required.
+	Bus *jsbus.Bus
+	// Name names the durable consumers (Name, or Name-p<i> with
+	// partitions). Default "traces".
+	Name string
+	// Assembly bounds the assembler; Analysis the dependency map and
+	// bottleneck windows.
+	Assembly trace.Options
+	Analysis trace.AnalyzerOptions
+	// Partitions, when above 1, splits traces between instances by trace
+	// id; this one takes Partition (0 ≤ Partition < Partitions).
+	Partitions, Partition int
+	// Retention is how long stored traces are kept (TRACES max age).
+	Retention time.Duration
+	// MaxStoredBytes bounds the TRACES stream (old traces go first).
+	MaxStoredBytes int64
+	Logger         *zerolog.Logger
+	Registerer     prometheus.Registerer
+}
+
+// DefaultOptions returns the defaults: the assembler's and analyzer's, one
+// partition, 72 h retention, 1 GiB.
+func DefaultOptions() Options {
+	return Options{
+		Name: "traces", Assembly: trace.DefaultOptions(), Analysis: trace.DefaultAnalyzerOptions(),
+		Retention: 72 * time.Hour, MaxStoredBytes: 1 << 30,
+	}
+}
+
+// ErrOptions is matched by the error of an invalid option.
+var ErrOptions = errors.New("invalid tracing options")
+
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	switch {
+	case o.Bus == nil:
+		return fmt.Errorf("%w: Bus is required", ErrOptions)
+	case o.Name == "":
+		return fmt.Errorf("%w: Name is required", ErrOptions)
+	case o.Partitions < 0 || (o.Partitions > 1 && (o.Partition < 0 || o.Partition >= o.Partitions)):
+		return fmt.Errorf("%w: Partition %d of %d: must be in [0, Partitions)", ErrOptions, o.Partition, o.Partitions)
+	case o.Retention <= 0:
+		return fmt.Errorf("%w: Retention %s: must be positive", ErrOptions, o.Retention)
+	case o.MaxStoredBytes < 1<<20:
+		return fmt.Errorf("%w: MaxStoredBytes %d: must be at least 1 MiB", ErrOptions, o.MaxStoredBytes)
+	}
+	if err := o.Assembly.Validate(); err != nil {
+		return err
+	}
+	return o.Analysis.Validate()
+}
+
+// Service is the trace runtime. Its query methods are safe for concurrent
+// use with Run.
+type Service struct {
+	o        Options
+	log      zerolog.Logger
+	js       jetstream.JetStream
+	asm      *trace.Assembler
+	analyzer *trace.Analyzer
+	in       chan events.Event
+	ready    atomic.Bool
+	m        metrics
+	statsMu  sync.Mutex
+	stats    trace.Stats
+	now      func() time.Time
+}
+
+// New checks o and returns a Service; Run starts it.
+func New(o Options) (*Service, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	asm, err := trace.NewAssembler(o.Assembly)
+	if err != nil {
+		return nil, err
+	}
+	an, err := trace.NewAnalyzer(o.Analysis)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{o: o, js: o.Bus.JetStream(), asm: asm, analyzer: an, in: make(chan events.Event, 1024), now: time.Now}
+	if o.Logger != nil {
+		s.log = o.Logger.With().Str("component", "traces").Logger()
+	} else {
+		s.log = zerolog.Nop()
+	}
+	s.m = newMetrics(o.Registerer, s)
+	return s, nil
+}
+
+// Ready reports whether the service consumes.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Stats returns the assembler's counters as of the last event.
+func (s *Service) Stats() trace.Stats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.stats
+}
+
+// Analyzer returns the dependency map and bottleneck aggregates.
+func (s *Service) Analyzer() *trace.Analyzer { return s.analyzer }
+
+func (s *Service) durable() string {
+	if s.o.Partitions > 1 {
+		return fmt.Sprintf("%s-p%d", s.o.Name, s.o.Partition)
+	}
+	return s.o.Name
+}
+
+// owns reports whether this instance's partition takes trace id.
+func (s *Service) owns(ev events.Event) bool {
+	if s.o.Partitions <= 1 {
+		return true
+	}
+	id, _, ok := trace.FromEvent(ev)
+	if !ok {
+		return false
+	}
+	return Partition(id, s.o.Partitions) == s.o.Partition
+}
+
+// Partition returns the partition of trace id among n.
+func Partition(id events.TraceID, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write(id[:])
+	return int(h.Sum32() % uint32(n))
+}
+
+// ensureStream creates or updates the TRACES stream.
+func (s *Service) ensureStream(ctx context.Context) error {
+	cfg := jetstream.StreamConfig{
+		Name: Stream, Description: "assembled traces, one message per trace id",
+		Subjects: []string{SubjectPrefix + ">"}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+		MaxMsgsPerSubject: 1, MaxAge: s.o.Retention, MaxBytes: s.o.MaxStoredBytes, Discard: jetstream.DiscardOld,
+		AllowDirect: true, Replicas: max(s.o.Bus.StreamReplicas(), 1), Duplicates: 2 * time.Minute,
+	}
+	_, err := s.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("traces: stream %s: %w", Stream, err)
+	}
+	return nil
+}
+
+// Run consumes until ctx ends, then stores every open trace and returns.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.ensureStream(ctx); err != nil {
+		return err
+	}
+	sub, err := s.o.Bus.Subscribe(ctx, ">", events.HandlerFunc(func(hctx context.Context, ev events.Event) error {
+		if !s.owns(ev) {
+			return nil
+		}
+		select {
+		case s.in <- ev:
+			return nil
+		case <-hctx.Done():
+			return hctx.Err()
+		}
+	}), events.Durable(s.durable()), events.DeliverAll())
+	if err != nil {
+		return fmt.Errorf("traces: subscribe: %w", err)
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	store := func(f *trace.Finished) { s.store(ctx, f) }
+	for {
+		if next, ok := s.asm.Next(); ok {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			_ = sub.Unsubscribe()
+			// Store what is open, within a bounded time.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.asm.Drain(func(f *trace.Finished) { s.store(sctx, f) })
+			cancel()
+			return nil
+		case ev := <-s.in:
+			if !s.asm.Add(s.now(), ev, store) {
+				s.m.ignored.Inc()
+			}
+		case <-timer.C:
+		}
+		s.asm.Expire(s.now(), store)
+		s.statsMu.Lock()
+		s.stats = s.asm.Stats()
+		s.statsMu.Unlock()
+	}
+}
+
+// store merges f with the stored trace of its id, if any, stores the result
+// and feeds the analyzer.
+func (s *Service) store(ctx context.Context, f *trace.Finished) {
+	spans, dropped := f.Spans, f.Dropped
+	_, old, oldDropped, err := s.load(ctx, f.ID)
+	switch {
+	case err == nil:
+		spans = trace.Merge(old, spans)
+		dropped += oldDropped
+		s.m.merged.Inc()
+	case !errors.Is(err, trace.ErrNotFound):
+		s.m.storeErrors.Inc()
+		s.log.Warn().Err(err).Str("trace_id", f.ID.String()).Msg("reading the stored trace failed; storing the new spans alone")
+	}
+	if len(spans) > trace.MaxStoredSpans {
+		dropped += len(spans) - trace.MaxStoredSpans
+		spans = spans[:trace.MaxStoredSpans]
+	}
+	data, err := trace.Encode(f.ID, spans, dropped)
+	if err == nil {
+		_, err = s.js.Publish(ctx, SubjectPrefix+f.ID.String(), data)
+	}
+	if err != nil {
+		s.m.storeErrors.Inc()
+		s.log.Warn().Err(err).Str("trace_id", f.ID.String()).Int("spans", len(spans)).Msg("storing a trace failed")
+		return
+	}
+	s.m.stored.Inc()
+	if f.Evicted {
+		s.m.evicted.Inc()
+	}
+	if len(old) > 0 {
+		// The analysis counted this trace when it was first stored; a late
+		// part is not counted again.
+		return
+	}
+	tree := trace.Build(f.ID, spans)
+	s.analyzer.Observe(tree)
+	s.m.observe(tree)
+}
+
+// load reads the stored trace id; [trace.ErrNotFound] when there is none.
+func (s *Service) load(ctx context.Context, id events.TraceID) (events.TraceID, []trace.Span, int, error) {
+	st, err := s.js.Stream(ctx, Stream)
+	if err != nil {
+		return id, nil, 0, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, SubjectPrefix+id.String())
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return id, nil, 0, trace.ErrNotFound
+	}
+	if err != nil {
+		return id, nil, 0, err
+	}
+	return trace.Decode(msg.Data)
+}
+
+// Get returns the stored trace id, assembled; [trace.ErrNotFound] when
+// there is none (yet: a trace is stored once it has been quiet for the
+// horizon).
+func (s *Service) Get(ctx context.Context, id events.TraceID) (*trace.Tree, error) {
+	_, spans, dropped, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t := trace.Build(id, spans)
+	t.Dropped = dropped
+	return t, nil
+}
