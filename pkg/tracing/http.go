@@ -214,7 +214,7 @@ func (s *Service) parseQuery(r *http.Request) (Query, error) {
 	}
 	if d := v.Get("min_duration_ms"); d != "" {
 		f, err := strconv.ParseFloat(d, 64)
-		if err != nil || f < 0 || f > 1e10 {
+		if err != nil || !(f >= 0 && f <= 1e10) {
 			return q, fmt.Errorf("min_duration_ms %.32q: must be a number from 0 to 1e10", d)
 		}
 		q.MinDuration = time.Duration(f * float64(time.Millisecond))
