@@ -117,7 +117,7 @@ func (o Options) Validate() error {
 	}
 	for r, pw := range o.NATS.Passwords {
 		if !slices.Contains(natsauth.Roles(), r) || r == natsauth.Guest {
-			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader)", r)
+			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader, traces)", r)
 		}
 		if len(pw) < 8 || len(pw) > 72 {
 			return fmt.Errorf("nats user %s: password of %d characters: must be 8 to 72", r, len(pw))

@@ -28,15 +28,14 @@ var ErrMalformed = errors.New("malformed OTLP trace export")
 
 // span is one OTLP span as both encodings give it.
 type span struct {
-	service             string
-	traceID, spanID     []byte
-	parentID            []byte
-	name                string
-	kind                int32
-	startNS, endNS      uint64
-	statusCode          int32
-	statusMsg           string
-	resourceIdx, spanIx int
+	service         string
+	traceID, spanID []byte
+	parentID        []byte
+	name            string
+	kind            int32
+	startNS, endNS  uint64
+	statusCode      int32
+	statusMsg       string
 }
 
 // decodeProto reads an ExportTraceServiceRequest in protobuf (wire-equal to

@@ -99,8 +99,8 @@ func Export(t *trace.Tree) ExportedTraces {
 		switch {
 		case n.Up >= 0:
 			s.ParentSpanID = ids[n.Up].String()
-		case !n.Span.Parent.IsZero():
-			s.ParentSpanID = n.Span.Parent.String()
+		case !n.Parent.IsZero():
+			s.ParentSpanID = n.Parent.String()
 		}
 		if n.Error {
 			s.Status.Code, s.Status.Message = 2, n.Status

@@ -103,11 +103,16 @@ func TestOTelSDKExport(t *testing.T) {
 
 func post(t *testing.T, url, ct string, body []byte) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url+"/v1/traces", ct, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"/v1/traces", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	req.Header.Set("Content-Type", ct)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }

@@ -171,8 +171,8 @@ func (t *Tree) View() View {
 		if !n.ID.IsZero() {
 			nv.SpanID = n.ID.String()
 		}
-		if !n.Span.Parent.IsZero() {
-			nv.ParentSpanID = n.Span.Parent.String()
+		if !n.Parent.IsZero() {
+			nv.ParentSpanID = n.Parent.String()
 		}
 		v.Spans[i] = nv
 	}

@@ -86,7 +86,7 @@ func Build(id events.TraceID, spans []Span) *Tree {
 	for i := range nodes {
 		n := &nodes[i]
 		if namesParent(&n.Span) {
-			if p, ok := byID[n.Span.Parent]; ok && p != i {
+			if p, ok := byID[n.Parent]; ok && p != i {
 				n.Up = p
 			} else {
 				n.Orphan = true
@@ -99,7 +99,7 @@ func Build(id events.TraceID, spans []Span) *Tree {
 	}
 	if roots == 1 {
 		for i := range nodes {
-			if n := &nodes[i]; i != anchor && n.ID.IsZero() && n.Span.Parent.IsZero() && n.Up == -1 {
+			if n := &nodes[i]; i != anchor && n.ID.IsZero() && n.Parent.IsZero() && n.Up == -1 {
 				n.Up = anchor
 			}
 		}
@@ -115,8 +115,8 @@ func Build(id events.TraceID, spans []Span) *Tree {
 	order := make([]int, 0, len(nodes))
 	newIdx := make([]int, len(nodes))
 	var stack []int
-	for i := len(nodes) - 1; i >= 0; i-- {
-		if nodes[i].Up == -1 {
+	for i, n := range slices.Backward(nodes) {
+		if n.Up == -1 {
 			stack = append(stack, i)
 		}
 	}
@@ -125,10 +125,9 @@ func Build(id events.TraceID, spans []Span) *Tree {
 		stack = stack[:len(stack)-1]
 		newIdx[i] = len(order)
 		order = append(order, i)
-		kids := nodes[i].Children
-		for k := len(kids) - 1; k >= 0; k-- {
-			nodes[kids[k]].Depth = nodes[i].Depth + 1
-			stack = append(stack, kids[k])
+		for _, c := range slices.Backward(nodes[i].Children) {
+			nodes[c].Depth = nodes[i].Depth + 1
+			stack = append(stack, c)
 		}
 	}
 	for _, i := range order {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -74,7 +75,10 @@ func (s *Service) Search(ctx context.Context, q Query) ([]trace.Summary, error) 
 				out = append(out, t.Summary())
 			}
 		}
-		if batch.Error() != nil || n == 0 {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("traces: search: %w", err)
+		}
+		if n == 0 {
 			break
 		}
 	}

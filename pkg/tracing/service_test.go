@@ -101,7 +101,7 @@ func TestLoadGenTracesReassembled(t *testing.T) {
 		tr := waitTrace(t, s, id, 3)
 		for d, n := range tr.Nodes { // display order of a chain is the chain
 			want := hops[d]
-			if n.ID != want.SpanID || n.Span.Parent != want.ParentSpanID || n.Depth != d || n.Service != want.Source ||
+			if n.ID != want.SpanID || n.Parent != want.ParentSpanID || n.Depth != d || n.Service != want.Source ||
 				n.Name != want.Operation || n.Error != (want.Type == events.OperationFailed) {
 				t.Fatalf("trace %s node %d = %+v, want the generator's hop %+v", id, d, n, want)
 			}
@@ -178,11 +178,11 @@ func TestAPI(t *testing.T) {
 	api := httptest.NewServer(mux)
 	defer api.Close()
 	get := func(path string) (int, string) {
-		resp, err := http.Get(api.URL + path)
+		resp, err := testutil.Get(t, api.URL+path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
