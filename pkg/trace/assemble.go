@@ -83,8 +83,10 @@ type Assembler struct {
 	o          Options
 	open       map[events.TraceID]*openTrace
 	head, tail *openTrace // least and most recently touched
-	strs       interner
-	st         Stats
+	// contexts maps the context ids of open traces to their trace.
+	contexts map[string]events.TraceID
+	strs     interner
+	st       Stats
 }
 
 type openTrace struct {
@@ -92,6 +94,7 @@ type openTrace struct {
 	spans      []Span
 	lastNS     int64
 	dropped    int
+	contexts   []string
 	prev, next *openTrace
 }
 
@@ -101,7 +104,7 @@ func NewAssembler(o Options) (*Assembler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &Assembler{o: o, open: make(map[events.TraceID]*openTrace), strs: interner{max: 1 << 14}}, nil
+	return &Assembler{o: o, open: make(map[events.TraceID]*openTrace), contexts: map[string]events.TraceID{}, strs: interner{max: 1 << 14}}, nil
 }
 
 // Add takes ev at time now and reports whether it belongs to a trace. When
@@ -116,8 +119,14 @@ func (a *Assembler) Add(now time.Time, ev events.Event, emit func(*Finished)) bo
 	return true
 }
 
-// AddSpan takes one span of trace id at time now; see [Assembler.Add].
+// AddSpan takes one span of trace id at time now; see [Assembler.Add]. A
+// span whose context id belongs to another open trace joins that trace.
 func (a *Assembler) AddSpan(now time.Time, id events.TraceID, s Span, emit func(*Finished)) {
+	if s.ContextID != "" {
+		if other, ok := a.contexts[s.ContextID]; ok {
+			id = other
+		}
+	}
 	t := a.open[id]
 	if t == nil {
 		if len(a.open) >= a.o.MaxOpen {
@@ -135,6 +144,12 @@ func (a *Assembler) AddSpan(now time.Time, id events.TraceID, s Span, emit func(
 		t.dropped++
 		a.st.DroppedSpans++
 		return
+	}
+	if s.ContextID != "" {
+		if _, ok := a.contexts[s.ContextID]; !ok {
+			a.contexts[s.ContextID] = id
+			t.contexts = append(t.contexts, s.ContextID)
+		}
 	}
 	s.Service, s.Name, s.Status = a.strs.get(s.Service), a.strs.get(s.Name), a.strs.get(s.Status)
 	t.spans = append(t.spans, s)
@@ -181,6 +196,9 @@ func (a *Assembler) Stats() Stats {
 func (a *Assembler) finish(t *openTrace, evicted bool, emit func(*Finished)) {
 	a.unlink(t)
 	delete(a.open, t.id)
+	for _, c := range t.contexts {
+		delete(a.contexts, c)
+	}
 	a.st.Spans -= len(t.spans)
 	if emit != nil {
 		emit(&Finished{ID: t.id, Spans: t.spans, Dropped: t.dropped, Evicted: evicted})

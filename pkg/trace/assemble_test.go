@@ -51,6 +51,8 @@ func TestAssemblerHorizon(t *testing.T) {
 	}
 }
 
+// A million traces through an assembler bounded to 100 open traces: at most
+// 100 are held, every other one is handed over early and counted.
 func TestAssemblerBounds(t *testing.T) {
 	a, _ := trace.NewAssembler(trace.Options{Horizon: time.Hour, MaxOpen: 100, MaxSpans: 3})
 	now := time.Unix(1000, 0)
@@ -62,7 +64,7 @@ func TestAssemblerBounds(t *testing.T) {
 		evicted++
 		spans += len(f.Spans)
 	}
-	const n = 100_000
+	const n = 1_000_000
 	for i := range n {
 		id := events.TraceID{15: 1}
 		id[0], id[1], id[2] = byte(i), byte(i>>8), byte(i>>16)
@@ -111,4 +113,45 @@ func TestBytesPerOpenTrace(t *testing.T) {
 		t.Fatalf("%.0f bytes per open trace, want at most 512", per)
 	}
 	runtime.KeepAlive(a)
+}
+
+// A validation run whose events were made separately (each with its own
+// trace, as events.NewValidationEvent does) but share a context_id is one
+// trace: the run from started to completed, its phase under it.
+func TestAssemblerJoinsContextAcrossTraces(t *testing.T) {
+	a, _ := trace.NewAssembler(trace.Options{Horizon: time.Second, MaxOpen: 10, MaxSpans: 10})
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	started := events.NewValidationEvent(events.ValidationStarted, "orders", "order-7")
+	started.Timestamp = at
+	phaseStart := events.NewPerformanceEvent(events.PhaseStart, "orders")
+	phaseStart.SetTrace(started.Trace().Child())
+	phaseStart.ContextID, phaseStart.Phase, phaseStart.Timestamp = "order-7", "validation", at
+	completed := events.NewValidationEvent(events.ValidationCompleted, "orders", "order-7") // another trace
+	completed.Timestamp, completed.DurationMS = at.Add(40*time.Millisecond), 40
+	phaseEnd := events.NewPerformanceEvent(events.PhaseEnd, "orders")
+	phaseEnd.SetTrace(completed.Trace().Child())
+	phaseEnd.ContextID, phaseEnd.Phase, phaseEnd.Timestamp, phaseEnd.DurationMS = "order-7", "validation", at.Add(39*time.Millisecond), 39
+	unrelated := events.NewValidationEvent(events.ValidationStarted, "orders", "order-8")
+	var got []*trace.Finished
+	for _, ev := range []events.Event{started, phaseStart, completed, phaseEnd, unrelated} {
+		a.Add(at, ev, nil)
+	}
+	a.Drain(func(f *trace.Finished) { got = append(got, f) })
+	if len(got) != 2 || got[0].ID != started.TraceID || len(got[0].Spans) != 4 || len(got[1].Spans) != 1 {
+		t.Fatalf("finished %d traces: %+v", len(got), got)
+	}
+	tr := trace.Build(got[0].ID, got[0].Spans)
+	if want := "orders self=1 crit=1\n orders self=39 crit=39\npath: orders:39 orders:1"; shape(tr) != want {
+		t.Fatalf("got\n%s\nwant\n%s", shape(tr), want)
+	}
+	if tr.Nodes[0].Type != events.ValidationCompleted || tr.Nodes[1].Type != events.PhaseEnd || tr.Nodes[1].Orphan {
+		t.Fatalf("nodes %+v", tr.Nodes)
+	}
+	// The context is forgotten with its trace: a later run of order-7 is new.
+	again := events.NewValidationEvent(events.ValidationStarted, "orders", "order-7")
+	a.Add(at, again, nil)
+	a.Drain(func(f *trace.Finished) { got = append(got, f) })
+	if got[2].ID != again.TraceID {
+		t.Fatalf("a later run joined %v", got[2].ID)
+	}
 }

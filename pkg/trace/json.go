@@ -21,6 +21,7 @@ type StoredSpan struct {
 	EndNS        int64       `json:"end_ns"`
 	Status       string      `json:"status,omitempty"`
 	Error        bool        `json:"error,omitempty"`
+	ContextID    string      `json:"context_id,omitempty"`
 }
 
 // Stored is the stored form of a trace: its spans, as the runtime keeps
@@ -127,6 +128,7 @@ type NodeView struct {
 	Status       string      `json:"status,omitempty"`
 	Error        bool        `json:"error"`
 	Orphan       bool        `json:"orphan,omitempty"`
+	ContextID    string      `json:"context_id,omitempty"`
 }
 
 // SegmentView is a stretch of the critical path; Index -1 is a gap.

@@ -5,7 +5,9 @@
 // a tree by span_id/parent_span_id; without, a flow ordered by time and
 // service. Events without a trace but with a context_id (a validation run
 // and its phases) form a flow under a trace id derived from the context id
-// ([ContextTraceID]), so they are fetched and analysed the same way.
+// ([ContextTraceID]), so they are fetched and analysed the same way. While a
+// trace is open, an event of the same context_id joins it even under another
+// trace id (a validation run whose events were made separately).
 //
 // The [Assembler] groups spans by trace in memory for a horizon after each
 // trace's last span, then hands the finished trace over; it is bounded
@@ -38,6 +40,8 @@ type Span struct {
 	Service, Name string
 	Status        string
 	Error         bool
+	// ContextID is the event's context_id (a validation run, a unit of work).
+	ContextID string
 }
 
 // DurationMS returns the span's duration in milliseconds.
@@ -83,7 +87,7 @@ func FromEvent(ev events.Event) (id events.TraceID, s Span, ok bool) {
 	default:
 		return id, s, false
 	}
-	s = Span{ID: m.SpanID, Parent: m.ParentSpanID, EventID: m.ID, Type: m.Type, Service: m.Source, EndNS: m.Timestamp.UnixNano()}
+	s = Span{ID: m.SpanID, Parent: m.ParentSpanID, EventID: m.ID, Type: m.Type, Service: m.Source, EndNS: m.Timestamp.UnixNano(), ContextID: m.ContextID}
 	var dur float64
 	switch e := ev.(type) {
 	case *events.PerformanceEvent:

@@ -64,12 +64,13 @@ func (t *Tree) DurationMS() float64 { return float64(t.EndNS-t.StartNS) / 1e6 }
 //     is exactly one with an id or a validation run, otherwise they are roots;
 //     roots and children are ordered by start time, then service, then name.
 func Build(id events.TraceID, spans []Span) *Tree {
-	spans = fold(Merge(nil, spans))
+	spans = Merge(nil, spans)
+	slices.SortStableFunc(spans, byStart)
+	spans, alias := fold(spans)
 	t := &Tree{ID: id, Nodes: make([]Node, 0, len(spans))}
 	if len(spans) == 0 {
 		return t
 	}
-	slices.SortStableFunc(spans, byStart)
 	nodes := make([]Node, len(spans))
 	byID := make(map[events.SpanID]int, len(spans))
 	for i, s := range spans {
@@ -86,7 +87,11 @@ func Build(id events.TraceID, spans []Span) *Tree {
 	for i := range nodes {
 		n := &nodes[i]
 		if namesParent(&n.Span) {
-			if p, ok := byID[n.Parent]; ok && p != i {
+			parent := n.Parent
+			if a, ok := alias[parent]; ok {
+				parent = a
+			}
+			if p, ok := byID[parent]; ok && p != i {
 				n.Up = p
 			} else {
 				n.Orphan = true
@@ -170,48 +175,68 @@ func isValidationRun(t events.Type) bool {
 }
 
 // fold removes the start markers that have an end: a phase.start with its
-// phase.end, a validation.started with its completed/failed, whose span
-// then reaches back to the start.
-func fold(spans []Span) []Span {
-	type key struct {
-		id            events.SpanID
-		service, name string
-	}
-	phaseKey := func(s *Span) key {
-		if !s.ID.IsZero() {
-			return key{id: s.ID}
-		}
-		return key{service: s.Service, name: s.Name}
-	}
-	ends := map[key]int{}
-	runs := map[string]int{}
+// phase.end (same span id, else the first unclaimed end of the same service
+// and phase that ends after it starts), a validation.started with the
+// completed/failed of the same service, whose span then reaches back to the
+// start. It returns the span ids of folded starts that differ from their
+// end's, so that their children find the end instead.
+func fold(spans []Span) ([]Span, map[events.SpanID]events.SpanID) {
+	type name struct{ service, name string }
+	endByID := map[events.SpanID]int{}
+	endByName := map[name][]int{}
+	runs := map[string][]int{}
 	for i := range spans {
 		switch s := &spans[i]; s.Type {
 		case events.PhaseEnd:
-			ends[phaseKey(s)] = i
-		case events.ValidationCompleted, events.ValidationFailed:
-			if _, ok := runs[s.Service]; !ok {
-				runs[s.Service] = i
+			if !s.ID.IsZero() {
+				endByID[s.ID] = i
 			}
+			endByName[name{s.Service, s.Name}] = append(endByName[name{s.Service, s.Name}], i)
+		case events.ValidationCompleted, events.ValidationFailed:
+			runs[s.Service] = append(runs[s.Service], i)
 		}
 	}
+	claimed := make([]bool, len(spans))
 	drop := make([]bool, len(spans))
+	var alias map[events.SpanID]events.SpanID
+	first := func(cands []int, s *Span) int {
+		for _, j := range cands {
+			if !claimed[j] && spans[j].EndNS >= s.StartNS {
+				return j
+			}
+		}
+		return -1
+	}
 	for i := range spans {
 		s := &spans[i]
-		e, ok := -1, false
+		e := -1
 		switch s.Type {
 		case events.PhaseStart:
-			e, ok = ends[phaseKey(s)]
+			if j, ok := endByID[s.ID]; ok && !s.ID.IsZero() && !claimed[j] {
+				e = j
+			} else {
+				e = first(endByName[name{s.Service, s.Name}], s)
+			}
 		case events.ValidationStarted:
-			e, ok = runs[s.Service]
+			e = first(runs[s.Service], s)
 		}
-		if !ok {
+		if e < 0 {
 			continue
 		}
-		drop[i] = true
-		spans[e].StartNS = min(spans[e].StartNS, s.StartNS)
-		if spans[e].ID.IsZero() {
-			spans[e].ID, spans[e].Parent = s.ID, s.Parent
+		claimed[e], drop[i] = true, true
+		end := &spans[e]
+		end.StartNS = min(end.StartNS, s.StartNS)
+		switch {
+		case end.ID.IsZero():
+			end.ID = s.ID
+		case !s.ID.IsZero() && s.ID != end.ID:
+			if alias == nil {
+				alias = map[events.SpanID]events.SpanID{}
+			}
+			alias[s.ID] = end.ID
+		}
+		if end.Parent.IsZero() {
+			end.Parent = s.Parent
 		}
 	}
 	out := spans[:0]
@@ -220,7 +245,7 @@ func fold(spans []Span) []Span {
 			out = append(out, spans[i])
 		}
 	}
-	return out
+	return out, alias
 }
 
 // breakCycles makes the first node of every parent cycle a root, marked
