@@ -240,3 +240,47 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("partition out of range: %v", err)
 	}
 }
+
+// Two instances split the traces by trace id: each stores exactly the
+// traces of its partition, and together all of them.
+func TestPartitions(t *testing.T) {
+	srv := natstest.Start(t)
+	bus := natstest.Connect(t, srv.ClientURL())
+	var svcs [2]*tracing.Service
+	for p := range svcs {
+		s, stop := start(t, bus, func(o *tracing.Options) { o.Partitions, o.Partition = 2, p })
+		defer stop()
+		svcs[p] = s
+	}
+	ids := make([]events.TraceID, 40)
+	for i := range ids {
+		ids[i] = events.NewTraceID()
+		if err := bus.Publish(t.Context(), opEvent(ids[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		waitTrace(t, svcs[0], id, 1) // any instance reads the shared store
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		return svcs[0].Stats().Finished+svcs[1].Stats().Finished == 40
+	}, "both partitions finished their traces")
+	want := [2]uint64{}
+	for _, id := range ids {
+		want[tracing.Partition(id, 2)]++
+	}
+	for p, s := range svcs {
+		if st := s.Stats(); st.Finished != want[p] || st.Added != want[p] {
+			t.Errorf("partition %d: %+v, want %d traces", p, st, want[p])
+		}
+	}
+	if want[0] == 0 || want[1] == 0 {
+		t.Fatalf("40 random traces all in one partition: %v", want)
+	}
+}
+
+func opEvent(id events.TraceID) *events.PerformanceEvent {
+	ev := events.NewPerformanceEvent(events.OperationComplete, "svc")
+	ev.TraceID, ev.Operation, ev.DurationMS = id, "op", 1
+	return ev
+}
