@@ -128,13 +128,18 @@ func TestOTelSDKToJetmonUp(t *testing.T) {
 	if !strings.Contains(string(dot), `"frontend" -> "inventory" [label="`) || !strings.Contains(string(dot), "100.0% err") {
 		t.Errorf("dependency map:\n%s", dot)
 	}
-	resp, err = testutil.Get(t, "http://"+p.http+"/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if !strings.Contains(string(metrics), "jetmon_traces_stored_total 1") {
-		t.Errorf("metrics lack the stored trace")
-	}
+	// The stored trace is counted, and its duration observed with the trace
+	// id as exemplar (OpenMetrics).
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.http+"/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "jetmon_traces_stored_total 1") &&
+			strings.Contains(string(body), `# {trace_id="`+id+`"} 0.1`)
+	}, "the stored trace counted, with its exemplar")
 }

@@ -79,6 +79,9 @@ func DefaultOptions() Options {
 	}
 }
 
+// maxPending bounds the stored traces awaiting their acknowledgement.
+const maxPending = 4096
+
 // ErrOptions is matched by the error of an invalid option.
 var ErrOptions = errors.New("invalid tracing options")
 
@@ -108,6 +111,9 @@ type Service struct {
 	o        Options
 	log      zerolog.Logger
 	js       jetstream.JetStream
+	ajs      jetstream.JetStream // its own async publisher, for stored traces
+	streamH  atomic.Value        // jetstream.Stream
+	pending  []pendingStore      // owned by Run's goroutine
 	asm      *trace.Assembler
 	analyzer *trace.Analyzer
 	in       chan events.Event
@@ -131,7 +137,11 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, js: o.Bus.JetStream(), asm: asm, analyzer: an, in: make(chan events.Event, 1024), now: time.Now}
+	ajs, err := jetstream.New(o.Bus.Conn(), jetstream.WithPublishAsyncMaxPending(maxPending))
+	if err != nil {
+		return nil, fmt.Errorf("traces: %w", err)
+	}
+	s := &Service{o: o, js: o.Bus.JetStream(), ajs: ajs, asm: asm, analyzer: an, in: make(chan events.Event, 1024), now: time.Now}
 	if o.Logger != nil {
 		s.log = o.Logger.With().Str("component", "traces").Logger()
 	} else {
@@ -188,10 +198,11 @@ func (s *Service) ensureStream(ctx context.Context) error {
 		MaxMsgsPerSubject: 1, MaxAge: s.o.Retention, MaxBytes: s.o.MaxStoredBytes, Discard: jetstream.DiscardOld,
 		AllowDirect: true, Replicas: max(s.o.Bus.StreamReplicas(), 1), Duplicates: 2 * time.Minute,
 	}
-	_, err := s.js.CreateOrUpdateStream(ctx, cfg)
+	st, err := s.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("traces: stream %s: %w", Stream, err)
 	}
+	s.streamH.Store(st)
 	return nil
 }
 
@@ -220,17 +231,21 @@ func (s *Service) Run(ctx context.Context) error {
 	defer timer.Stop()
 	store := func(f *trace.Finished) { s.store(ctx, f) }
 	for {
+		wait := time.Hour
 		if next, ok := s.asm.Next(); ok {
-			timer.Reset(max(time.Until(next), time.Millisecond))
-		} else {
-			timer.Reset(time.Hour)
+			wait = max(time.Until(next), time.Millisecond)
 		}
+		if len(s.pending) > 0 {
+			wait = min(wait, 5*time.Millisecond)
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			_ = sub.Unsubscribe()
 			// Store what is open, within a bounded time.
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			s.asm.Drain(func(f *trace.Finished) { s.store(sctx, f) })
+			s.reap(sctx, true)
 			cancel()
 			return nil
 		case ev := <-s.in:
@@ -240,46 +255,136 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		s.asm.Expire(s.now(), store)
+		s.reap(ctx, false)
 		s.statsMu.Lock()
 		s.stats = s.asm.Stats()
 		s.statsMu.Unlock()
 	}
 }
 
-// store merges f with the stored trace of its id, if any, stores the result
-// and feeds the analyzer.
+// store hands f to JetStream without waiting, expecting no stored trace of
+// its id (one round trip, acknowledged later by reap); a trace already
+// stored — a late part — is merged by [Service.merge] instead.
 func (s *Service) store(ctx context.Context, f *trace.Finished) {
-	spans, dropped := f.Spans, f.Dropped
-	_, old, oldDropped, err := s.load(ctx, f.ID)
-	switch {
-	case err == nil:
-		spans = trace.Merge(old, spans)
-		dropped += oldDropped
-		s.m.merged.Inc()
-	case !errors.Is(err, trace.ErrNotFound):
-		s.m.storeErrors.Inc()
-		s.log.Warn().Err(err).Str("trace_id", f.ID.String()).Msg("reading the stored trace failed; storing the new spans alone")
+	s.reap(ctx, false)
+	data, _, dropped := s.encode(f.ID, f.Spans, f.Dropped)
+	fut, err := s.ajs.PublishAsync(SubjectPrefix+f.ID.String(), data, jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil {
+		s.merge(ctx, f)
+		return
 	}
+	f.Dropped = dropped
+	s.pending = append(s.pending, pendingStore{f: f, fut: fut})
+}
+
+type pendingStore struct {
+	f   *trace.Finished
+	fut jetstream.PubAckFuture
+}
+
+// reap handles the acknowledgements of stored traces in order; all waits for
+// every one (bounded by ctx), otherwise it stops at the first not yet in.
+func (s *Service) reap(ctx context.Context, all bool) {
+	for len(s.pending) > 0 {
+		p := s.pending[0]
+		var err error
+		if all {
+			select {
+			case <-p.fut.Ok():
+			case err = <-p.fut.Err():
+			case <-ctx.Done():
+				return
+			}
+		} else {
+			select {
+			case <-p.fut.Ok():
+			case err = <-p.fut.Err():
+			default:
+				return
+			}
+		}
+		s.pending[0] = pendingStore{}
+		s.pending = s.pending[1:]
+		switch {
+		case err == nil:
+			s.stored(p.f, p.f.Spans, false)
+		case isConflict(err):
+			s.merge(ctx, p.f)
+		default:
+			s.m.storeErrors.Inc()
+			s.log.Warn().Err(err).Str("trace_id", p.f.ID.String()).Msg("storing a trace failed")
+		}
+	}
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// merge stores f merged with the stored trace of its id, compare-and-set on
+// the subject's last sequence (a few attempts).
+func (s *Service) merge(ctx context.Context, f *trace.Finished) {
+	var err error
+	for range 3 {
+		spans, dropped := f.Spans, f.Dropped
+		var old []trace.Span
+		var seq uint64
+		var oldDropped int
+		old, oldDropped, seq, err = s.load(ctx, f.ID)
+		switch {
+		case err == nil:
+			spans = trace.Merge(old, spans)
+			dropped += oldDropped
+		case errors.Is(err, trace.ErrNotFound):
+		default:
+			continue
+		}
+		data, kept, _ := s.encode(f.ID, spans, dropped)
+		_, err = s.js.Publish(ctx, SubjectPrefix+f.ID.String(), data, jetstream.WithExpectLastSequencePerSubject(seq))
+		if err == nil {
+			if len(old) > 0 {
+				s.m.merged.Inc()
+			}
+			s.stored(f, kept, len(old) > 0)
+			return
+		}
+		if !isConflict(err) {
+			break
+		}
+	}
+	s.m.storeErrors.Inc()
+	s.log.Warn().Err(err).Str("trace_id", f.ID.String()).Msg("storing a trace failed")
+}
+
+// encode returns the stored form of a trace, with as many spans as fit the
+// server's max payload (the rest counted as dropped).
+func (s *Service) encode(id events.TraceID, spans []trace.Span, dropped int) ([]byte, []trace.Span, int) {
+	limit := int(s.o.Bus.Conn().MaxPayload()) - 1024
 	if len(spans) > trace.MaxStoredSpans {
 		dropped += len(spans) - trace.MaxStoredSpans
 		spans = spans[:trace.MaxStoredSpans]
 	}
-	data, err := trace.Encode(f.ID, spans, dropped)
-	if err == nil {
-		_, err = s.js.Publish(ctx, SubjectPrefix+f.ID.String(), data)
+	for {
+		data, _ := trace.Encode(id, spans, dropped) // plain data: cannot fail
+		if len(data) <= limit || len(spans) == 0 {
+			return data, spans, dropped
+		}
+		keep := len(spans) * limit / len(data) * 9 / 10
+		dropped += len(spans) - keep
+		spans = spans[:keep]
 	}
-	if err != nil {
-		s.m.storeErrors.Inc()
-		s.log.Warn().Err(err).Str("trace_id", f.ID.String()).Int("spans", len(spans)).Msg("storing a trace failed")
-		return
-	}
+}
+
+// stored counts a stored trace and feeds the analysis with its first part
+// (a late part is not counted again).
+func (s *Service) stored(f *trace.Finished, spans []trace.Span, merged bool) {
 	s.m.stored.Inc()
 	if f.Evicted {
 		s.m.evicted.Inc()
 	}
-	if len(old) > 0 {
-		// The analysis counted this trace when it was first stored; a late
-		// part is not counted again.
+	if merged {
 		return
 	}
 	tree := trace.Build(f.ID, spans)
@@ -287,27 +392,42 @@ func (s *Service) store(ctx context.Context, f *trace.Finished) {
 	s.m.observe(tree)
 }
 
-// load reads the stored trace id; [trace.ErrNotFound] when there is none.
-func (s *Service) load(ctx context.Context, id events.TraceID) (events.TraceID, []trace.Span, int, error) {
-	st, err := s.js.Stream(ctx, Stream)
+// load reads the stored trace id and its stream sequence;
+// [trace.ErrNotFound] when there is none.
+func (s *Service) load(ctx context.Context, id events.TraceID) ([]trace.Span, int, uint64, error) {
+	st, err := s.stream(ctx)
 	if err != nil {
-		return id, nil, 0, err
+		return nil, 0, 0, err
 	}
 	msg, err := st.GetLastMsgForSubject(ctx, SubjectPrefix+id.String())
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return id, nil, 0, trace.ErrNotFound
+		return nil, 0, 0, trace.ErrNotFound
 	}
 	if err != nil {
-		return id, nil, 0, err
+		return nil, 0, 0, err
 	}
-	return trace.Decode(msg.Data)
+	_, spans, dropped, err := trace.Decode(msg.Data)
+	return spans, dropped, msg.Sequence, err
+}
+
+// stream returns the TRACES stream's handle, looked up once.
+func (s *Service) stream(ctx context.Context) (jetstream.Stream, error) {
+	if st, ok := s.streamH.Load().(jetstream.Stream); ok {
+		return st, nil
+	}
+	st, err := s.js.Stream(ctx, Stream)
+	if err != nil {
+		return nil, err
+	}
+	s.streamH.Store(st)
+	return st, nil
 }
 
 // Get returns the stored trace id, assembled; [trace.ErrNotFound] when
 // there is none (yet: a trace is stored once it has been quiet for the
 // horizon).
 func (s *Service) Get(ctx context.Context, id events.TraceID) (*trace.Tree, error) {
-	_, spans, dropped, err := s.load(ctx, id)
+	spans, dropped, _, err := s.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
