@@ -16,7 +16,7 @@ import (
 // traces with the trace runtime (consume, assemble, store each trace in
 // TRACES) against a raw durable consume of the same events through the same
 // bus (the baseline). Each iteration uses a new durable consumer from the
-// start of the stream.
+// start of the stream; the TRACES stream is emptied before each pass.
 func BenchmarkConsume(b *testing.B) {
 	bus := natstest.Connect(b, natstest.Start(b).ClientURL())
 	const traces = 10_000
@@ -60,6 +60,12 @@ func BenchmarkConsume(b *testing.B) {
 	b.Run("consume+assemble+store", func(b *testing.B) {
 		for b.Loop() {
 			iter++
+			// Each pass stores the traces anew (not as late merges).
+			if st, err := bus.JetStream().Stream(b.Context(), tracing.Stream); err == nil {
+				if err := st.Purge(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
 			o := tracing.DefaultOptions()
 			o.Bus, o.Name, o.Assembly.Horizon = bus, fmt.Sprintf("traces-%d", iter), 20*time.Millisecond
 			s, err := tracing.New(o)
