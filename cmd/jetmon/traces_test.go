@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +21,9 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
+	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/trace"
 )
 
@@ -142,4 +147,59 @@ func TestOTelSDKToJetmonUp(t *testing.T) {
 		return strings.Contains(string(body), "jetmon_traces_stored_total 1") &&
 			strings.Contains(string(body), `# {trace_id="`+id+`"} 0.1`)
 	}, "the stored trace counted, with its exemplar")
+}
+
+// `jetmon traces serve` (the real binary) against a NATS server: it
+// assembles and serves a trace, answers /healthz, /readyz and /metrics, and
+// stops cleanly on SIGTERM.
+func TestTracesServe(t *testing.T) {
+	bin := buildJetmon(t)
+	srv := natstest.Start(t)
+	bus := natstest.Connect(t, srv.ClientURL())
+	addr := testutil.FreeAddr(t)
+	cmd := exec.CommandContext(context.Background(), bin, "traces", "serve", "--http", addr, "--log-json")
+	cmd.Env = append(os.Environ(), "NATS_URL="+srv.ClientURL(), "JETMON_HORIZON=200ms")
+	stderr := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
+	})
+	status := func(path string) int {
+		resp, err := testutil.Get(t, "http://"+addr+path)
+		if err != nil {
+			return 0
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	testutil.WaitFor(t, 30*time.Second, func() bool { return status("/readyz") == 200 }, "traces serve ready")
+	ev := events.NewPerformanceEvent(events.OperationComplete, "svc")
+	ev.Operation, ev.DurationMS = "op", 5
+	if err := bus.Publish(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, func() bool { return status("/api/v1/traces/"+ev.TraceID.String()) == 200 }, "the trace served")
+	if c := status("/metrics"); c != 200 {
+		t.Fatalf("/metrics: %d", c)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(stderr.String(), `"stopped"`) {
+			t.Fatalf("exit %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15 s of SIGTERM")
+	}
 }
