@@ -157,7 +157,7 @@ func CheckWrite(r *http.Request) (int, string) {
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && r.ContentLength != 0 {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(JSONMediaType(mt) || ProtobufMediaType(mt)) {
+		if err != nil || (!JSONMediaType(mt) && !ProtobufMediaType(mt)) {
 			return http.StatusUnsupportedMediaType, "Content-Type " + strconv.Quote(ct) + " refused: send application/json (or application/x-ndjson)"
 		}
 	}

@@ -51,7 +51,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.ReportAllocs()
 		n := 0
 		for b.Loop() {
-			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body()))
+			req := httptest.NewRequestWithContext(b.Context(), http.MethodPost, path, bytes.NewReader(body()))
 			req.Header.Set("Content-Type", ct)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)

@@ -67,7 +67,7 @@ func BenchmarkConsume(b *testing.B) {
 				}
 			}
 			o := tracing.DefaultOptions()
-			o.Bus, o.Name, o.Assembly.Horizon = bus, fmt.Sprintf("traces-%d", iter), 20*time.Millisecond
+			o.Bus, o.Name, o.Assembly.Horizon, o.FromBeginning = bus, fmt.Sprintf("traces-%d", iter), 20*time.Millisecond, true
 			s, err := tracing.New(o)
 			if err != nil {
 				b.Fatal(err)

@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -62,6 +63,10 @@ type Options struct {
 	// Partitions, when above 1, splits traces between instances by trace
 	// id; this one takes Partition (0 ≤ Partition < Partitions).
 	Partitions, Partition int
+	// FromBeginning makes a new durable consumer start at the oldest stored
+	// event (assembling the history) instead of with new events. An
+	// existing consumer resumes where it stopped either way.
+	FromBeginning bool
 	// Retention is how long stored traces are kept (TRACES max age).
 	Retention time.Duration
 	// MaxStoredBytes bounds the TRACES stream (old traces go first).
@@ -208,8 +213,36 @@ func (s *Service) ensureStream(ctx context.Context) error {
 
 // Run consumes until ctx ends, then stores every open trace and returns.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.ensureStream(ctx); err != nil {
+	// A cluster that is forming may time these out: retry for a while
+	// rather than exit and be restarted.
+	var sub events.Subscription
+	setup := func() error {
+		if err := s.ensureStream(ctx); err != nil {
+			return err
+		}
+		var err error
+		sub, err = s.subscribe(ctx)
 		return err
+	}
+	notify := func(err error, wait time.Duration) {
+		s.log.Warn().Err(err).Dur("retry_in", wait).Msg("setting up the trace consumer failed; retrying")
+	}
+	if err := backoff.RetryNotify(setup, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(2*time.Minute)), ctx), notify); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	return s.loop(ctx, sub)
+}
+
+// subscribe starts the durable consumer of every event stream.
+func (s *Service) subscribe(ctx context.Context) (events.Subscription, error) {
+	start := events.DeliverNew()
+	if s.o.FromBeginning {
+		start = events.DeliverAll()
 	}
 	sub, err := s.o.Bus.Subscribe(ctx, ">", events.HandlerFunc(func(hctx context.Context, ev events.Event) error {
 		if !s.owns(ev) {
@@ -221,12 +254,15 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-hctx.Done():
 			return hctx.Err()
 		}
-	}), events.Durable(s.durable()), events.DeliverAll())
+	}), events.Durable(s.durable()), start)
 	if err != nil {
-		return fmt.Errorf("traces: subscribe: %w", err)
+		return nil, fmt.Errorf("traces: subscribe: %w", err)
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
+	return sub, nil
+}
+
+// loop owns the assembler until ctx ends.
+func (s *Service) loop(ctx context.Context, sub events.Subscription) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	store := func(f *trace.Finished) { s.store(ctx, f) }
