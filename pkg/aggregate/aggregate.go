@@ -121,6 +121,48 @@ type window struct {
 	sum           kahan
 	min, max      float64
 	sketch        *ddsketch.DDSketch
+	slow          slowest
+}
+
+// slowest keeps the trace ids of a window's slowest events with a trace,
+// slowest first.
+type slowest struct {
+	n  int
+	id [SlowestTraces]events.TraceID
+	v  [SlowestTraces]float64
+}
+
+// SlowestTraces is how many trace ids each window names
+// (AggregateEvent.SlowestTraceIDs).
+const SlowestTraces = 3
+
+func (s *slowest) add(id events.TraceID, v float64) {
+	if id.IsZero() {
+		return
+	}
+	for i := range s.n {
+		if s.id[i] == id {
+			if v <= s.v[i] {
+				return
+			}
+			copy(s.id[i:], s.id[i+1:s.n]) // re-inserted below at its new rank
+			copy(s.v[i:], s.v[i+1:s.n])
+			s.n--
+			break
+		}
+	}
+	i := s.n
+	for i > 0 && s.v[i-1] < v {
+		i--
+	}
+	if i >= SlowestTraces {
+		return
+	}
+	end := min(s.n, SlowestTraces-1)
+	copy(s.id[i+1:end+1], s.id[i:end])
+	copy(s.v[i+1:end+1], s.v[i:end])
+	s.id[i], s.v[i] = id, v
+	s.n = min(s.n+1, SlowestTraces)
 }
 
 type seriesKey struct {
@@ -340,6 +382,7 @@ func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result
 	w.sum.add(v)
 	w.min, w.max = min(w.min, v), max(w.max, v)
 	_ = w.sketch.Add(v)
+	w.slow.add(md.TraceID, v)
 	a.st.Added++
 	ss.lastSeen, src.lastArrival = now, max(src.lastArrival, arrival)
 	if t := ts.UnixNano(); t > src.watermark {
@@ -490,6 +533,9 @@ func (a *Aggregator) emit(s Series, start time.Time, w *window) *events.Aggregat
 		ev.P50, ev.P90, ev.P95, ev.P99 = clamp(qs[0]), clamp(qs[1]), clamp(qs[2]), clamp(qs[3])
 	}
 	w.sketch.Encode(&ev.Sketch, false)
+	if w.slow.n > 0 {
+		ev.SlowestTraceIDs = append([]events.TraceID(nil), w.slow.id[:w.slow.n]...)
+	}
 	return ev
 }
 

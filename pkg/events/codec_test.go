@@ -382,3 +382,23 @@ func TestTraceIDWithoutSpanIsValid(t *testing.T) {
 		t.Fatalf("trace and parent without span: %v", err)
 	}
 }
+
+func TestAggregateSlowestTraceIDs(t *testing.T) {
+	base := `{"event_type":"performance.metric.aggregated","id":"agg-1","source":"s","timestamp":"2026-01-02T03:04:10Z",` +
+		`"operation":"op","aggregated_type":"performance.operation.complete","window_start":"2026-01-02T03:04:00Z","window_end":"2026-01-02T03:04:10Z","count":1`
+	ev, err := events.Decode([]byte(base + `,"slowest_trace_ids":["0af7651916cd43dd8448eb211c80319c"]}`))
+	if err != nil || len(ev.(*events.AggregateEvent).SlowestTraceIDs) != 1 || ev.(*events.AggregateEvent).SlowestTraceIDs[0].String() != "0af7651916cd43dd8448eb211c80319c" {
+		t.Fatalf("decode: %v %+v", err, ev)
+	}
+	for name, bad := range map[string]string{
+		"not hex":   `,"slowest_trace_ids":["zz"]}`,
+		"zero":      `,"slowest_trace_ids":["00000000000000000000000000000000"]}`,
+		"not array": `,"slowest_trace_ids":"0af7651916cd43dd8448eb211c80319c"}`,
+		"too many":  `,"slowest_trace_ids":[` + strings.TrimSuffix(strings.Repeat(`"0af7651916cd43dd8448eb211c80319c",`, events.MaxSlowestTraces+1), ",") + `]}`,
+	} {
+		var ve *events.ValidationError
+		if _, err := events.Decode([]byte(base + bad)); !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "slowest_trace_ids") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
