@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -77,7 +78,8 @@ func waitTrace(t *testing.T, s *tracing.Service, id events.TraceID, spans int) *
 
 // Traces of the load generator (a chain of Depth services per request) come
 // back from JetStream exactly: span count, parent links, services and
-// operations as the generator published them; a late span merges into the
+// operations as the generator published them, and each hop's time on the
+// critical path as its intervals give it; a late span merges into the
 // stored trace; a restarted service still serves the stored traces.
 func TestLoadGenTracesReassembled(t *testing.T) {
 	srv := natstest.Start(t)
@@ -109,12 +111,31 @@ func TestLoadGenTracesReassembled(t *testing.T) {
 				t.Fatalf("trace %s node %d parent index %d, want %d", id, d, n.Up, wantUp)
 			}
 		}
-		var sum int64
-		for _, seg := range tr.Critical {
-			sum += seg.EndNS - seg.StartNS
+		// The oracle for a chain: hop d holds the request up during the
+		// intersection of its interval with its ancestors', less what its
+		// child's intersection covers; the rest of the trace is gaps.
+		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+		var inter []int64
+		for _, h := range hops {
+			end := h.Timestamp.UnixNano()
+			start := end - int64(h.DurationMS*float64(time.Millisecond))
+			lo, hi = max(lo, start), min(hi, end)
+			inter = append(inter, max(hi-lo, 0))
 		}
-		if sum != tr.EndNS-tr.StartNS {
-			t.Fatalf("trace %s: critical path %d ns of %d", id, sum, tr.EndNS-tr.StartNS)
+		inter = append(inter, 0)
+		for d, n := range tr.Nodes {
+			if want := inter[d] - inter[d+1]; n.CriticalNS != want {
+				t.Fatalf("trace %s hop %d: %d ns on the critical path, the generator's intervals give %d", id, d, n.CriticalNS, want)
+			}
+		}
+		var gaps int64
+		for _, seg := range tr.Critical {
+			if seg.Node < 0 {
+				gaps += seg.EndNS - seg.StartNS
+			}
+		}
+		if want := tr.EndNS - tr.StartNS - inter[0]; gaps != want {
+			t.Fatalf("trace %s: %d ns of gaps, want %d", id, gaps, want)
 		}
 	}
 	// A late span, after its trace was stored, is merged.
