@@ -24,6 +24,7 @@ type traces struct {
 func buildTraces(bus *jsbus.Bus, horizon time.Duration, log *zerolog.Logger, reg prometheus.Registerer) (*traces, error) {
 	o := tracing.DefaultOptions()
 	o.Bus, o.Logger, o.Registerer = bus, log, reg
+	o.MaxStoredBytes /= 4 // a laptop's share, like the other streams of jetmon up
 	if horizon > 0 {
 		o.Assembly.Horizon = horizon
 	}
