@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/trace"
+	"github.com/jetmon/jetmon/pkg/tracing"
 )
 
 func TestTraceCommands(t *testing.T) {
@@ -202,4 +204,78 @@ func TestTracesServe(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no exit within 15 s of SIGTERM")
 	}
+}
+
+// kill -9 of `jetmon traces serve` while traces are open: the restarted
+// process replays from its recovery point and stores them whole.
+func TestTracesServeKillNineRecoversOpenTraces(t *testing.T) {
+	bin := buildJetmon(t)
+	srv := natstest.Start(t)
+	bus := natstest.Connect(t, srv.ClientURL())
+	addr := testutil.FreeAddr(t)
+	start := func(horizon string) (*exec.Cmd, *testutil.SyncBuffer) {
+		cmd := exec.CommandContext(context.Background(), bin, "traces", "serve", "--http", addr, "--horizon", horizon)
+		cmd.Env = append(os.Environ(), "NATS_URL="+srv.ClientURL())
+		stderr := &testutil.SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = io.Discard, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("stderr:\n%s", stderr.String())
+			}
+		})
+		testutil.WaitFor(t, 30*time.Second, func() bool {
+			resp, err := testutil.Get(t, "http://"+addr+"/readyz")
+			if err != nil {
+				return false
+			}
+			_ = resp.Body.Close()
+			return resp.StatusCode == 200
+		}, "traces serve ready")
+		return cmd, stderr
+	}
+	first, _ := start("1h") // nothing is stored before the kill
+	tc := events.NewRootTrace()
+	for i := range 2 {
+		ev := events.NewPerformanceEvent(events.OperationComplete, fmt.Sprintf("svc-%d", i))
+		ev.SetTrace(tc)
+		ev.Operation, ev.DurationMS = "op", 5
+		if err := bus.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+		tc = tc.Child()
+	}
+	kv, err := bus.JetStream().KeyValue(t.Context(), tracing.RecoveryBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, func() bool {
+		resp, err := testutil.Get(t, "http://"+addr+"/metrics")
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		_, kerr := kv.Get(t.Context(), "traces")
+		return strings.Contains(string(body), "jetmon_traces_open_spans 2") && kerr == nil
+	}, "both spans held open and a recovery point written")
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	start("200ms")
+	testutil.WaitFor(t, 20*time.Second, func() bool {
+		resp, err := testutil.Get(t, "http://"+addr+"/api/v1/traces/"+tc.TraceID.String())
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var v trace.View
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&v) == nil && v.SpanCount == 2
+	}, "the trace open at the kill stored whole after the restart")
 }

@@ -126,7 +126,7 @@ func Permissions(role Role) *server.Permissions {
 	case Traces:
 		allow := append([]string{"traces.assembled.>", "deadletter.>", "$JS.API.STREAM.CREATE.TRACES", "$JS.API.STREAM.UPDATE.TRACES"}, consumeAPI...)
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: allow},
+			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_traces")...)},
 			Subscribe: &server.SubjectPermission{Allow: append(append([]string{"traces.assembled.>"}, eventSubjects...), replies...)},
 		}
 	}

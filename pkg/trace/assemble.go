@@ -62,6 +62,9 @@ type Finished struct {
 	Dropped int
 	// Evicted is true when the trace was finished early by MaxOpen.
 	Evicted bool
+	// FirstArrival is when the trace's first span arrived (the time given
+	// to [Assembler.AddArrived], else the clock's).
+	FirstArrival time.Time
 }
 
 // Stats are an Assembler's counters since it was made.
@@ -93,6 +96,7 @@ type openTrace struct {
 	id         events.TraceID
 	spans      []Span
 	lastNS     int64
+	firstNS    int64 // arrival of the first span
 	dropped    int
 	contexts   []string
 	prev, next *openTrace
@@ -110,18 +114,42 @@ func NewAssembler(o Options) (*Assembler, error) {
 // Add takes ev at time now and reports whether it belongs to a trace. When
 // MaxOpen is reached, the trace idle the longest is passed to emit first.
 func (a *Assembler) Add(now time.Time, ev events.Event, emit func(*Finished)) bool {
+	return a.AddArrived(now, now, ev, emit)
+}
+
+// AddArrived is Add for an event that arrived (was stored by the bus) at
+// arrived: [Assembler.Oldest] reports the arrival of the oldest open span,
+// from which a restarted runtime recovers.
+func (a *Assembler) AddArrived(now, arrived time.Time, ev events.Event, emit func(*Finished)) bool {
 	id, s, ok := FromEvent(ev)
 	if !ok {
 		a.st.Ignored++
 		return false
 	}
-	a.AddSpan(now, id, s, emit)
+	a.add(now, arrived, id, s, emit)
 	return true
 }
 
 // AddSpan takes one span of trace id at time now; see [Assembler.Add]. A
 // span whose context id belongs to another open trace joins that trace.
 func (a *Assembler) AddSpan(now time.Time, id events.TraceID, s Span, emit func(*Finished)) {
+	a.add(now, now, id, s, emit)
+}
+
+// Oldest returns the arrival of the first span of the open trace that began
+// first, and false when none is open. It scans the open traces.
+func (a *Assembler) Oldest() (time.Time, bool) {
+	if a.head == nil {
+		return time.Time{}, false
+	}
+	oldest := a.head.firstNS
+	for t := a.head.next; t != nil; t = t.next {
+		oldest = min(oldest, t.firstNS)
+	}
+	return time.Unix(0, oldest), true
+}
+
+func (a *Assembler) add(now, arrived time.Time, id events.TraceID, s Span, emit func(*Finished)) {
 	if s.ContextID != "" {
 		if other, ok := a.contexts[s.ContextID]; ok {
 			id = other
@@ -133,7 +161,7 @@ func (a *Assembler) AddSpan(now time.Time, id events.TraceID, s Span, emit func(
 			a.st.Evicted++
 			a.finish(a.head, true, emit)
 		}
-		t = &openTrace{id: id}
+		t = &openTrace{id: id, firstNS: arrived.UnixNano()}
 		a.open[id] = t
 	} else {
 		a.unlink(t)
@@ -201,7 +229,7 @@ func (a *Assembler) finish(t *openTrace, evicted bool, emit func(*Finished)) {
 	}
 	a.st.Spans -= len(t.spans)
 	if emit != nil {
-		emit(&Finished{ID: t.id, Spans: t.spans, Dropped: t.dropped, Evicted: evicted})
+		emit(&Finished{ID: t.id, Spans: t.spans, Dropped: t.dropped, Evicted: evicted, FirstArrival: time.Unix(0, t.firstNS)})
 	}
 }
 

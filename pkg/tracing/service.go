@@ -17,10 +17,12 @@
 //
 // # Delivery
 //
-// An event is acknowledged once the assembler holds it. A process that dies
-// loses the traces still open (at most the horizon's worth); what was
-// stored stays, and spans that arrive after a trace was stored are merged
-// into it.
+// An event is acknowledged once the assembler holds it. Every second the
+// runtime writes a recovery point to the jetmon_traces bucket: the time the
+// oldest event not yet safely stored arrived. A restarted runtime first
+// replays the streams from there (ordered consumers, at most MaxRecovery
+// back), so the traces open when a process died are rebuilt; spans already
+// stored merge without duplicates (by event id), as late spans do.
 package tracing
 
 import (
@@ -67,6 +69,9 @@ type Options struct {
 	// event (assembling the history) instead of with new events. An
 	// existing consumer resumes where it stopped either way.
 	FromBeginning bool
+	// MaxRecovery bounds how far back a restart replays the streams to
+	// rebuild the traces open when the previous run stopped (default 1 h).
+	MaxRecovery time.Duration
 	// Retention is how long stored traces are kept (TRACES max age).
 	Retention time.Duration
 	// MaxStoredBytes bounds the TRACES stream (old traces go first).
@@ -80,7 +85,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Name: "traces", Assembly: trace.DefaultOptions(), Analysis: trace.DefaultAnalyzerOptions(),
-		Retention: 72 * time.Hour, MaxStoredBytes: 1 << 30,
+		Retention: 72 * time.Hour, MaxStoredBytes: 1 << 30, MaxRecovery: time.Hour,
 	}
 }
 
@@ -99,6 +104,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: Name is required", ErrOptions)
 	case o.Partitions < 0 || (o.Partitions > 1 && (o.Partition < 0 || o.Partition >= o.Partitions)):
 		return fmt.Errorf("%w: Partition %d of %d: must be in [0, Partitions)", ErrOptions, o.Partition, o.Partitions)
+	case o.MaxRecovery < 0:
+		return fmt.Errorf("%w: MaxRecovery %s: must not be negative", ErrOptions, o.MaxRecovery)
 	case o.Retention <= 0:
 		return fmt.Errorf("%w: Retention %s: must be positive", ErrOptions, o.Retention)
 	case o.MaxStoredBytes < 1<<20:
@@ -121,7 +128,10 @@ type Service struct {
 	pending  []pendingStore      // owned by Run's goroutine
 	asm      *trace.Assembler
 	analyzer *trace.Analyzer
-	in       chan events.Event
+	in       chan arrival
+	kv       jetstream.KeyValue
+	lastSeen time.Time // arrival of the last event taken (Run's goroutine)
+	lwm      time.Time // the recovery point last written
 	ready    atomic.Bool
 	m        metrics
 	statsMu  sync.Mutex
@@ -146,7 +156,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("traces: %w", err)
 	}
-	s := &Service{o: o, js: o.Bus.JetStream(), ajs: ajs, asm: asm, analyzer: an, in: make(chan events.Event, 1024), now: time.Now}
+	s := &Service{o: o, js: o.Bus.JetStream(), ajs: ajs, asm: asm, analyzer: an, in: make(chan arrival, 1024), now: time.Now}
 	if o.Logger != nil {
 		s.log = o.Logger.With().Str("component", "traces").Logger()
 	} else {
@@ -216,11 +226,27 @@ func (s *Service) Run(ctx context.Context) error {
 	// A cluster that is forming may time these out: retry for a while
 	// rather than exit and be restarted.
 	var sub events.Subscription
+	recovered := false
 	setup := func() error {
 		if err := s.ensureStream(ctx); err != nil {
 			return err
 		}
 		var err error
+		if s.kv == nil {
+			s.kv, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: RecoveryBucket, Description: "where each trace consumer resumes assembling after a crash",
+				Replicas: max(s.o.Bus.StreamReplicas(), 1), Storage: jetstream.FileStorage,
+			})
+			if err != nil {
+				return fmt.Errorf("traces: bucket %s: %w", RecoveryBucket, err)
+			}
+		}
+		if !recovered {
+			if err := s.recover(ctx); err != nil {
+				return err
+			}
+			recovered = true
+		}
 		sub, err = s.subscribe(ctx)
 		return err
 	}
@@ -249,7 +275,7 @@ func (s *Service) subscribe(ctx context.Context) (events.Subscription, error) {
 			return nil
 		}
 		select {
-		case s.in <- ev:
+		case s.in <- arrival{ev, published(hctx)}:
 			return nil
 		case <-hctx.Done():
 			return hctx.Err()
@@ -265,6 +291,8 @@ func (s *Service) subscribe(ctx context.Context) (events.Subscription, error) {
 func (s *Service) loop(ctx context.Context, sub events.Subscription) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	checkpoint := time.NewTicker(CheckpointEvery)
+	defer checkpoint.Stop()
 	store := func(f *trace.Finished) { s.store(ctx, f) }
 	for {
 		wait := time.Hour
@@ -282,13 +310,14 @@ func (s *Service) loop(ctx context.Context, sub events.Subscription) error {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			s.asm.Drain(func(f *trace.Finished) { s.store(sctx, f) })
 			s.reap(sctx, true)
+			s.checkpoint(sctx)
 			cancel()
 			return nil
-		case ev := <-s.in:
-			if !s.asm.Add(s.now(), ev, store) {
-				s.m.ignored.Inc()
-			}
+		case a := <-s.in:
+			s.take(a, store)
 		case <-timer.C:
+		case <-checkpoint.C:
+			s.checkpoint(ctx)
 		}
 		s.asm.Expire(s.now(), store)
 		s.reap(ctx, false)
@@ -296,6 +325,96 @@ func (s *Service) loop(ctx context.Context, sub events.Subscription) error {
 		s.stats = s.asm.Stats()
 		s.statsMu.Unlock()
 	}
+}
+
+// arrival is an event and when the bus stored it.
+type arrival struct {
+	ev events.Event
+	at time.Time
+}
+
+func published(ctx context.Context) time.Time {
+	if d, ok := events.DeliveryFromContext(ctx); ok && !d.Published.IsZero() {
+		return d.Published
+	}
+	return time.Now()
+}
+
+// take gives one event to the assembler.
+func (s *Service) take(a arrival, store func(*trace.Finished)) {
+	if !s.asm.AddArrived(s.now(), a.at, a.ev, store) {
+		s.m.ignored.Inc()
+	}
+	if a.at.After(s.lastSeen) {
+		s.lastSeen = a.at
+	}
+}
+
+// CheckpointEvery is how often the recovery point is written.
+const CheckpointEvery = time.Second
+
+// RecoveryBucket is the key-value bucket of the recovery points, one key
+// per durable consumer name.
+const RecoveryBucket = "jetmon_traces"
+
+// checkpoint writes the recovery point: the arrival of the oldest event not
+// yet safely stored (the oldest open trace's, or a trace's awaiting its
+// acknowledgement), or, with none, of the last event taken. A restart
+// replays the streams from there (see [Service.recover]).
+func (s *Service) checkpoint(ctx context.Context) {
+	lwm, ok := s.asm.Oldest()
+	for _, p := range s.pending {
+		if !ok || p.f.FirstArrival.Before(lwm) {
+			lwm, ok = p.f.FirstArrival, true
+		}
+	}
+	if !ok {
+		lwm = s.lastSeen
+	}
+	if lwm.IsZero() || lwm.Equal(s.lwm) {
+		return
+	}
+	if _, err := s.kv.Put(ctx, s.durable(), []byte(lwm.UTC().Format(time.RFC3339Nano))); err != nil {
+		s.m.storeErrors.Inc()
+		s.log.Warn().Err(err).Msg("writing the recovery point failed")
+		return
+	}
+	s.lwm = lwm
+}
+
+// recover replays what arrived since the recovery point a previous run of
+// this consumer left (at most MaxRecovery ago) into the assembler: the
+// traces it held open when it died. Spans already stored merge without
+// duplicates (by event id).
+func (s *Service) recover(ctx context.Context) error {
+	e, err := s.kv.Get(ctx, s.durable())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("traces: recovery point: %w", err)
+	}
+	from, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		s.log.Warn().Str("value", fmt.Sprintf("%.64q", e.Value())).Msg("ignoring a malformed recovery point")
+		return nil
+	}
+	from = from.Add(-CheckpointEvery) // the point may be one interval stale
+	if floor := s.now().Add(-s.o.MaxRecovery); from.Before(floor) {
+		from = floor
+	}
+	store := func(f *trace.Finished) { s.store(ctx, f) }
+	st, err := s.o.Bus.Replay(ctx, ">", jsbus.ReplayOptions{From: from, To: s.now()}, events.HandlerFunc(func(hctx context.Context, ev events.Event) error {
+		if s.owns(ev) {
+			s.take(arrival{ev, published(hctx)}, store)
+		}
+		return nil
+	}))
+	if err != nil {
+		return fmt.Errorf("traces: recovery replay: %w", err)
+	}
+	s.log.Info().Time("from", from).Uint64("events", st.Events).Int("open", s.asm.Stats().Open).Msg("recovered the traces open at the last stop")
+	return nil
 }
 
 // store hands f to JetStream without waiting, expecting no stored trace of
@@ -376,6 +495,9 @@ func (s *Service) merge(ctx context.Context, f *trace.Finished) {
 		case errors.Is(err, trace.ErrNotFound):
 		default:
 			continue
+		}
+		if len(old) > 0 && len(spans) == len(old) {
+			return // nothing new (a recovery replay of what was stored)
 		}
 		data, kept, _ := s.encode(f.ID, spans, dropped)
 		_, err = s.js.Publish(ctx, SubjectPrefix+f.ID.String(), data, jetstream.WithExpectLastSequencePerSubject(seq))
