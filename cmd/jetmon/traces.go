@@ -178,6 +178,7 @@ func tracesCmd(ctx context.Context, args []string, _, stderr io.Writer, env func
 	partitions := fs.Int("partitions", 0, "split traces by trace id between this many instances (0 or 1: one)")
 	partition := fs.Int("partition", 0, "this instance's partition, from 0 to --partitions - 1")
 	retention := fs.Duration("retention", d.Retention, "how long stored traces are kept")
+	maxRecovery := fs.Duration("max-recovery", d.MaxRecovery, "how far back a restart replays the streams to rebuild the traces open at the last stop")
 	fromBeginning := fs.Bool("from-beginning", false, "a new consumer starts at the oldest stored event (assembles the history) instead of with new ones")
 	window := fs.Duration("window", d.Analysis.Window, "window of the dependency map and bottlenecks")
 	otlpDoor := fs.Bool("otlp", false, "also take OTLP/HTTP exports on POST /v1/traces (stored as performance events)")
@@ -206,7 +207,7 @@ Flags (each also settable as JETMON_<FLAG>; NATS_URL works too):
 		return 2
 	}
 	o := d
-	o.Name, o.Partitions, o.Partition, o.Retention, o.FromBeginning = *name, *partitions, *partition, *retention, *fromBeginning
+	o.Name, o.Partitions, o.Partition, o.Retention, o.FromBeginning, o.MaxRecovery = *name, *partitions, *partition, *retention, *fromBeginning, *maxRecovery
 	o.Assembly.Horizon, o.Assembly.MaxOpen, o.Assembly.MaxSpans, o.Analysis.Window = *horizon, *maxOpen, *maxSpans, *window
 	check := o
 	check.Bus = &jsbus.Bus{} // checks the flags before connecting
