@@ -305,3 +305,34 @@ func opEvent(id events.TraceID) *events.PerformanceEvent {
 	ev.TraceID, ev.Operation, ev.DurationMS = id, "op", 1
 	return ev
 }
+
+// A forged trace of more spans than one message can hold is stored trimmed
+// to the server's max payload, the rest counted as dropped, and it never
+// stalls the runtime: a normal trace after it is stored too.
+func TestHugeTraceTrimmed(t *testing.T) {
+	srv := natstest.Start(t)
+	bus := natstest.Connect(t, srv.ClientURL())
+	s, stop := start(t, bus, nil)
+	defer stop()
+	const n = 6000
+	id := events.NewTraceID()
+	for range n {
+		if err := bus.Publish(t.Context(), opEvent(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := events.NewTraceID()
+	if err := bus.Publish(t.Context(), opEvent(after)); err != nil {
+		t.Fatal(err)
+	}
+	waitTrace(t, s, after, 1)
+	var tr *trace.Tree
+	testutil.WaitFor(t, 15*time.Second, func() bool {
+		var err error
+		tr, err = s.Get(t.Context(), id)
+		return err == nil && len(tr.Nodes)+tr.Dropped == n // parts may merge in
+	}, "the huge trace stored, every span kept or counted")
+	if len(tr.Nodes) == 0 || tr.Dropped == 0 {
+		t.Fatalf("%d spans kept, %d dropped, want %d in all", len(tr.Nodes), tr.Dropped, n)
+	}
+}
