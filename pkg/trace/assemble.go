@@ -3,6 +3,7 @@ package trace
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -281,8 +282,19 @@ func (in *interner) get(s string) string {
 // span without event id is kept), a's first. It is how a late span joins a
 // stored trace.
 func Merge(a, b []Span) []Span {
-	seen := make(map[string]struct{}, len(a)+len(b))
 	out := make([]Span, 0, len(a)+len(b))
+	if len(a)+len(b) <= smallTrace {
+		// Few spans: comparing beats a map.
+		for _, list := range [][]Span{a, b} {
+			for _, s := range list {
+				if s.EventID == "" || !slices.ContainsFunc(out, func(o Span) bool { return o.EventID == s.EventID }) {
+					out = append(out, s)
+				}
+			}
+		}
+		return out
+	}
+	seen := make(map[string]struct{}, len(a)+len(b))
 	for _, list := range [][]Span{a, b} {
 		for _, s := range list {
 			if s.EventID != "" {
@@ -296,3 +308,6 @@ func Merge(a, b []Span) []Span {
 	}
 	return out
 }
+
+// smallTrace is the span count up to which linear scans replace maps.
+const smallTrace = 16

@@ -142,11 +142,9 @@ func Build(id events.TraceID, spans []Span) *Tree {
 		} else {
 			t.Roots = append(t.Roots, len(t.Nodes))
 		}
-		kids := make([]int, len(n.Children))
-		for k, c := range n.Children {
-			kids[k] = newIdx[c]
+		for k, c := range n.Children { // the slice is this node's own
+			n.Children[k] = newIdx[c]
 		}
-		n.Children = kids
 		t.Nodes = append(t.Nodes, n)
 	}
 	t.StartNS, t.EndNS = t.Nodes[0].StartNS, t.Nodes[0].EndNS
@@ -181,6 +179,9 @@ func isValidationRun(t events.Type) bool {
 // start. It returns the span ids of folded starts that differ from their
 // end's, so that their children find the end instead.
 func fold(spans []Span) ([]Span, map[events.SpanID]events.SpanID) {
+	if !slices.ContainsFunc(spans, func(s Span) bool { return s.Type == events.PhaseStart || s.Type == events.ValidationStarted }) {
+		return spans, nil
+	}
 	type name struct{ service, name string }
 	endByID := map[events.SpanID]int{}
 	endByName := map[name][]int{}
@@ -299,10 +300,13 @@ func selfTime(nodes []Node, i int) int64 {
 // that finished last (before the current point) held the span up until it
 // finished, so the path descends into it, then continues before its start.
 func (t *Tree) criticalPath() {
-	var rev []Segment
+	rev := make([]Segment, 0, 2*len(t.Nodes)+1)
 	cursor := t.EndNS
-	roots := slices.Clone(t.Roots)
-	slices.SortStableFunc(roots, func(a, b int) int { return cmp.Compare(t.Nodes[b].EndNS, t.Nodes[a].EndNS) })
+	roots := t.Roots
+	if len(roots) > 1 {
+		roots = slices.Clone(roots)
+		slices.SortStableFunc(roots, func(a, b int) int { return cmp.Compare(t.Nodes[b].EndNS, t.Nodes[a].EndNS) })
+	}
 	for _, r := range roots {
 		n := &t.Nodes[r]
 		e := min(n.EndNS, cursor)
@@ -344,8 +348,11 @@ func (t *Tree) crit(rev []Segment, i int, lo, hi int64) []Segment {
 	if cursor <= lo {
 		return rev
 	}
-	kids := slices.Clone(n.Children)
-	slices.SortStableFunc(kids, func(a, b int) int { return cmp.Compare(t.Nodes[b].EndNS, t.Nodes[a].EndNS) })
+	kids := n.Children
+	if len(kids) > 1 { // latest end first, without reordering the display
+		kids = slices.Clone(kids)
+		slices.SortStableFunc(kids, func(a, b int) int { return cmp.Compare(t.Nodes[b].EndNS, t.Nodes[a].EndNS) })
+	}
 	for _, c := range kids {
 		cn := &t.Nodes[c]
 		ce := min(cn.EndNS, cursor)
