@@ -234,7 +234,7 @@ func TestTracesServeKillNineRecoversOpenTraces(t *testing.T) {
 				return false
 			}
 			_ = resp.Body.Close()
-			return resp.StatusCode == 200
+			return resp.StatusCode == http.StatusOK
 		}, "traces serve ready")
 		return cmd, stderr
 	}
@@ -276,6 +276,6 @@ func TestTracesServeKillNineRecoversOpenTraces(t *testing.T) {
 		}
 		defer func() { _ = resp.Body.Close() }()
 		var v trace.View
-		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&v) == nil && v.SpanCount == 2
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&v) == nil && v.SpanCount == 2
 	}, "the trace open at the kill stored whole after the restart")
 }

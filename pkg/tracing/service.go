@@ -394,8 +394,8 @@ func (s *Service) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("traces: recovery point: %w", err)
 	}
-	from, err := time.Parse(time.RFC3339Nano, string(e.Value()))
-	if err != nil {
+	from, ok := parsePoint(e.Value())
+	if !ok {
 		s.log.Warn().Str("value", fmt.Sprintf("%.64q", e.Value())).Msg("ignoring a malformed recovery point")
 		return nil
 	}
@@ -417,24 +417,31 @@ func (s *Service) recover(ctx context.Context) error {
 	return nil
 }
 
+// parsePoint reads a recovery point (RFC 3339).
+func parsePoint(b []byte) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	return t, err == nil
+}
+
 // store hands f to JetStream without waiting, expecting no stored trace of
 // its id (one round trip, acknowledged later by reap); a trace already
 // stored — a late part — is merged by [Service.merge] instead.
 func (s *Service) store(ctx context.Context, f *trace.Finished) {
 	s.reap(ctx, false)
-	data, _, dropped := s.encode(f.ID, f.Spans, f.Dropped)
+	data, kept, _ := s.encode(f.ID, f.Spans, f.Dropped)
 	fut, err := s.ajs.PublishAsync(SubjectPrefix+f.ID.String(), data, jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
 		s.merge(ctx, f)
 		return
 	}
-	f.Dropped = dropped
-	s.pending = append(s.pending, pendingStore{f: f, fut: fut})
+	// f stays whole: a conflict merges all its spans with the stored ones.
+	s.pending = append(s.pending, pendingStore{f: f, kept: kept, fut: fut})
 }
 
 type pendingStore struct {
-	f   *trace.Finished
-	fut jetstream.PubAckFuture
+	f    *trace.Finished
+	kept []trace.Span // the spans the message holds
+	fut  jetstream.PubAckFuture
 }
 
 // reap handles the acknowledgements of stored traces in order; all waits for
@@ -462,7 +469,7 @@ func (s *Service) reap(ctx context.Context, all bool) {
 		s.pending = s.pending[1:]
 		switch {
 		case err == nil:
-			s.stored(p.f, p.f.Spans, false)
+			s.stored(p.f, p.kept, false)
 		case isConflict(err):
 			s.merge(ctx, p.f)
 		default:
