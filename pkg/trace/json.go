@@ -41,7 +41,7 @@ func Encode(id events.TraceID, spans []Span, dropped int) ([]byte, error) {
 	for i, s := range spans {
 		ss := StoredSpan{
 			EventID: s.EventID, EventType: s.Type, Service: s.Service, Name: s.Name,
-			StartNS: s.StartNS, EndNS: s.EndNS, Status: s.Status, Error: s.Error,
+			StartNS: s.StartNS, EndNS: s.EndNS, Status: s.Status, Error: s.Error, ContextID: s.ContextID,
 		}
 		if !s.ID.IsZero() {
 			ss.SpanID = s.ID.String()
@@ -72,7 +72,7 @@ func Decode(data []byte) (events.TraceID, []Span, int, error) {
 	for i, ss := range st.Spans {
 		s := Span{
 			EventID: ss.EventID, Type: ss.EventType, Service: ss.Service, Name: ss.Name,
-			StartNS: ss.StartNS, EndNS: max(ss.EndNS, ss.StartNS), Status: ss.Status, Error: ss.Error,
+			StartNS: ss.StartNS, EndNS: max(ss.EndNS, ss.StartNS), Status: ss.Status, Error: ss.Error, ContextID: ss.ContextID,
 		}
 		if ss.SpanID != "" {
 			if s.ID, err = events.ParseSpanID(ss.SpanID); err != nil {
@@ -169,6 +169,7 @@ func (t *Tree) View() View {
 			Index: i, Parent: n.Up, Depth: n.Depth, EventID: n.EventID, EventType: n.Type, Service: n.Service, Name: n.Name,
 			Start: time.Unix(0, n.StartNS).UTC(), OffsetMS: ms(n.StartNS - t.StartNS), DurationMS: ms(n.EndNS - n.StartNS),
 			SelfMS: ms(n.SelfNS), CriticalMS: ms(n.CriticalNS), Status: n.Status, Error: n.Error, Orphan: n.Orphan,
+			ContextID: n.ContextID,
 		}
 		if !n.ID.IsZero() {
 			nv.SpanID = n.ID.String()

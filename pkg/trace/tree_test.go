@@ -165,7 +165,7 @@ func TestBuildValidationFlow(t *testing.T) {
 
 func TestStoredRoundTrip(t *testing.T) {
 	in := []trace.Span{sp(1, 0, "a", 0, 100), sp(2, 1, "b", 10, 90), sp(0, 0, "c", 5, 5)}
-	in[1].Error, in[1].Status = true, "failure"
+	in[1].Error, in[1].Status, in[2].ContextID = true, "failure", "run-1"
 	data, err := trace.Encode(tid, in, 3)
 	if err != nil {
 		t.Fatal(err)

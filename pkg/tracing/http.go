@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +22,11 @@ import (
 // Query selects traces in [Service.Search]. Zero fields select everything.
 type Query struct {
 	Service, Operation string
-	MinDuration        time.Duration
-	ErrorsOnly         bool
+	// ContextID selects traces with an event of this context_id (a
+	// validation run, a unit of work).
+	ContextID   string
+	MinDuration time.Duration
+	ErrorsOnly  bool
 	// From and To bound the time the trace was stored (last touched); the
 	// default range is the last hour.
 	From, To time.Time
@@ -92,6 +96,9 @@ func match(t *trace.Tree, q Query) bool {
 	if q.MinDuration > 0 && t.EndNS-t.StartNS < q.MinDuration.Nanoseconds() {
 		return false
 	}
+	if q.ContextID != "" && !slices.ContainsFunc(t.Nodes, func(n trace.Node) bool { return n.ContextID == q.ContextID }) {
+		return false
+	}
 	if q.Service == "" && q.Operation == "" {
 		return true
 	}
@@ -106,7 +113,7 @@ func match(t *trace.Tree, q Query) bool {
 
 // Mount registers the trace API on mux (shapes in docs/traces.md):
 //
-//	GET /api/v1/traces?service=&operation=&min_duration_ms=&errors=true&from=&to=&limit=
+//	GET /api/v1/traces?service=&operation=&context_id=&min_duration_ms=&errors=true&from=&to=&limit=
 //	GET /api/v1/traces/{id}                 one trace: spans, critical path
 //	GET /api/v1/traces/{id}?format=otlp     the trace as OTLP/JSON
 //	GET /api/v1/dependencies?from=&to=&format=dot
@@ -205,9 +212,9 @@ func (s *Service) parseRange(r *http.Request) (from, to time.Time, err error) {
 
 func (s *Service) parseQuery(r *http.Request) (Query, error) {
 	v := r.URL.Query()
-	q := Query{Service: v.Get("service"), Operation: v.Get("operation")}
-	if len(q.Service) > events.MaxSourceLen || len(q.Operation) > events.MaxNameLen {
-		return q, errors.New("service or operation: too long")
+	q := Query{Service: v.Get("service"), Operation: v.Get("operation"), ContextID: v.Get("context_id")}
+	if len(q.Service) > events.MaxSourceLen || len(q.Operation) > events.MaxNameLen || len(q.ContextID) > events.MaxNameLen {
+		return q, errors.New("service, operation or context_id: too long")
 	}
 	var err error
 	if q.From, q.To, err = s.parseRange(r); err != nil {

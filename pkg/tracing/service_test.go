@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -213,7 +214,37 @@ func TestAPI(t *testing.T) {
 		res.Traces[0].SpanCount != 2 || res.Traces[0].ErrorCount != 1 || res.Traces[0].DurationMS != 100 {
 		t.Fatalf("search: %d %s", code, body)
 	}
-	if code, body = get("/api/v1/traces?service=orders&min_duration_ms=101"); code != 200 || !strings.Contains(body, `"traces":[]`) {
+	// A validation run of docs/wire-format.md, without trace ids, found by
+	// its context id and assembled as run → phase.
+	for _, d := range []string{
+		`{"event_type":"validation.started","id":"v1","source":"orders","timestamp":"%s","context_id":"order-42","field_path":"order.shipping.address"}`,
+		`{"event_type":"performance.phase.start","id":"v2","source":"orders","timestamp":"%s","context_id":"order-42","phase":"address_check"}`,
+		`{"event_type":"performance.phase.end","id":"v3","source":"orders","timestamp":"%s","context_id":"order-42","phase":"address_check","duration_ms":250,"status":"success"}`,
+		`{"event_type":"validation.failed","id":"v4","source":"orders","timestamp":"%s","context_id":"order-42","status":"failure","duration_ms":251,"errors":["zip code must have 5 digits"]}`,
+	} {
+		at := now
+		if strings.Contains(d, "phase.end") {
+			at = now.Add(250 * time.Millisecond)
+		} else if strings.Contains(d, "validation.failed") {
+			at = now.Add(251 * time.Millisecond)
+		}
+		ev, err := events.Decode(fmt.Appendf(nil, d, at.Format(time.RFC3339Nano)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.Publish(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := waitTrace(t, s, trace.ContextTraceID("order-42"), 2)
+	if run.Nodes[0].Type != events.ValidationFailed || run.Nodes[1].Name != "address_check" || run.DurationMS() != 251 {
+		t.Fatalf("validation run %+v", run.Nodes)
+	}
+	code, body = get("/api/v1/traces?context_id=order-42")
+	if code != 200 || !strings.Contains(body, `"trace_id":"`+trace.ContextTraceID("order-42").String()+`"`) || strings.Count(body, `"trace_id"`) != 1 {
+		t.Fatalf("search by context: %d %s", code, body)
+	}
+	if code, body = get("/api/v1/traces?service=orders&errors=true&min_duration_ms=252"); code != 200 || !strings.Contains(body, `"traces":[]`) {
 		t.Fatalf("search above the duration: %d %s", code, body)
 	}
 	code, body = get("/api/v1/traces/" + id.String())
@@ -232,7 +263,11 @@ func TestAPI(t *testing.T) {
 	if code, body = get("/api/v1/dependencies?format=dot"); code != 200 || !strings.Contains(body, `"gateway" -> "orders"`) {
 		t.Fatalf("dot: %d %s", code, body)
 	}
-	if code, body = get("/api/v1/bottlenecks?limit=1"); code != 200 || !strings.Contains(body, `"service":"orders","operation":"db.query","critical_ms":80`) {
+	// Critical paths: the run 251 ms (address_check 250), the checkout
+	// 100 ms (db.query 80): ranked by critical time, limited to two.
+	if code, body = get("/api/v1/bottlenecks?limit=2"); code != 200 ||
+		!strings.Contains(body, `"operations":[{"service":"orders","operation":"address_check","critical_ms":250,"share":`+fmt.Sprint(250.0/351)) ||
+		!strings.Contains(body, `},{"service":"orders","operation":"db.query","critical_ms":80,"share":`+fmt.Sprint(80.0/351)) {
 		t.Fatalf("bottlenecks: %d %s", code, body)
 	}
 	for _, bad := range []string{
