@@ -308,7 +308,16 @@ func (s *Service) loop(ctx context.Context, sub events.Subscription) error {
 			_ = sub.Unsubscribe()
 			// Store what is open, within a bounded time.
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			s.asm.Drain(func(f *trace.Finished) { s.store(sctx, f) })
+			sstore := func(f *trace.Finished) { s.store(sctx, f) }
+			for drained := false; !drained; { // events handed over (and acknowledged) but not yet taken
+				select {
+				case a := <-s.in:
+					s.take(a, sstore)
+				default:
+					drained = true
+				}
+			}
+			s.asm.Drain(sstore)
 			s.reap(sctx, true)
 			s.checkpoint(sctx)
 			cancel()
