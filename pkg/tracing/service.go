@@ -242,6 +242,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 		if !recovered {
+			s.rebuildAnalysis(ctx)
 			if err := s.recover(ctx); err != nil {
 				return err
 			}
@@ -424,6 +425,47 @@ func (s *Service) recover(ctx context.Context) error {
 	}
 	s.log.Info().Time("from", from).Uint64("events", st.Events).Int("open", s.asm.Stats().Open).Msg("recovered the traces open at the last stop")
 	return nil
+}
+
+// MaxRebuild bounds the stored traces read at start to rebuild the analysis.
+const MaxRebuild = 200_000
+
+// rebuildAnalysis feeds the analyzer with the traces of this partition
+// stored within its kept windows, so that the dependency map and the
+// bottlenecks survive a restart. Failures are logged: the analysis then
+// starts empty.
+func (s *Service) rebuildAnalysis(ctx context.Context) {
+	from := s.now().Add(-time.Duration(s.o.Analysis.Windows) * s.o.Analysis.Window)
+	cons, err := s.js.OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{SubjectPrefix + ">"}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from,
+	})
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot read the stored traces; the analysis starts empty")
+		return
+	}
+	n := 0
+	for n < MaxRebuild {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			break
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			n++
+			id, spans, _, err := trace.Decode(msg.Data())
+			if err != nil || (s.o.Partitions > 1 && Partition(id, s.o.Partitions) != s.o.Partition) {
+				continue
+			}
+			s.analyzer.Observe(trace.Build(id, spans))
+		}
+		if got == 0 {
+			break
+		}
+	}
+	if n > 0 {
+		s.log.Info().Int("traces", n).Msg("analysis rebuilt from the stored traces")
+	}
 }
 
 // parsePoint reads a recovery point (RFC 3339).

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -153,12 +154,25 @@ func TestLoadGenTracesReassembled(t *testing.T) {
 	if n := tr.Nodes[3]; n.Service != "late-svc" || n.Up != 2 {
 		t.Fatalf("late span %+v", n)
 	}
+	calls := func(s *tracing.Service) map[string]uint64 {
+		m := map[string]uint64{}
+		for _, d := range s.Analyzer().Dependencies(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)) {
+			m[d.Caller+"->"+d.Callee] = d.Calls
+		}
+		return m
+	}
+	want := calls(s)
+	want[byTrace[id][2].Source+"->late-svc"]++ // counted from the merged trace after the restart
 	stop()
-	// After a restart, stored traces are still served.
+	// After a restart, stored traces are still served, and the dependency
+	// map is rebuilt from them.
 	s2, stop2 := start(t, bus, nil)
 	defer stop2()
 	if tr, err := s2.Get(t.Context(), id); err != nil || len(tr.Nodes) != 4 {
 		t.Fatalf("after restart: %v, %v", tr, err)
+	}
+	if got := calls(s2); !reflect.DeepEqual(got, want) || len(got) < 3 {
+		t.Fatalf("dependency map after the restart %v, want %v", got, want)
 	}
 	unknown := events.NewTraceID()
 	if _, err := s2.Get(t.Context(), unknown); !errors.Is(err, trace.ErrNotFound) {
