@@ -32,6 +32,8 @@ Usage:
   jetmon up [flags]              run the pipeline in one process (Ctrl-C stops it)
   jetmon tail [flags] [PATTERN]  print events as they are stored (read-only)
   jetmon dlq list|retry|drop     inspect dead letters, publish them again, drop them
+  jetmon trace [flags] ID        print one assembled trace as a waterfall (or OTLP JSON)
+  jetmon traces serve [flags]    run the trace assembly runtime alone (docs/traces.md)
   jetmon streams apply [flags]   create or update the streams (as the NATS operator)
   jetmon nats-config [flags]     write a NATS server's users (one per component) and their passwords
   jetmon healthcheck [--url U]   exit 0 when U (default the local /readyz) answers 200
@@ -55,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return tail(ctx, args[1:], stdout, stderr, env)
 	case "dlq":
 		return dlq(ctx, args[1:], stdout, stderr, env)
+	case "trace":
+		return traceCmd(ctx, args[1:], stdout, stderr, env)
+	case "traces":
+		return tracesCmd(ctx, args[1:], stdout, stderr, env)
 	case "healthcheck":
 		return cli.Healthcheck(ctx, "jetmon", "JETMON", "http://127.0.0.1:9100/readyz", args[1:], stderr, env)
 	case "streams":
@@ -79,6 +85,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(s
 	fs.SetOutput(stderr)
 	rate := fs.Int("rate", 50, "requests per second of the demo load (3 services each); 0: no demo workload")
 	window := fs.Duration("window", 5*time.Second, "aggregation window")
+	traceHorizon := fs.Duration("trace-horizon", 10*time.Second, "a trace is stored once no span arrived for this long (docs/traces.md)")
 	rules := fs.String("rules", "", "alerting rules file, reloaded on SIGHUP (default: the built-in demo rules; see examples/rules.yaml)")
 	httpAddr := fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
 	dataDir := fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
@@ -123,6 +130,9 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 		return 2
 	case *window <= 0:
 		fmt.Fprintf(stderr, "jetmon up: window %s: must be positive\n", *window)
+		return 2
+	case *traceHorizon <= 0:
+		fmt.Fprintf(stderr, "jetmon up: trace-horizon %s: must be positive\n", *traceHorizon)
 		return 2
 	case *refresh <= 0:
 		fmt.Fprintf(stderr, "jetmon up: refresh %s: must be positive\n", *refresh)
@@ -172,7 +182,7 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 	}
 	o := pipeline.Options{
 		DataDir: *dataDir, NATSPort: *natsPort, NATSHost: *natsHost, NATS: access, HTTP: *httpAddr,
-		Token: token, GrantToken: grant, InsecureHTTP: *insecureHTTP, Window: *window, Rate: *rate, Rules: *rules,
+		Token: token, GrantToken: grant, InsecureHTTP: *insecureHTTP, Window: *window, Rate: *rate, Rules: *rules, TraceHorizon: *traceHorizon,
 		ViewEvery: *refresh, Logger: log,
 	}
 	if err := o.Validate(); err != nil {

@@ -157,11 +157,19 @@ func CheckWrite(r *http.Request) (int, string) {
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && r.ContentLength != 0 {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !JSONMediaType(mt) {
+		if err != nil || (!JSONMediaType(mt) && !ProtobufMediaType(mt)) {
 			return http.StatusUnsupportedMediaType, "Content-Type " + strconv.Quote(ct) + " refused: send application/json (or application/x-ndjson)"
 		}
 	}
 	return 0, ""
+}
+
+// ProtobufMediaType reports whether mt (lower-case, without parameters) is
+// protobuf, as OTLP/HTTP sends it. Like JSON it is not a type a browser may
+// send cross-site without a preflight, so the write rules take it.
+func ProtobufMediaType(mt string) bool {
+	mt = strings.ToLower(mt)
+	return mt == "application/x-protobuf" || mt == "application/protobuf"
 }
 
 // JSONMediaType reports whether mt (lower-case, without parameters) is JSON

@@ -115,6 +115,7 @@ func TestGuardTokenAndWrites(t *testing.T) {
 		{"json write", "POST", "/v1/events", "application/json", "tok", "", 204},
 		{"ndjson write", "POST", "/v1/events", "application/x-ndjson; charset=utf-8", "tok", "", 204},
 		{"cli write without type", "POST", "/v1/events", "", "tok", "", 204},
+		{"otlp protobuf write", "POST", "/v1/traces", "application/x-protobuf", "tok", "", 204},
 		{"form write", "POST", "/v1/events", "application/x-www-form-urlencoded", "tok", "", 415},
 		{"text write", "POST", "/api/v1/silences", "text/plain", "tok", "", 415},
 		{"multipart write", "POST", "/api/v1/silences", "multipart/form-data; boundary=x", "tok", "", 415},

@@ -12,8 +12,8 @@
 //     events — see [PipelineOnlySubjects]), not alerts, not dead letters;
 //   - [Reader] can read every stream (tail, dead-letter listing, replay with
 //     ordered consumers) and change nothing;
-//   - [Aggregator] and [AlertManager] consume their input and publish their
-//     output only.
+//   - [Aggregator], [AlertManager] and [Traces] consume their input and
+//     publish their output only.
 package natsauth
 
 import (
@@ -31,13 +31,18 @@ const (
 	Aggregator   Role = "aggregator"
 	AlertManager Role = "alertmanager"
 	Reader       Role = "reader"
+	// Traces is the trace assembly runtime (pkg/tracing): it consumes every
+	// event family and stores assembled traces in the TRACES stream.
+	Traces Role = "traces"
 	// Guest is the role of an anonymous client of `jetmon up`: a Reader that
 	// may also publish what a Producer may.
 	Guest Role = "guest"
 )
 
 // Roles lists every role.
-func Roles() []Role { return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Guest} }
+func Roles() []Role {
+	return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Guest, Traces}
+}
 
 // eventSubjects are the event families' subjects.
 var eventSubjects = []string{"performance.>", "health.>", "validation.>", "system.>", "monitoring.>"}
@@ -117,6 +122,12 @@ func Permissions(role Role) *server.Permissions {
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_alerts", "jetmon_silences", "jetmon_nflog")...)},
 			Subscribe: &server.SubjectPermission{Allow: append([]string{">"}, replies...)},
+		}
+	case Traces:
+		allow := append([]string{"traces.assembled.>", "deadletter.>", "$JS.API.STREAM.CREATE.TRACES", "$JS.API.STREAM.UPDATE.TRACES"}, consumeAPI...)
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_traces")...)},
+			Subscribe: &server.SubjectPermission{Allow: append(append([]string{"traces.assembled.>"}, eventSubjects...), replies...)},
 		}
 	}
 	return &server.Permissions{Publish: &server.SubjectPermission{Deny: []string{">"}}, Subscribe: &server.SubjectPermission{Deny: []string{">"}}}

@@ -63,6 +63,9 @@ type Options struct {
 	InsecureHTTP bool
 	// Window is the aggregation window (default 5s).
 	Window time.Duration
+	// TraceHorizon is how long a trace stays open after its last span
+	// (default 10s, see pkg/trace).
+	TraceHorizon time.Duration
 	// Rate is the load generator's requests per second; 0 turns the demo
 	// workload (load, flapping component) off.
 	Rate int
@@ -117,7 +120,7 @@ func (o Options) Validate() error {
 	}
 	for r, pw := range o.NATS.Passwords {
 		if !slices.Contains(natsauth.Roles(), r) || r == natsauth.Guest {
-			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader)", r)
+			return fmt.Errorf("nats user %q: not a role (one of operator, producer, aggregator, alertmanager, reader, traces)", r)
 		}
 		if len(pw) < 8 || len(pw) > 72 {
 			return fmt.Errorf("nats user %s: password of %d characters: must be 8 to 72", r, len(pw))
@@ -254,8 +257,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
+	tr, err := buildTraces(bus, o.TraceHorizon, &log, reg)
+	if err != nil {
+		return err
+	}
+
 	mux := httpd.Mux(reg)
 	ing.Mount(mux)
+	tr.mount(mux)
 	guarded := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken).Wrap(mux)
 	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
 	agg.Mount(aggMux)
@@ -267,7 +276,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		mux.Handle(p, amMux)
 	}
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !agg.Ready() || !am.Ready() {
+		if !agg.Ready() || !am.Ready() || !tr.svc.Ready() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
@@ -284,6 +293,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	parts := []part{
 		{"aggregator", agg.Run},
 		{"alertmanager", am.Run},
+		{"traces", tr.svc.Run},
 		{"http", func(ctx context.Context) error {
 			return httpd.Serve(ctx, o.HTTP, guarded, func(a net.Addr) { httpAddr.Store(a) })
 		}},

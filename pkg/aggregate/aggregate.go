@@ -119,6 +119,48 @@ type window struct {
 	sum           kahan
 	min, max      float64
 	sketch        *ddsketch.DDSketch
+	slow          slowest
+}
+
+// slowest keeps the trace ids of a window's slowest events with a trace,
+// slowest first.
+type slowest struct {
+	n  int
+	id [SlowestTraces]events.TraceID
+	v  [SlowestTraces]float64
+}
+
+// SlowestTraces is how many trace ids each window names
+// (AggregateEvent.SlowestTraceIDs).
+const SlowestTraces = 3
+
+func (s *slowest) add(id events.TraceID, v float64) {
+	if id.IsZero() {
+		return
+	}
+	for i := range s.n {
+		if s.id[i] == id {
+			if v <= s.v[i] {
+				return
+			}
+			copy(s.id[i:], s.id[i+1:s.n]) // re-inserted below at its new rank
+			copy(s.v[i:], s.v[i+1:s.n])
+			s.n--
+			break
+		}
+	}
+	i := s.n
+	for i > 0 && s.v[i-1] < v {
+		i--
+	}
+	if i >= SlowestTraces {
+		return
+	}
+	end := min(s.n, SlowestTraces-1)
+	copy(s.id[i+1:end+1], s.id[i:end])
+	copy(s.v[i+1:end+1], s.v[i:end])
+	s.id[i], s.v[i] = id, v
+	s.n = min(s.n+1, SlowestTraces)
 }
 
 type seriesKey struct {
@@ -338,6 +380,7 @@ func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result
 	w.sum.add(v)
 	w.min, w.max = min(w.min, v), max(w.max, v)
 	_ = w.sketch.Add(v)
+	w.slow.add(md.TraceID, v)
 	a.st.Added++
 	ss.lastSeen, src.lastArrival = now, max(src.lastArrival, arrival)
 	if t := ts.UnixNano(); t > src.watermark {

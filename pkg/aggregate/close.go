@@ -150,6 +150,9 @@ func (a *Aggregator) emit(s Series, start time.Time, w *window) *events.Aggregat
 		ev.P50, ev.P90, ev.P95, ev.P99 = clamp(qs[0]), clamp(qs[1]), clamp(qs[2]), clamp(qs[3])
 	}
 	w.sketch.Encode(&ev.Sketch, false)
+	if w.slow.n > 0 {
+		ev.SlowestTraceIDs = append([]events.TraceID(nil), w.slow.id[:w.slow.n]...)
+	}
 	return ev
 }
 

@@ -1,8 +1,10 @@
 package aggregate
 
 import (
+	"cmp"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/store"
@@ -68,7 +70,27 @@ func Merge(parts []*events.AggregateEvent) (*events.AggregateEvent, error) {
 		out.P50, out.P90, out.P95, out.P99 = clamp(qs[0]), clamp(qs[1]), clamp(qs[2]), clamp(qs[3])
 	}
 	merged.Encode(&out.Sketch, false)
+	out.SlowestTraceIDs = mergeSlowest(parts)
 	return out, nil
+}
+
+// mergeSlowest names the slowest traces of merged parts: each part's list,
+// parts with the larger Max first, without repeats, at most SlowestTraces.
+// The first is the trace of the merged maximum; the rest are approximate
+// (parts keep their order but not their values).
+func mergeSlowest(parts []*events.AggregateEvent) []events.TraceID {
+	order := make([]*events.AggregateEvent, len(parts))
+	copy(order, parts)
+	slices.SortStableFunc(order, func(a, b *events.AggregateEvent) int { return cmp.Compare(b.Max, a.Max) })
+	var out []events.TraceID
+	for _, p := range order {
+		for _, id := range p.SlowestTraceIDs {
+			if len(out) < SlowestTraces && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -25,6 +25,8 @@ type windowView struct {
 	P90            float64 `json:"p90_duration"`
 	P95            float64 `json:"p95_duration"`
 	P99            float64 `json:"p99_duration"`
+	// SlowestTraces are the exemplars: the traces of the slowest events.
+	SlowestTraces []string `json:"slowest_trace_ids,omitempty"`
 }
 
 func view(w *events.AggregateEvent) windowView {
@@ -32,7 +34,19 @@ func view(w *events.AggregateEvent) windowView {
 		ID: w.ID, AggregatedType: string(w.AggregatedType), Source: w.Source, Name: w.Name(),
 		WindowStart: w.WindowStart.Format("2006-01-02T15:04:05.000Z07:00"), WindowEnd: w.WindowEnd.Format("2006-01-02T15:04:05.000Z07:00"),
 		Count: w.Count, ErrorCount: w.ErrorCount, Avg: w.Avg, Min: w.Min, Max: w.Max, P50: w.P50, P90: w.P90, P95: w.P95, P99: w.P99,
+		SlowestTraces: traceIDs(w.SlowestTraceIDs),
 	}
+}
+
+func traceIDs(ids []events.TraceID) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
 }
 
 // Mount registers the JSON API on mux:

@@ -35,7 +35,14 @@ type AggregateEvent struct {
 	P50, P90, P95, P99 float64
 	Unit               string
 	Sketch             []byte
+	// SlowestTraceIDs names the traces of the window's slowest events,
+	// slowest first (at most [MaxSlowestTraces]; wire field
+	// slowest_trace_ids): exemplars that lead from a window to its traces.
+	SlowestTraceIDs []TraceID
 }
+
+// MaxSlowestTraces bounds AggregateEvent.SlowestTraceIDs.
+const MaxSlowestTraces = 16
 
 // AggregateID is the id of the aggregate of a series over the window
 // starting at start: a digest of both, so that a recomputation after a
@@ -114,6 +121,14 @@ func (e *AggregateEvent) validateFields(fieldSet) error {
 			return invalid(f.name, "must be finite")
 		}
 	}
+	if len(e.SlowestTraceIDs) > MaxSlowestTraces {
+		return tooLong("slowest_trace_ids", "more than "+strconv.Itoa(MaxSlowestTraces)+" entries")
+	}
+	for i, id := range e.SlowestTraceIDs {
+		if id.IsZero() {
+			return invalid("slowest_trace_ids["+strconv.Itoa(i)+"]", "must not be all zero")
+		}
+	}
 	return nil
 }
 
@@ -156,6 +171,16 @@ func (e *AggregateEvent) AppendJSON(dst []byte) []byte {
 		dst = append(dst, `,"sketch":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, e.Sketch)
 		dst = append(dst, '"')
+	}
+	if len(e.SlowestTraceIDs) > 0 {
+		dst = append(dst, `,"slowest_trace_ids":[`...)
+		for i, id := range e.SlowestTraceIDs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(id.appendHex(append(dst, '"')), '"')
+		}
+		dst = append(dst, ']')
 	}
 	return e.closeMeta(dst)
 }
@@ -216,6 +241,19 @@ func (e *AggregateEvent) decodeField(s *scanner, key []byte, seen *fieldSet) (bo
 		err = readNumber(s, "p99_duration", &e.P99, seen, 0)
 	case "unit":
 		e.Unit, err = readString(s, "unit")
+	case "slowest_trace_ids":
+		var ids []string
+		if ids, err = readStringSlice(s, "slowest_trace_ids"); err == nil {
+			if len(ids) > MaxSlowestTraces {
+				return true, tooLong("slowest_trace_ids", "more than "+strconv.Itoa(MaxSlowestTraces)+" entries")
+			}
+			e.SlowestTraceIDs = make([]TraceID, len(ids))
+			for i, v := range ids {
+				if e.SlowestTraceIDs[i], err = ParseTraceID(v); err != nil {
+					return true, invalid("slowest_trace_ids["+strconv.Itoa(i)+"]", "must be 32 lowercase hex digits, not all zero; got "+quote(v))
+				}
+			}
+		}
 	case "sketch":
 		var v string
 		if v, err = readString(s, "sketch"); err == nil && v != "" {

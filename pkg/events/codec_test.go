@@ -355,3 +355,50 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// The seed correlates by trace_id alone: an event with a trace and no span is
+// valid, keeps its trace through a round trip, and carries no traceparent.
+func TestTraceIDWithoutSpanIsValid(t *testing.T) {
+	in := `{"event_type":"performance.operation.complete","id":"x","source":"s","timestamp":"2026-01-02T03:04:05Z",` +
+		`"operation":"op","duration_ms":1,"trace_id":"0af7651916cd43dd8448eb211c80319c"}`
+	ev, err := events.Decode([]byte(in))
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	m := ev.Metadata()
+	if m.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" || !m.SpanID.IsZero() || !m.ParentSpanID.IsZero() {
+		t.Fatalf("trace context = %v/%v/%v", m.TraceID, m.SpanID, m.ParentSpanID)
+	}
+	if tp := m.Trace().Traceparent(); tp != "" {
+		t.Fatalf("traceparent of a trace without span = %q, want none", tp)
+	}
+	back, err := events.Decode(ev.AppendJSON(nil))
+	if err != nil || back.Metadata().TraceID != m.TraceID || !back.Metadata().SpanID.IsZero() {
+		t.Fatalf("round trip: %v, %+v", err, back)
+	}
+	// A parent without a span of its own is valid too (it names the cause).
+	withParent := strings.Replace(in, `"trace_id"`, `"parent_span_id":"b7ad6b7169203331","trace_id"`, 1)
+	if _, err := events.Decode([]byte(withParent)); err != nil {
+		t.Fatalf("trace and parent without span: %v", err)
+	}
+}
+
+func TestAggregateSlowestTraceIDs(t *testing.T) {
+	base := `{"event_type":"performance.metric.aggregated","id":"agg-1","source":"s","timestamp":"2026-01-02T03:04:10Z",` +
+		`"operation":"op","aggregated_type":"performance.operation.complete","window_start":"2026-01-02T03:04:00Z","window_end":"2026-01-02T03:04:10Z","count":1`
+	ev, err := events.Decode([]byte(base + `,"slowest_trace_ids":["0af7651916cd43dd8448eb211c80319c"]}`))
+	if err != nil || len(ev.(*events.AggregateEvent).SlowestTraceIDs) != 1 || ev.(*events.AggregateEvent).SlowestTraceIDs[0].String() != "0af7651916cd43dd8448eb211c80319c" {
+		t.Fatalf("decode: %v %+v", err, ev)
+	}
+	for name, bad := range map[string]string{
+		"not hex":   `,"slowest_trace_ids":["zz"]}`,
+		"zero":      `,"slowest_trace_ids":["00000000000000000000000000000000"]}`,
+		"not array": `,"slowest_trace_ids":"0af7651916cd43dd8448eb211c80319c"}`,
+		"too many":  `,"slowest_trace_ids":[` + strings.TrimSuffix(strings.Repeat(`"0af7651916cd43dd8448eb211c80319c",`, events.MaxSlowestTraces+1), ",") + `]}`,
+	} {
+		var ve *events.ValidationError
+		if _, err := events.Decode([]byte(base + bad)); !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "slowest_trace_ids") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -136,11 +136,10 @@ func (m *Meta) validate(fam Family) error {
 	if err := checkLabels("attributes", m.Attributes, MaxLabelValueLen); err != nil {
 		return err
 	}
+	// trace_id alone is valid (the seed's correlation): events of one trace
+	// without spans are ordered into a flow by time and source.
 	if m.TraceID.IsZero() && (!m.SpanID.IsZero() || !m.ParentSpanID.IsZero()) {
 		return invalid("trace_id", "required when span_id or parent_span_id is set")
-	}
-	if !m.TraceID.IsZero() && m.SpanID.IsZero() {
-		return invalid("span_id", "required when trace_id is set")
 	}
 	return nil
 }
