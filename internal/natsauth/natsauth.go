@@ -107,7 +107,7 @@ func Permissions(role Role) *server.Permissions {
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
 		}
 	case Aggregator:
-		allow := append([]string{"performance.metric.aggregated.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
+		allow := append([]string{"performance.metric.aggregated.>", "windows.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_aggregators")...)},
 			Subscribe: &server.SubjectPermission{Allow: append([]string{"performance.>"}, replies...)},

@@ -145,6 +145,14 @@ func TestRolesArePermittedOnlyTheirPart(t *testing.T) {
 					}
 				}
 			}
+			// Only the aggregator stores windows under their series'
+			// subject (the history the console reads).
+			wctx, wcancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer wcancel()
+			wsubj := streams.WindowSubject(events.OperationComplete, source, "op")
+			if _, err := bus.JetStream().Publish(wctx, wsubj, []byte(`{}`)); (err == nil) != (role == natsauth.Aggregator) {
+				t.Errorf("%s storing on %s: %v (allowed: %t)", name, wsubj, err, role == natsauth.Aggregator)
+			}
 			want := uint64(0)
 			if mayPublish {
 				want = 1
