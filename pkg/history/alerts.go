@@ -53,11 +53,9 @@ func (r *Reader) Alerts(ctx context.Context, q AlertQuery) (*AlertResult, error)
 	kept := newest[*alerting.AlertRecord]{n: limit}
 	err := scan(ctx, r.js, streams.Alerts, []string{"alerts.>"}, q.From, q.To, r.o.MaxScan, func(m jetstream.Msg) error {
 		res.Scanned++
-		var rec alerting.AlertRecord
-		if json.Unmarshal(m.Data(), &rec) != nil || rec.Alert == nil || (q.Rule != "" && rec.Alert.Rule != q.Rule) {
-			return nil
+		if rec := decodeRecord(m.Data()); rec != nil && (q.Rule == "" || rec.Alert.Rule == q.Rule) {
+			kept.add(rec)
 		}
-		kept.add(&rec)
 		return nil
 	})
 	if err != nil {
@@ -65,4 +63,13 @@ func (r *Reader) Alerts(ctx context.Context, q AlertQuery) (*AlertResult, error)
 	}
 	res.Transitions, res.Omitted = kept.values(), kept.dropped
 	return res, nil
+}
+
+// decodeRecord returns the alert record in data, or nil.
+func decodeRecord(data []byte) *alerting.AlertRecord {
+	var rec alerting.AlertRecord
+	if json.Unmarshal(data, &rec) != nil || rec.Alert == nil {
+		return nil
+	}
+	return &rec
 }

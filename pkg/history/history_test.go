@@ -302,7 +302,7 @@ func get(t *testing.T, u string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var b strings.Builder
 	var v json.RawMessage
 	_ = json.NewDecoder(resp.Body).Decode(&v)

@@ -112,12 +112,8 @@ func (r *Reader) Windows(ctx context.Context, q WindowQuery) (*WindowResult, err
 	omitted := map[seriesKey]bool{}
 	err := scan(ctx, r.js, streams.Windows, []string{filter}, q.From, q.To.Add(r.o.Grace), r.o.MaxScan, func(m jetstream.Msg) error {
 		res.Scanned++
-		ev, err := events.Decode(m.Data())
-		if err != nil {
-			return nil
-		}
-		w, ok := ev.(*events.AggregateEvent)
-		if !ok || w.WindowStart.Before(q.From) || !w.WindowStart.Before(q.To) ||
+		w := decodeWindow(m.Data())
+		if w == nil || w.WindowStart.Before(q.From) || !w.WindowStart.Before(q.To) ||
 			(q.Source != "" && w.Source != q.Source) || (q.Type != "" && string(w.AggregatedType) != q.Type) ||
 			(q.Operation != "" && w.Name() != q.Operation) {
 			return nil
@@ -214,4 +210,12 @@ func point(ws []*events.AggregateEvent, q WindowQuery, b int64) (Point, error) {
 		}
 	}
 	return p, nil
+}
+
+// decodeWindow returns the window in data, or nil for anything else (a
+// message that cannot be decoded is skipped, not fatal to a query).
+func decodeWindow(data []byte) *events.AggregateEvent {
+	ev, _ := events.Decode(data)
+	w, _ := ev.(*events.AggregateEvent)
+	return w
 }
