@@ -1,0 +1,176 @@
+package console
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/streams"
+)
+
+// LiveWindow is a window as the live stream sends it (without its sketch).
+type LiveWindow struct {
+	Source     string    `json:"source"`
+	Type       string    `json:"type"`
+	Operation  string    `json:"operation"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Count      uint64    `json:"count"`
+	ErrorCount uint64    `json:"error_count"`
+	Avg        float64   `json:"avg"`
+	P50        float64   `json:"p50"`
+	P95        float64   `json:"p95"`
+	P99        float64   `json:"p99"`
+	Max        float64   `json:"max"`
+}
+
+type liveMsg struct {
+	kind string
+	data []byte
+}
+
+// live streams windows (event "window") and alert transitions (event
+// "alert") as server-sent events as they are stored. ?source=, and with it
+// ?type= and ?operation=, narrow the windows to a source or one series (a
+// subject filter on the server). A client that falls LiveBuffer updates
+// behind is cut off (event "overflow" first); every stream ends after
+// LiveMaxAge, and at [Console.Close].
+func (c *Console) live(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k, vs := range q {
+		if (k != "source" && k != "type" && k != "operation") || len(vs) > 1 || len(vs[0]) > 256 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "live takes source, type and operation, each once, at most 256 bytes"})
+			return
+		}
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "streaming unsupported"})
+		return
+	}
+	select {
+	case <-c.done:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "console closing"})
+		return
+	default:
+	}
+	select {
+	case c.liveSlots <- struct{}{}:
+		defer func() { <-c.liveSlots }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many live clients"})
+		return
+	}
+	c.wg.Add(1)
+	defer c.wg.Done()
+
+	subject := streams.WindowsPrefix + ">"
+	switch src := q.Get("source"); {
+	case src != "" && q.Get("type") != "" && q.Get("operation") != "":
+		subject = streams.WindowSubject(events.Type(q.Get("type")), src, q.Get("operation"))
+	case src != "":
+		subject = streams.WindowsPrefix + events.SubjectToken(src) + ".*"
+	}
+	ch := make(chan liveMsg, c.o.LiveBuffer)
+	overflow := make(chan struct{})
+	var once sync.Once
+	push := func(m liveMsg) {
+		select {
+		case ch <- m:
+		default:
+			once.Do(func() { close(overflow) })
+		}
+	}
+	nc := c.o.Bus.Conn()
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for _, sub := range []struct {
+		subject string
+		kind    string
+	}{{subject, "window"}, {"alerts.>", "alert"}} {
+		s, err := nc.Subscribe(sub.subject, func(m *nats.Msg) { push(liveMsg{sub.kind, m.Data}) })
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		subs = append(subs, s)
+	}
+	if err := nc.FlushTimeout(2 * time.Second); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(": live\nretry: 1000\n\n"))
+	fl.Flush()
+
+	maxAge := time.NewTimer(c.o.LiveMaxAge)
+	defer maxAge.Stop()
+	beat := time.NewTicker(15 * time.Second)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-c.done:
+			return
+		case <-maxAge.C:
+			return
+		case <-overflow:
+			_, _ = w.Write([]byte("event: overflow\ndata: {}\n\n"))
+			fl.Flush()
+			return
+		case <-beat.C:
+			if _, err := w.Write([]byte(": beat\n\n")); err != nil {
+				return
+			}
+			fl.Flush()
+		case m := <-ch:
+			data := m.data
+			if m.kind == "window" {
+				if data = liveWindow(m.data); data == nil {
+					continue
+				}
+			} else if !json.Valid(data) {
+				continue
+			}
+			buf := make([]byte, 0, len(data)+32)
+			buf = append(append(append(append(buf, "event: "...), m.kind...), "\ndata: "...), data...)
+			buf = append(buf, "\n\n"...)
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+// liveWindow returns the JSON of the window in data without its sketch, or
+// nil.
+func liveWindow(data []byte) []byte {
+	ev, _ := events.Decode(data)
+	a, ok := ev.(*events.AggregateEvent)
+	if !ok {
+		return nil
+	}
+	out, err := json.Marshal(LiveWindow{
+		Source: a.Source, Type: string(a.AggregatedType), Operation: a.Name(), Start: a.WindowStart.UTC(), End: a.WindowEnd.UTC(),
+		Count: a.Count, ErrorCount: a.ErrorCount, Avg: a.Avg, P50: a.P50, P95: a.P95, P99: a.P99, Max: a.Max,
+	})
+	if err != nil {
+		return nil
+	}
+	return out
+}
