@@ -155,7 +155,7 @@ func getJSON(t *testing.T, url string, v any) int {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
-	if v != nil && resp.StatusCode == 200 {
+	if v != nil && resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, v); err != nil {
 			t.Fatalf("%s: %v: %s", url, err, body)
 		}
@@ -274,12 +274,12 @@ func TestLiveIsBounded(t *testing.T) {
 		return http.DefaultClient.Do(req)
 	}
 	slow, err := open()
-	if err != nil || slow.StatusCode != 200 {
+	if err != nil || slow.StatusCode != http.StatusOK {
 		t.Fatalf("live: %v %v", err, slow)
 	}
 	defer func() { _ = slow.Body.Close() }()
 	second, err := open()
-	if err != nil || second.StatusCode != 200 {
+	if err != nil || second.StatusCode != http.StatusOK {
 		t.Fatalf("second live: %v", err)
 	}
 	third, err := open()

@@ -269,7 +269,7 @@
           h("div", { class: "card" }, h("div", { class: "muted" }, "Step"), h("div", { class: "v" }, step + " s"))),
         h("h2", {}, "Latency"), h("div", { class: "legend" }, h("span", { class: "p50" }, "— p50"), h("span", { class: "p95" }, "— p95"), h("span", { class: "p99" }, "— p99")),
         lineChart(pts, from, to, step), h("h2", {}, "Count and errors"), barChart(pts, from, to, step),
-        pts.length ? null : h("p", { class: "muted" }, "No windows in this range."));
+        ...(pts.length ? [] : [h("p", { class: "muted" }, "No windows in this range.")]));
     }
     await draw();
     let timer = null;
@@ -349,7 +349,7 @@
   }
   function timeline(evs, from, to) {
     const w = 300;
-    const svg = s("svg", { class: "spark", viewBox: `0 0 ${w} 24`, style: "width:300px", role: "img", "aria-label": "status over time" });
+    const svg = s("svg", { class: "spark wide", viewBox: `0 0 ${w} 24`, role: "img", "aria-label": "status over time" });
     for (let i = 0; i < evs.length; i++) {
       const a = Math.max(from, Date.parse(evs[i].at)), b = i + 1 < evs.length ? Date.parse(evs[i + 1].at) : to;
       const x = (a - from) / (to - from) * w, x2 = (b - from) / (to - from) * w;
@@ -413,7 +413,7 @@
         h("h2", {}, "By type and reason"), reasons.size ? h("ul", {}, [...reasons.entries()].map(([k, n]) => h("li", {}, k + ": " + n))) : h("p", { class: "muted" }, "No dead letters."),
         list.length ? h("div", { class: "wrap" }, h("table", { id: "deadletters" }, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Stored"), h("th", {}, "Type"), h("th", {}, "Reason"), h("th", {}, "Payload"), h("th", {}, ""))),
           h("tbody", {}, list.map((d) => h("tr", {}, h("td", {}, d.seq), h("td", {}, fmt.datetime(d.stored)), h("td", {}, d.type), h("td", {}, d.reason), h("td", {}, h("pre", {}, d.data)),
-            h("td", {}, h("button", { type: "button", onclick: act(d, "retry") }, "Retry"), " ", h("button", { type: "button", class: "danger", onclick: act(d, "drop") }, "Drop"))))))) : null);
+            h("td", {}, h("button", { type: "button", onclick: act(d, "retry") }, "Retry"), " ", h("button", { type: "button", class: "danger", onclick: act(d, "drop") }, "Drop"))))))) : "");
     }
     await draw();
   }

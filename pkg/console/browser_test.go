@@ -1,0 +1,225 @@
+package console_test
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/jetmon/jetmon/internal/testutil"
+	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/history"
+)
+
+// browser is a headless Chromium that records every console error,
+// uncaught exception and error log entry (CSP violations, failed loads).
+type browser struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	bin := testutil.Tool(t, "apt-get install chromium", "chromium", "chromium-browser", "google-chrome")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	b := &browser{}
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(b.listen))
+	t.Cleanup(func() { cancel(); cancelA() })
+	b.ctx = ctx
+	if _, err := chromedp.Call(ctx, log.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, runtime.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return b
+}
+
+func (b *browser) listen(ev any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch e := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		if e.Type == runtime.ConsoleAPICalledTypeError || e.Type == runtime.ConsoleAPICalledTypeAssert {
+			var parts []string
+			for _, a := range e.Args {
+				parts = append(parts, string(a.Value))
+			}
+			b.errors = append(b.errors, "console."+string(e.Type)+": "+strings.Join(parts, " "))
+		}
+	case *runtime.EventExceptionThrown:
+		b.errors = append(b.errors, "exception: "+(&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
+	case *log.EventEntryAdded:
+		if e.Entry.Level == log.EntryLevelError {
+			b.errors = append(b.errors, "log: "+e.Entry.Text+" "+e.Entry.URL)
+		}
+	}
+}
+
+func (b *browser) takeErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.errors
+	b.errors = nil
+	return e
+}
+
+func (b *browser) run(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](t *testing.T, b *browser, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// screenshot writes docs/console/<name>.png when JETMON_SCREENSHOTS=1.
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	if os.Getenv("JETMON_SCREENSHOTS") != "1" {
+		return
+	}
+	png := get(t, b, chromedp.FullScreenshot(100))
+	dir := filepath.Join("..", "..", "docs", "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBrowser(t *testing.T) {
+	f := start(t)
+	now := time.Now()
+	f.seed(t, now)
+	b := newBrowser(t)
+	ready := `body[data-ready="1"]`
+	seriesQ := url.Values{"source": {"checkout"}, "type": {string(events.OperationComplete)}, "operation": {"db.query"}, "range": {"1h"}}
+
+	// Every page loads with no console error, and nothing from the
+	// events runs as markup.
+	for _, p := range []struct{ name, path, wait string }{
+		{"overview", "/console/", "#system-status"},
+		{"performance", "/console/performance", "#series tbody tr"},
+		{"series", "/console/series?" + seriesQ.Encode(), "#latency circle.pt"},
+		{"health", "/console/health", "#components tbody tr"},
+		{"alerts", "/console/alerts", "#alert-history tr"},
+		{"deadletters", "/console/deadletters", "#deadletters tbody tr"},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			b.run(t, p.path, chromedp.Navigate(f.srv.URL+p.path), chromedp.WaitVisible(chromedp.CSS(ready)), chromedp.WaitVisible(chromedp.CSS(p.wait)))
+			xssRan := get(t, b, chromedp.Evaluate[bool](`window.__xss === 1`))
+			text := get(t, b, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+			if xssRan {
+				t.Errorf("%s: markup from an event ran", p.path)
+			}
+			if p.name != "overview" && p.name != "series" && !strings.Contains(text, "<img src=x onerror=") {
+				t.Errorf("%s: the hostile name is not shown as text", p.path)
+			}
+			if errs := b.takeErrors(); len(errs) > 0 {
+				t.Errorf("%s: console errors: %v", p.path, errs)
+			}
+			b.screenshot(t, p.name)
+		})
+	}
+
+	t.Run("series chart shows the API's points", func(t *testing.T) {
+		b.run(t, "series", chromedp.Navigate(f.srv.URL+"/console/series?"+seriesQ.Encode()), chromedp.WaitVisible(chromedp.CSS("#latency circle.pt")))
+		query := get(t, b, chromedp.Evaluate[string](`document.querySelector("[data-query]").getAttribute("data-query")`))
+		starts := get(t, b, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#latency circle.pt")].map(c => c.dataset.start)`))
+		p95s := get(t, b, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#latency circle.pt")].map(c => c.dataset.p95)`))
+		var res history.WindowResult
+		if code := getJSON(t, f.srv.URL+"/api/v1/history/windows?"+query, &res); code != 200 || len(res.Series) != 1 {
+			t.Fatalf("API for %s: %d %+v", query, code, res)
+		}
+		pts := res.Series[0].Points
+		if len(pts) < 200 || len(pts) != len(starts) {
+			t.Fatalf("chart has %d points, the API %d (want about 200: 50 min at 15 s)", len(starts), len(pts))
+		}
+		for i, p := range pts {
+			ts, _ := time.Parse(time.RFC3339Nano, starts[i])
+			v, _ := strconv.ParseFloat(p95s[i], 64)
+			if !ts.Equal(p.Start) || v != p.P95 {
+				t.Fatalf("point %d: chart %s %s, API %s %v", i, starts[i], p95s[i], p.Start, p.P95)
+			}
+		}
+	})
+
+	t.Run("silence created in the UI is active in the API", func(t *testing.T) {
+		b.run(t, "create silence", chromedp.Navigate(f.srv.URL+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS(ready)),
+			chromedp.SendKeys(chromedp.CSS("#sil-matchers"), "alertname=Slow"), chromedp.SetValue(chromedp.CSS("#sil-duration"), "2h"),
+			chromedp.SendKeys(chromedp.CSS("#sil-comment"), "from the browser"), chromedp.Click(chromedp.CSS(`#silence-form button[type=submit]`)),
+			chromedp.WaitVisible(chromedp.CSS("#silences tbody tr")))
+		var list []struct {
+			Matchers map[string]string `json:"matchers"`
+			EndsAt   time.Time         `json:"ends_at"`
+			Comment  string            `json:"comment"`
+		}
+		getJSON(t, f.srv.URL+"/api/v1/console/silences", &list)
+		if len(list) != 1 || list[0].Matchers["alertname"] != "Slow" || list[0].Comment != "from the browser" ||
+			list[0].EndsAt.Before(time.Now().Add(119*time.Minute)) || list[0].EndsAt.After(time.Now().Add(121*time.Minute)) {
+			t.Fatalf("silences after the UI created one: %+v", list)
+		}
+		if errs := b.takeErrors(); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
+	t.Run("live window appears within 2s", func(t *testing.T) {
+		b.run(t, "performance", chromedp.Navigate(f.srv.URL+"/console/performance"), chromedp.WaitVisible(chromedp.CSS("#series tbody tr")),
+			chromedp.WaitVisible(chromedp.CSS(`#live.on`)))
+		w := window("live-svc", "fresh.op", time.Now().Truncate(time.Second).Add(-time.Second), time.Second, 42)
+		emitted := time.Now()
+		f.storeWindow(t, w)
+		sel := `#series tr[data-key^="live-svc"]`
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second-time.Since(emitted))
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("the live window was not shown within 2 s of being stored: %v", err)
+		}
+		t.Logf("live window shown %s after it was stored", time.Since(emitted).Round(time.Millisecond))
+		if errs := b.takeErrors(); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
+	t.Run("phone and dark theme", func(t *testing.T) {
+		b.run(t, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(f.srv.URL+"/console/series?"+seriesQ.Encode()),
+			chromedp.WaitVisible(chromedp.CSS("#latency circle.pt")), chromedp.Click(chromedp.CSS("#theme")))
+		theme := get(t, b, chromedp.Evaluate[string](`document.documentElement.getAttribute("data-theme") || ""`))
+		width := get(t, b, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+		if theme != "dark" && theme != "light" {
+			t.Errorf("theme toggle set %q", theme)
+		}
+		if width > 390 {
+			t.Errorf("the series page is %v px wide on a 390 px phone", width)
+		}
+		b.screenshot(t, "series-phone")
+	})
+}
