@@ -30,6 +30,7 @@ import (
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/breaker"
+	"github.com/jetmon/jetmon/pkg/console"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/ingest"
@@ -251,9 +252,20 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
+	// The console reads the streams like a standalone `jetmon console`
+	// would; its pages hold no data and load without the token.
+	co := console.DefaultOptions()
+	co.Bus, co.Logger = bus, log
+	con, err := console.New(co)
+	if err != nil {
+		return err
+	}
 	mux := httpd.Mux(reg)
 	ing.Mount(mux)
-	guarded := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken).Wrap(mux)
+	con.Mount(mux)
+	guard := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken)
+	guard.Open = append([]string{"/healthz", "/readyz"}, console.Public()...)
+	guarded := guard.Wrap(mux)
 	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
 	agg.Mount(aggMux)
 	am.Mount(amMux)
@@ -281,6 +293,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	parts := []part{
 		{"aggregator", agg.Run},
 		{"alertmanager", am.Run},
+		{"console", con.Run},
 		{"http", func(ctx context.Context) error {
 			return httpd.Serve(ctx, o.HTTP, guarded, func(a net.Addr) { httpAddr.Store(a) })
 		}},
@@ -359,7 +372,7 @@ func waitReady(ctx context.Context, ready func() bool) bool {
 
 func printWhere(log *zerolog.Logger, addr net.Addr, natsURL string) {
 	base := "http://" + addr.String()
-	ev := log.Info().Str("ingest", base+"/v1/events").Str("windows", base+"/api/v1/windows").
+	ev := log.Info().Str("console", base+"/console/").Str("ingest", base+"/v1/events").Str("windows", base+"/api/v1/windows").
 		Str("alerts", base+"/api/v1/alerts").Str("metrics", base+"/metrics")
 	if natsURL != "" {
 		ev = ev.Str("nats", natsURL)
