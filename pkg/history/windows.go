@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetmon/jetmon/pkg/aggregate"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/streams"
@@ -110,9 +108,16 @@ func (r *Reader) Windows(ctx context.Context, q WindowQuery) (*WindowResult, err
 	groups := map[seriesKey]map[int64][]*events.AggregateEvent{}
 	units := map[seriesKey]string{}
 	omitted := map[seriesKey]bool{}
-	err := scan(ctx, r.js, streams.Windows, []string{filter}, q.From, q.To.Add(r.o.Grace), r.o.MaxScan, func(m jetstream.Msg) error {
+	// Windows are stored when they close, about in order of their start:
+	// the scan begins with what was stored at From and stops at the first
+	// window that starts Grace after To.
+	stopAt := q.To.Add(r.o.Grace)
+	err := scanDirect(ctx, r.js.Conn(), streams.Windows, filter, q.From, r.o.MaxScan, func(data []byte) error {
 		res.Scanned++
-		w := decodeWindow(m.Data())
+		w := decodeWindow(data)
+		if w != nil && !w.WindowStart.Before(stopAt) {
+			return errStop
+		}
 		if w == nil || w.WindowStart.Before(q.From) || !w.WindowStart.Before(q.To) ||
 			(q.Source != "" && w.Source != q.Source) || (q.Type != "" && string(w.AggregatedType) != q.Type) ||
 			(q.Operation != "" && w.Name() != q.Operation) {
