@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,10 +16,13 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/history"
+	"github.com/jetmon/jetmon/streams"
 )
 
 // browser is a headless Chromium that records every console error,
@@ -222,4 +226,61 @@ func TestBrowser(t *testing.T) {
 		}
 		b.screenshot(t, "series-phone")
 	})
+}
+
+// TestBrowserFirstPaint loads the performance page with 1,000 live series:
+// first paint within 1 s, and the table of all 1,000 drawn.
+func TestBrowserFirstPaint(t *testing.T) {
+	f := start(t)
+	now := time.Now().Truncate(10 * time.Second)
+	var futs []jetstream.PubAckFuture
+	for s := range 1000 {
+		for i := range 6 {
+			w := window(fmt.Sprintf("svc-%03d", s%50), fmt.Sprintf("op-%d", s/50), now.Add(time.Duration(i-6)*10*time.Second), 10*time.Second, float64(s), float64(s+i))
+			m, err := jsbus.NewMsg(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Subject = streams.WindowSubject(w.AggregatedType, w.Source, w.Name())
+			fu, err := f.js.PublishMsgAsync(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futs = append(futs, fu)
+		}
+		if len(futs) >= 1200 {
+			waitAcks(t, futs)
+			futs = futs[:0]
+		}
+	}
+	waitAcks(t, futs)
+	b := newBrowser(t)
+	start := time.Now()
+	b.run(t, "performance", chromedp.Navigate(f.srv.URL+"/console/performance"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="1"]`)))
+	rows := get(t, b, chromedp.Evaluate[int](`document.querySelectorAll("#series tbody tr").length`))
+	drawn := time.Since(start)
+	fcp := get(t, b, chromedp.Evaluate[float64](`(performance.getEntriesByName("first-contentful-paint")[0] || {startTime: -1}).startTime`))
+	if rows != 1000 {
+		t.Errorf("the table has %d rows, want 1000", rows)
+	}
+	if fcp < 0 || fcp > 1000 {
+		t.Errorf("first contentful paint at %.0f ms, want within 1 s", fcp)
+	}
+	t.Logf("1,000 series: first contentful paint %.0f ms, table of all series drawn %s after navigation", fcp, drawn.Round(time.Millisecond))
+	if errs := b.takeErrors(); len(errs) > 0 {
+		t.Errorf("console errors: %v", errs)
+	}
+}
+
+func waitAcks(t *testing.T, futs []jetstream.PubAckFuture) {
+	t.Helper()
+	for _, fu := range futs {
+		select {
+		case <-fu.Ok():
+		case err := <-fu.Err():
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no ack within 10 s")
+		}
+	}
 }

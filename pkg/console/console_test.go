@@ -319,3 +319,26 @@ func TestLiveIsBounded(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// The whole console (page, script, style, icon) stays under 300 KB.
+func TestPageWeight(t *testing.T) {
+	f := start(t)
+	total := 0
+	for _, p := range append([]string{"/console/"}, console.Assets...) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+p, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(b) == 0 {
+			t.Fatalf("%s: %d", p, resp.StatusCode)
+		}
+		total += len(b)
+	}
+	if total > 300<<10 {
+		t.Errorf("the console weighs %d bytes, more than 300 KB", total)
+	}
+	t.Logf("page weight: %d bytes", total)
+}

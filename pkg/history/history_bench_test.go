@@ -95,7 +95,7 @@ func BenchmarkSeriesDay(b *testing.B) {
 		}
 	}
 	for _, step := range []time.Duration{0, 5 * time.Minute} {
-		b.Run(fmt.Sprintf("history/step=%s", step), func(b *testing.B) {
+		b.Run(fmt.Sprintf("history-step=%s", step), func(b *testing.B) {
 			b.ReportAllocs()
 			q := q
 			q.Step = step
@@ -108,7 +108,7 @@ func BenchmarkSeriesDay(b *testing.B) {
 			}
 		})
 	}
-	b.Run("baseline/replay", func(b *testing.B) {
+	b.Run("baseline-replay", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			agg := aggregate.New(aggregate.Options{Window: benchWindow, Lateness: time.Nanosecond})
