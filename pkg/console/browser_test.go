@@ -213,6 +213,20 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("keyboard", func(t *testing.T) {
+		b.run(t, "overview", chromedp.Navigate(f.srv.URL+"/console/"), chromedp.WaitVisible(chromedp.CSS(ready)))
+		// The first Tab reaches the skip link; g then h opens the health page.
+		b.run(t, "keys", chromedp.KeyEvent("\t"))
+		if got := get(t, b, chromedp.Evaluate[string](`document.activeElement.className`)); got != "skip" {
+			t.Errorf("the first Tab focuses %q, want the skip link", got)
+		}
+		b.run(t, "keys", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`), chromedp.KeyEvent("g"), chromedp.KeyEvent("h"),
+			chromedp.WaitVisible(chromedp.CSS(`body[data-view="health"]`)))
+		if errs := b.takeErrors(); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
 	t.Run("phone and dark theme", func(t *testing.T) {
 		b.run(t, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(f.srv.URL+"/console/series?"+seriesQ.Encode()),
 			chromedp.WaitVisible(chromedp.CSS("#latency circle.pt")), chromedp.Click(chromedp.CSS("#theme")))

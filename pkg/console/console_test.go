@@ -250,6 +250,15 @@ func TestAPI(t *testing.T) {
 	if code, _ := post(t, f.srv.URL+"/api/v1/console/deadletters/abc/retry", "", "", ""); code != 400 {
 		t.Errorf("retry of a bad seq: %d", code)
 	}
+	if code, body := post(t, fmt.Sprintf("%s/api/v1/console/deadletters/%d/drop", f.srv.URL, dls[0].Seq), "", "https://evil.example", ""); code != http.StatusForbidden {
+		t.Errorf("drop from another origin: %d %s", code, body)
+	}
+	if code, body := post(t, fmt.Sprintf("%s/api/v1/console/deadletters/%d/drop", f.srv.URL, dls[0].Seq), "", "", ""); code != http.StatusOK {
+		t.Errorf("drop: %d %s", code, body)
+	}
+	if code := getJSON(t, f.srv.URL+"/api/v1/console/deadletters", &dls); code != 200 || len(dls) != 0 {
+		t.Errorf("after the drop: %d %+v", code, dls)
+	}
 }
 
 // A live client that does not read is cut off once LiveBuffer updates are

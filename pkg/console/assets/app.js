@@ -181,7 +181,7 @@
     const range = RANGES[params.get("range")] ? params.get("range") : "15m";
     let sortKey = params.get("sort") || "source", desc = params.get("desc") === "1";
     const filter = h("input", { type: "search", placeholder: "filter source or operation", "aria-label": "Filter series", value: params.get("q") || "" });
-    const rangeSel = h("select", { "aria-label": "Range" }, Object.keys(RANGES).filter((r) => RANGES[r] <= 21600).map((r) => h("option", { value: r, selected: r === range }, r)));
+    const rangeSel = h("select", { "aria-label": "Range" }, Object.keys(RANGES).filter((r) => RANGES[r] <= 3600).map((r) => h("option", { value: r, selected: r === range }, r)));
     const status = h("span", { class: "muted" });
     const tableBox = h("div", { class: "wrap" });
     show(h("h1", {}, "Performance"), h("div", { class: "toolbar" }, filter, rangeSel, status), tableBox);
