@@ -92,13 +92,13 @@ Flags (each also settable as JETMON_<FLAG>; NATS_URL works too):
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
-	co.Bus = bus
+	reg := httpd.NewRegistry()
+	co.Bus, co.Registerer = bus, reg
 	con, err := console.New(co)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetmon console: %v\n", err)
 		return 2
 	}
-	reg := httpd.NewRegistry()
 	mux := httpd.Mux(reg)
 	con.Mount(mux)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

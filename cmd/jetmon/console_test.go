@@ -105,6 +105,17 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if code := httpJSON(t, http.MethodGet, "http://"+addr+"/console/series?source=x", nil, nil); code != http.StatusOK {
 		t.Errorf("the series page: %d", code)
 	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/metrics", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), `jetmon_console_request_seconds_count{route="GET /api/v1/history/windows"}`) {
+			t.Errorf("/metrics lacks the history requests:\n%.2000s", body)
+		}
+		testutil.CheckMetrics(t, body)
+	} else {
+		t.Error(err)
+	}
 
 	// A silence made through the console reaches the alert manager.
 	var sil alerting.Silence

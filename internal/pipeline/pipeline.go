@@ -255,7 +255,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	// The console reads the streams like a standalone `jetmon console`
 	// would; its pages hold no data and load without the token.
 	co := console.DefaultOptions()
-	co.Bus, co.Logger = bus, log
+	co.Bus, co.Logger, co.Registerer = bus, log, reg
 	con, err := console.New(co)
 	if err != nil {
 		return err

@@ -19,9 +19,11 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -48,6 +50,10 @@ type Options struct {
 	Logger zerolog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Registerer receives the console's metrics (default: none):
+	// jetmon_console_live_clients, jetmon_console_live_cutoffs_total and
+	// jetmon_console_request_seconds{route}.
+	Registerer prometheus.Registerer
 }
 
 // DefaultOptions returns the defaults documented on [Options].
@@ -76,6 +82,8 @@ func (o Options) Validate() error {
 // safe for concurrent use; [Console.Close] ends every live stream.
 type Console struct {
 	o         Options
+	cutoffs   prometheus.Counter
+	latency   *prometheus.HistogramVec
 	hist      *history.Reader
 	liveSlots chan struct{} // one token per live client
 	done      chan struct{}
@@ -92,7 +100,22 @@ func New(o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Console{o: o, hist: h, liveSlots: make(chan struct{}, o.MaxLive), done: make(chan struct{})}, nil
+	c := &Console{o: o, hist: h, liveSlots: make(chan struct{}, o.MaxLive), done: make(chan struct{})}
+	c.cutoffs = prometheus.NewCounter(prometheus.CounterOpts{Name: "jetmon_console_live_cutoffs_total", Help: "Live clients cut off for falling LiveBuffer updates behind."})
+	c.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "jetmon_console_request_seconds", Help: "Time to answer the console's API requests (history queries included), by route.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .2, .5, 1, 2.5, 5, 15},
+	}, []string{"route"})
+	if o.Registerer != nil {
+		live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_console_live_clients", Help: "Live (server-sent events) clients connected now."},
+			func() float64 { return float64(len(c.liveSlots)) })
+		for _, m := range []prometheus.Collector{live, c.cutoffs, c.latency} {
+			if err := o.Registerer.Register(m); err != nil {
+				return nil, fmt.Errorf("console: metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
 }
 
 // Close ends every live stream and waits for their handlers to return. It

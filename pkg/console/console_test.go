@@ -14,6 +14,7 @@ import (
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/jetmon/jetmon/internal/natstest"
@@ -36,6 +37,7 @@ type fixture struct {
 	bus     *jsbus.Bus
 	js      jetstream.JetStream
 	console *console.Console
+	reg     *prometheus.Registry
 }
 
 func start(t *testing.T) *fixture {
@@ -43,7 +45,7 @@ func start(t *testing.T) *fixture {
 	ns := natstest.Start(t)
 	bus := natstest.Connect(t, ns.ClientURL())
 	o := console.DefaultOptions()
-	o.Bus = bus
+	o.Bus, o.Registerer = bus, prometheus.NewRegistry()
 	c, err := console.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func start(t *testing.T) *fixture {
 		c.Close() // ends live streams first, so that Close of the server does not wait for them
 		srv.Close()
 	})
-	return &fixture{srv: srv, bus: bus, js: bus.JetStream(), console: c}
+	return &fixture{srv: srv, bus: bus, js: bus.JetStream(), console: c, reg: o.Registerer.(*prometheus.Registry)}
 }
 
 // window is a stored window of values, with its own sketch.
@@ -258,6 +260,24 @@ func TestAPI(t *testing.T) {
 	}
 	if code := getJSON(t, f.srv.URL+"/api/v1/console/deadletters", &dls); code != 200 || len(dls) != 0 {
 		t.Errorf("after the drop: %d %+v", code, dls)
+	}
+	// Every API request was timed under its route.
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() == "jetmon_console_request_seconds" {
+			for _, m := range mf.GetMetric() {
+				routes[m.GetLabel()[0].GetValue()] = true
+			}
+		}
+	}
+	for _, r := range []string{"GET /api/v1/console/overview", "POST /api/v1/console/silences", "GET /api/v1/console/deadletters"} {
+		if !routes[r] {
+			t.Errorf("no request time for %s: %v", r, routes)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/history"
@@ -48,6 +50,30 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 //
 // Writes take POST only, with a JSON body (or none), from the same origin.
 func (c *Console) Mount(mux *http.ServeMux) {
+	api := http.NewServeMux()
+	c.mountAPI(api)
+	for _, p := range []string{"/api/v1/history/", "/api/v1/console/"} {
+		mux.Handle(p, c.timed(api))
+	}
+	c.mountPages(mux)
+}
+
+// timed observes each request's time under its route pattern (the live
+// stream is left out: it lasts minutes by design).
+func (c *Console) timed(h *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pattern := h.Handler(r)
+		if pattern == "" || strings.HasSuffix(pattern, "/live") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		c.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (c *Console) mountPages(mux *http.ServeMux) {
 	page, err := assets.ReadFile("assets/index.html")
 	if err != nil {
 		panic(err) // embedded at build time
@@ -89,6 +115,9 @@ func (c *Console) Mount(mux *http.ServeMux) {
 			_, _ = w.Write(data)
 		})
 	}
+}
+
+func (c *Console) mountAPI(mux *http.ServeMux) {
 	history.NewHandler(c.hist, history.HTTPOptions{Now: c.o.Now}).Mount(mux)
 	mux.HandleFunc("GET /api/v1/console/overview", func(w http.ResponseWriter, r *http.Request) {
 		v, err := c.Overview(r.Context())

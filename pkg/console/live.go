@@ -129,6 +129,7 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 		case <-maxAge.C:
 			return
 		case <-overflow:
+			c.cutoffs.Inc()
 			_, _ = w.Write([]byte("event: overflow\ndata: {}\n\n"))
 			fl.Flush()
 			return
