@@ -29,7 +29,7 @@ var Assets = []string{"/console/assets/app.js", "/console/assets/app.css", "/con
 // Public lists the paths that hold no data ([Pages] and [Assets]): a guard
 // may leave them open so that a browser can load the page, which then sends
 // the token on its API calls.
-func Public() []string { return append(append([]string{}, Pages...), Assets...) }
+func Public() []string { return append(append([]string{"/console"}, Pages...), Assets...) }
 
 // csp allows the page only its own script, style and API.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
