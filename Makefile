@@ -9,7 +9,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GOFUMPT_VERSION       ?= v0.12.0
 
 # Fuzz targets as package:target pairs; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch
+FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch ./pkg/history:FuzzParseTime ./pkg/history:FuzzWindowsQuery
 
 .PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test console-screenshots
 
