@@ -371,3 +371,73 @@ func TestPageWeight(t *testing.T) {
 	}
 	t.Logf("page weight: %d bytes", total)
 }
+
+// A live stream outlives the server's ReadTimeout (internal/httpd sets
+// 30 s): the stream must last minutes.
+func TestLiveOutlivesReadTimeout(t *testing.T) {
+	ns := natstest.Start(t)
+	bus := natstest.Connect(t, ns.ClientURL())
+	o := console.DefaultOptions()
+	o.Bus = bus
+	c, err := console.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	c.Mount(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadTimeout = 500 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	defer c.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/api/v1/console/live?source=late", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("live: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				lines <- string(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// Well past the ReadTimeout, a window still arrives on the same stream.
+	deadline := time.After(1500 * time.Millisecond)
+	for waiting := true; waiting; {
+		select {
+		case _, ok := <-lines:
+			if !ok {
+				t.Fatal("the live stream ended within the server's ReadTimeout")
+			}
+		case <-deadline:
+			waiting = false
+		}
+	}
+	w := window("late", "op", time.Now().Add(-time.Second), time.Second, 3)
+	if err := bus.Conn().Publish(streams.WindowSubject(w.AggregatedType, w.Source, w.Name()), w.AppendJSON(nil)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case s, ok := <-lines:
+			if !ok {
+				t.Fatal("the live stream ended")
+			}
+			if strings.Contains(s, "event: window") && strings.Contains(s, `"source":"late"`) {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no window on the live stream after the ReadTimeout")
+		}
+	}
+}

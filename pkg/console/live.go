@@ -28,6 +28,10 @@ type LiveWindow struct {
 	Max        float64   `json:"max"`
 }
 
+// liveWriteTimeout bounds one write to a live client: one that reads
+// nothing for this long is cut off.
+const liveWriteTimeout = 10 * time.Second
+
 type liveMsg struct {
 	kind string
 	data []byte
@@ -46,11 +50,6 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "live takes source, type and operation, each once, at most 256 bytes"})
 			return
 		}
-	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "streaming unsupported"})
-		return
 	}
 	select {
 	case <-c.done:
@@ -108,13 +107,24 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
+	// A write deadline per event cuts off a client that stops reading
+	// (the server has no WriteTimeout: it would end every stream).
+	rc := http.NewResponseController(w)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(": live\nretry: 1000\n\n"))
-	fl.Flush()
+	if !write([]byte(": live\nretry: 1000\n\n")) {
+		return
+	}
 
 	maxAge := time.NewTimer(c.o.LiveMaxAge)
 	defer maxAge.Stop()
@@ -130,14 +140,12 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-overflow:
 			c.cutoffs.Inc()
-			_, _ = w.Write([]byte("event: overflow\ndata: {}\n\n"))
-			fl.Flush()
+			write([]byte("event: overflow\ndata: {}\n\n"))
 			return
 		case <-beat.C:
-			if _, err := w.Write([]byte(": beat\n\n")); err != nil {
+			if !write([]byte(": beat\n\n")) {
 				return
 			}
-			fl.Flush()
 		case m := <-ch:
 			data := m.data
 			if m.kind == "window" {
@@ -150,10 +158,9 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			buf := make([]byte, 0, len(data)+32)
 			buf = append(append(append(append(buf, "event: "...), m.kind...), "\ndata: "...), data...)
 			buf = append(buf, "\n\n"...)
-			if _, err := w.Write(buf); err != nil {
+			if !write(buf) {
 				return
 			}
-			fl.Flush()
 		}
 	}
 }
