@@ -155,7 +155,7 @@
         h("div", { class: "card" }, h("div", { class: "muted" }, "Firing alerts"), h("div", { class: "v state-firing", id: "firing" }, ov.firing)),
         h("div", { class: "card" }, h("div", { class: "muted" }, "Pending alerts"), h("div", { class: "v" }, ov.pending)),
         ...ov.streams.filter((st) => ["PERFORMANCE", "HEALTH", "VALIDATION", "SYSTEM"].includes(st.stream)).map((st) =>
-          h("div", { class: "card" }, h("div", { class: "muted" }, st.stream.toLowerCase() + " events"), h("div", { class: "v" }, fmt.rate(st.per_second)))));
+          h("div", { class: "card" }, h("div", { class: "muted" }, st.stream.toLowerCase() + " messages"), h("div", { class: "v" }, fmt.rate(st.per_second)))));
       const streams = h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Stream"), h("th", { class: "num" }, "Messages"), h("th", { class: "num" }, "Rate"), h("th", { class: "num" }, "Size"), h("th", {}, "Consumers (pending / unacked)"))),
         h("tbody", {}, ov.streams.map((st) => h("tr", {}, h("td", {}, st.stream), h("td", { class: "num" }, fmt.n(st.messages)), h("td", { class: "num" }, fmt.rate(st.per_second)), h("td", { class: "num" }, fmt.bytes(st.bytes)),
           h("td", {}, st.consumers.map((c) => c.name + " " + fmt.n(c.pending) + " / " + fmt.n(c.ack_pending)).join(", ") || "–")))));
