@@ -88,6 +88,7 @@ type Console struct {
 	liveSlots chan struct{} // one token per live client
 	done      chan struct{}
 	close     sync.Once
+	mu        sync.Mutex // orders wg.Add of a new live stream before Close's Wait
 	wg        sync.WaitGroup
 }
 
@@ -121,7 +122,11 @@ func New(o Options) (*Console, error) {
 // Close ends every live stream and waits for their handlers to return. It
 // is idempotent; afterwards live requests are answered 503.
 func (c *Console) Close() {
-	c.close.Do(func() { close(c.done) })
+	c.close.Do(func() {
+		c.mu.Lock()
+		close(c.done)
+		c.mu.Unlock()
+	})
 	c.wg.Wait()
 }
 
@@ -134,4 +139,18 @@ func (c *Console) Run(ctx context.Context) error {
 	}
 	c.Close()
 	return nil
+}
+
+// track registers a live stream with c's WaitGroup, or reports false once
+// c is closed.
+func (c *Console) track() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return false
+	default:
+		c.wg.Add(1)
+		return true
+	}
 }

@@ -441,3 +441,35 @@ func TestLiveOutlivesReadTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Close ends every live stream and returns once their handlers have; a live
+// request afterwards is refused.
+func TestCloseEndsLiveStreams(t *testing.T) {
+	f := start(t)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+"/api/v1/console/live", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("live: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	ended := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		close(ended)
+	}()
+	closed := make(chan struct{})
+	go func() {
+		f.console.Close()
+		close(closed)
+	}()
+	for _, ch := range []chan struct{}{closed, ended} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not end the live stream within 5 s")
+		}
+	}
+	if code := getJSON(t, f.srv.URL+"/api/v1/console/live", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("live after Close: %d, want 503", code)
+	}
+}

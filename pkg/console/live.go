@@ -51,12 +51,11 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	select {
-	case <-c.done:
+	if !c.track() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "console closing"})
 		return
-	default:
 	}
+	defer c.wg.Done()
 	select {
 	case c.liveSlots <- struct{}{}:
 		defer func() { <-c.liveSlots }()
@@ -65,8 +64,6 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many live clients"})
 		return
 	}
-	c.wg.Add(1)
-	defer c.wg.Done()
 
 	subject := streams.WindowsPrefix + ">"
 	switch src := q.Get("source"); {
