@@ -13,7 +13,10 @@
 //   - [Reader] can read every stream (tail, dead-letter listing, replay with
 //     ordered consumers) and change nothing;
 //   - [Aggregator] and [AlertManager] consume their input and publish their
-//     output only.
+//     output only;
+//   - [Console] reads like a [Reader], and may only add silences, publish
+//     dead letters again (events, never the pipeline-only types) and delete
+//     dead letters.
 package natsauth
 
 import (
@@ -31,13 +34,17 @@ const (
 	Aggregator   Role = "aggregator"
 	AlertManager Role = "alertmanager"
 	Reader       Role = "reader"
+	// Console is the web console's user (`jetmon console`).
+	Console Role = "console"
 	// Guest is the role of an anonymous client of `jetmon up`: a Reader that
 	// may also publish what a Producer may.
 	Guest Role = "guest"
 )
 
 // Roles lists every role.
-func Roles() []Role { return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Guest} }
+func Roles() []Role {
+	return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Console, Guest}
+}
 
 // eventSubjects are the event families' subjects.
 var eventSubjects = []string{"performance.>", "health.>", "validation.>", "system.>", "monitoring.>"}
@@ -104,6 +111,20 @@ func Permissions(role Role) *server.Permissions {
 		}
 		return &server.Permissions{
 			Publish:   pub,
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		}
+	case Console:
+		// Writes: a silence (the alert managers' bucket), a dead letter
+		// published again (an event) or deleted. Nothing else changes.
+		allow := append(append([]string{"$KV.jetmon_silences.>", "$JS.API.STREAM.MSG.DELETE.DEADLETTER"}, readAPI...), eventSubjects...)
+		var deny []string
+		for _, d := range destructive {
+			if d != "$JS.API.STREAM.MSG.DELETE.>" { // the allow list names the one stream
+				deny = append(deny, d)
+			}
+		}
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: allow, Deny: append(deny, PipelineOnlySubjects...)},
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
 		}
 	case Aggregator:
