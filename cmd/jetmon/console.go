@@ -38,9 +38,9 @@ func consoleCmd(ctx context.Context, args []string, stderr io.Writer, env func(s
 Serves the web console (performance, health, alerts, dead letters, live
 updates) for the NATS deployment at --nats-url. Every page is computed from
 the streams and key-value buckets at request time: the console keeps no state,
-so several can run side by side. Creating silences and retrying dead letters
-need a NATS user allowed to write them (the operator, or one with the
-alertmanager's and the dead-letter permissions); a reader can browse.
+so several can run side by side. It never creates or updates streams. Give
+it the NATS user "console" (least privilege: read, add silences, retry and
+drop dead letters); a "reader" can browse but not write.
 
 Flags (each also settable as JETMON_<FLAG>; NATS_URL works too):
 `)
