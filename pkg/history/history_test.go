@@ -242,6 +242,15 @@ func TestQueriesAreBounded(t *testing.T) {
 	if res, err := small.Windows(t.Context(), history.WindowQuery{Source: "s1", From: base, To: base.Add(time.Hour)}); err != nil || res.Scanned != 10 {
 		t.Fatalf("one source's 10 windows with MaxScan 20: %v %+v", err, res)
 	}
+	o.MaxPoints = 5
+	pts, _ := history.New(js, o)
+	if _, err := pts.Windows(t.Context(), history.WindowQuery{Source: "s1", From: base, To: base.Add(time.Hour)}); !errors.Is(err, history.ErrBadQuery) {
+		t.Errorf("10 windows of a series without a step, MaxPoints 5: %v, want ErrBadQuery", err)
+	}
+	if res, err := pts.Windows(t.Context(), history.WindowQuery{Source: "s1", From: base, To: base.Add(time.Hour), Step: 20 * time.Minute}); err != nil || res.Series[0].Points[0].Count != 10 {
+		t.Errorf("the same with a step: %v", err)
+	}
+	o.MaxPoints = 2000
 	o.MaxScan, o.MaxSeries = 1000, 2
 	few, _ := history.New(js, o)
 	if res, err := few.Windows(t.Context(), history.WindowQuery{From: base, To: base.Add(time.Hour)}); err != nil || len(res.Series) != 2 || res.SeriesOmitted != 3 {

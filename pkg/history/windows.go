@@ -25,7 +25,8 @@ type WindowQuery struct {
 	From, To time.Time
 	// Step re-buckets the windows: a bucket [From+k*Step, From+(k+1)*Step)
 	// merges the windows that start in it. Zero keeps every window as it is
-	// stored (still bounded by MaxPoints per series).
+	// stored; a series with more than MaxPoints of them in the range is
+	// then refused ([ErrBadQuery]), never cut short.
 	Step time.Duration
 }
 
@@ -138,7 +139,7 @@ func (r *Reader) Windows(ctx context.Context, q WindowQuery) (*WindowResult, err
 			b = int64(w.WindowStart.Sub(q.From) / q.Step)
 		} else if len(g) >= r.o.MaxPoints {
 			if _, ok := g[b]; !ok {
-				return nil
+				return bad("series %s/%s has more than %d windows in the range; give a step", w.Source, w.Name(), r.o.MaxPoints)
 			}
 		}
 		g[b] = append(g[b], w)
