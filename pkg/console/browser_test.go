@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,38 @@ type browser struct {
 	ctx    context.Context
 	mu     sync.Mutex
 	errors []string
+	// netChanges counts the loads Chromium aborted because the host's
+	// network interfaces changed (containers coming and going on the
+	// machine): no fault of the page.
+	netChanges atomic.Int64
+}
+
+// attempt runs fn, and again (at most three tries) only when Chromium saw
+// the host's network change during the try; any other failure fails t.
+func (b *browser) attempt(t *testing.T, what string, fn func() error) {
+	t.Helper()
+	for try := 1; ; try++ {
+		before := b.netChanges.Load()
+		err := fn()
+		if err == nil {
+			return
+		}
+		if err != nil && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") {
+			b.netChanges.Add(1)
+		}
+		if b.netChanges.Load() != before && try < 3 {
+			t.Logf("%s: %v, while the host's network changed; again", what, err)
+			continue
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// do runs actions within d.
+func (b *browser) do(d time.Duration, actions ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	return chromedp.Do(ctx, actions...)
 }
 
 func newBrowser(t *testing.T) *browser {
@@ -67,6 +100,10 @@ func (b *browser) listen(ev any) {
 	case *runtime.EventExceptionThrown:
 		b.errors = append(b.errors, "exception: "+(&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
 	case *log.EventEntryAdded:
+		if strings.Contains(e.Entry.Text, "ERR_NETWORK_CHANGED") {
+			b.netChanges.Add(1)
+			return
+		}
 		if e.Entry.Level == log.EntryLevelError {
 			b.errors = append(b.errors, "log: "+e.Entry.Text+" "+e.Entry.URL)
 		}
@@ -83,10 +120,22 @@ func (b *browser) takeErrors() []string {
 
 func (b *browser) run(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, actions...)
+		cancel()
+		// Chromium aborts a load when the machine's network interfaces
+		// change (containers coming and going beside the test): that is
+		// no fault of the page, so the steps run again.
+		if err != nil && strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") && attempt < 3 {
+			b.netChanges.Add(1)
+			t.Logf("%s: %v; again", what, err)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return
 	}
 }
 
@@ -176,19 +225,28 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("silence created in the UI is active in the API", func(t *testing.T) {
-		b.run(t, "create silence", chromedp.Navigate(f.srv.URL+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS(ready)),
-			chromedp.SendKeys(chromedp.CSS("#sil-matchers"), "alertname=Slow"), chromedp.SetValue(chromedp.CSS("#sil-duration"), "2h"),
-			chromedp.SendKeys(chromedp.CSS("#sil-comment"), "from the browser"), chromedp.Click(chromedp.CSS(`#silence-form button[type=submit]`)),
-			chromedp.WaitVisible(chromedp.CSS("#silences tbody tr")))
+		b.attempt(t, "create silence", func() error {
+			return b.do(10*time.Second, chromedp.Navigate(f.srv.URL+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS(ready)),
+				chromedp.SendKeys(chromedp.CSS("#sil-matchers"), "alertname=Slow"), chromedp.SetValue(chromedp.CSS("#sil-duration"), "2h"),
+				chromedp.SendKeys(chromedp.CSS("#sil-comment"), "from the browser"), chromedp.Click(chromedp.CSS(`#silence-form button[type=submit]`)),
+				chromedp.WaitVisible(chromedp.CSS("#silences tbody tr")))
+		})
 		var list []struct {
 			Matchers map[string]string `json:"matchers"`
 			EndsAt   time.Time         `json:"ends_at"`
 			Comment  string            `json:"comment"`
 		}
 		getJSON(t, f.srv.URL+"/api/v1/console/silences", &list)
-		if len(list) != 1 || list[0].Matchers["alertname"] != "Slow" || list[0].Comment != "from the browser" ||
-			list[0].EndsAt.Before(time.Now().Add(119*time.Minute)) || list[0].EndsAt.After(time.Now().Add(121*time.Minute)) {
+		// One silence, or one per try when a try's answer was lost to a
+		// network change after the server had it.
+		if len(list) < 1 || len(list) > 3 {
 			t.Fatalf("silences after the UI created one: %+v", list)
+		}
+		for _, s := range list {
+			if s.Matchers["alertname"] != "Slow" || s.Comment != "from the browser" ||
+				s.EndsAt.Before(time.Now().Add(119*time.Minute)) || s.EndsAt.After(time.Now().Add(121*time.Minute)) {
+				t.Fatalf("silences after the UI created one: %+v", list)
+			}
 		}
 		if errs := b.takeErrors(); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
@@ -196,21 +254,69 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("live window appears within 2s", func(t *testing.T) {
-		b.run(t, "performance", chromedp.Navigate(f.srv.URL+"/console/performance"), chromedp.WaitVisible(chromedp.CSS("#series tbody tr")),
-			chromedp.WaitVisible(chromedp.CSS(`#live.on`)))
-		w := window("live-svc", "fresh.op", time.Now().Truncate(time.Second).Add(-time.Second), time.Second, 42)
-		emitted := time.Now()
-		f.storeWindow(t, w)
-		sel := `#series tr[data-key^="live-svc"]`
-		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second-time.Since(emitted))
-		defer cancel()
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
-			t.Fatalf("the live window was not shown within 2 s of being stored: %v", err)
-		}
-		t.Logf("live window shown %s after it was stored", time.Since(emitted).Round(time.Millisecond))
+		try := 0
+		b.attempt(t, "live window", func() error {
+			try++
+			if err := b.do(20*time.Second, chromedp.Navigate(f.srv.URL+"/console/performance"), chromedp.WaitVisible(chromedp.CSS("#series tbody tr")),
+				chromedp.WaitVisible(chromedp.CSS(`#live.on`))); err != nil {
+				return err
+			}
+			src := fmt.Sprintf("live-svc-%d", try)
+			w := window(src, "fresh.op", time.Now().Truncate(time.Second).Add(-time.Second), time.Second, 42)
+			emitted := time.Now()
+			f.storeWindow(t, w)
+			if err := b.do(2*time.Second-time.Since(emitted), chromedp.WaitVisible(chromedp.CSS(`#series tr[data-key^="`+src+`"]`))); err != nil {
+				return fmt.Errorf("the live window was not shown within 2 s of being stored: %w", err)
+			}
+			t.Logf("live window shown %s after it was stored", time.Since(emitted).Round(time.Millisecond))
+			return nil
+		})
 		if errs := b.takeErrors(); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
 		}
+	})
+
+	t.Run("health change shows live", func(t *testing.T) {
+		try := 0
+		b.attempt(t, "live health", func() error {
+			try++
+			if err := b.do(20*time.Second, chromedp.Navigate(f.srv.URL+"/console/health"), chromedp.WaitVisible(chromedp.CSS("#components tbody tr")),
+				chromedp.WaitVisible(chromedp.CSS(`#live.on`))); err != nil {
+				return err
+			}
+			comp := fmt.Sprintf("queue-%d", try)
+			h := events.NewHealthEvent(events.ComponentFailed, "agent", comp)
+			emitted := time.Now()
+			if err := f.bus.Publish(t.Context(), h); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.do(2*time.Second, chromedp.WaitVisible(chromedp.CSS(`#components tr[data-component="`+comp+`"] td.status-failed`))); err != nil {
+				return fmt.Errorf("the failed component was not shown within 2 s: %w", err)
+			}
+			t.Logf("health change shown %s after it was published", time.Since(emitted).Round(time.Millisecond))
+			return nil
+		})
+		if errs := b.takeErrors(); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
+	t.Run("pages left hold no live stream", func(t *testing.T) {
+		for range 3 {
+			for _, p := range []string{"/console/", "/console/performance", "/console/health", "/console/alerts"} {
+				b.run(t, p, chromedp.Navigate(f.srv.URL+p), chromedp.WaitVisible(chromedp.CSS(`#live.on`)))
+			}
+		}
+		clients := func() float64 {
+			mfs, _ := f.reg.Gather()
+			for _, mf := range mfs {
+				if mf.GetName() == "jetmon_console_live_clients" {
+					return mf.GetMetric()[0].GetGauge().GetValue()
+				}
+			}
+			return -1
+		}
+		testutil.WaitFor(t, 5*time.Second, func() bool { return clients() == 1 }, "one live stream, the open page's, after 12 navigations")
 	})
 
 	t.Run("keyboard", func(t *testing.T) {

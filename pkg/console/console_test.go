@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/console"
 	"github.com/jetmon/jetmon/pkg/events"
@@ -472,4 +474,30 @@ func TestCloseEndsLiveStreams(t *testing.T) {
 	if code := getJSON(t, f.srv.URL+"/api/v1/console/live", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("live after Close: %d, want 503", code)
 	}
+}
+
+// A live client that goes away frees its slot.
+func TestLiveClientGoneFreesSlot(t *testing.T) {
+	f := start(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/api/v1/console/live", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("live: %v", err)
+	}
+	clients := func() float64 {
+		mfs, _ := f.reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "jetmon_console_live_clients" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	if n := clients(); n != 1 {
+		t.Fatalf("%v live clients, want 1", n)
+	}
+	cancel()
+	_ = resp.Body.Close()
+	testutil.WaitFor(t, 5*time.Second, func() bool { return clients() == 0 }, "the slot freed")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/history"
 	"github.com/jetmon/jetmon/streams"
 )
 
@@ -37,8 +38,9 @@ type liveMsg struct {
 	data []byte
 }
 
-// live streams windows (event "window") and alert transitions (event
-// "alert") as server-sent events as they are stored. ?source=, and with it
+// live streams windows (event "window"), alert transitions (event "alert")
+// and component and system statuses (event "health") as server-sent events
+// as they are published. ?source=, and with it
 // ?type= and ?operation=, narrow the windows to a source or one series (a
 // subject filter on the server). A client that falls LiveBuffer updates
 // behind is cut off (event "overflow" first); every stream ends after
@@ -92,7 +94,7 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 	for _, sub := range []struct {
 		subject string
 		kind    string
-	}{{subject, "window"}, {"alerts.>", "alert"}} {
+	}{{subject, "window"}, {"alerts.>", "alert"}, {"health.component.>", "health"}, {"health.system.status.*", "health"}} {
 		s, err := nc.Subscribe(sub.subject, func(m *nats.Msg) { push(liveMsg{sub.kind, m.Data}) })
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
@@ -145,11 +147,17 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request) {
 			}
 		case m := <-ch:
 			data := m.data
-			if m.kind == "window" {
-				if data = liveWindow(m.data); data == nil {
-					continue
+			switch m.kind {
+			case "window":
+				data = liveWindow(m.data)
+			case "health":
+				data = liveHealth(m.data)
+			default:
+				if !json.Valid(data) {
+					data = nil
 				}
-			} else if !json.Valid(data) {
+			}
+			if data == nil {
 				continue
 			}
 			buf := make([]byte, 0, len(data)+32)
@@ -178,4 +186,24 @@ func liveWindow(data []byte) []byte {
 		return nil
 	}
 	return out
+}
+
+// liveHealth returns the health events in data (one or a batch) as one
+// JSON array of [history.HealthPoint], or nil.
+func liveHealth(data []byte) []byte {
+	evs, _ := events.DecodeBatch(data)
+	var out []history.HealthPoint
+	for _, ev := range evs {
+		if h, ok := ev.(*events.HealthEvent); ok {
+			out = append(out, history.HealthPoint{At: h.Timestamp.UTC(), Type: string(h.Type), Source: h.Source, Component: h.Component, Status: h.Status, Message: h.Message})
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -39,7 +39,12 @@
     opts = opts || {};
     const init = { method: opts.method || "GET", headers: headers(opts.body ? { "Content-Type": "application/json" } : {}) };
     if (opts.body) init.body = JSON.stringify(opts.body);
-    const r = await fetch(path, init);
+    let r;
+    // A GET lost to a network change is asked again (twice at most); a
+    // write is not, since the server may have done it.
+    for (let tries = init.method === "GET" ? 3 : 1; ; ) {
+      try { r = await fetch(path, init); break; } catch (e) { if (--tries <= 0) throw e; await new Promise((res) => setTimeout(res, 300)); }
+    }
     if (r.status === 401) { askToken(); throw new Error("the API needs a token"); }
     const v = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(v.error || r.statusText);
@@ -164,7 +169,7 @@
     await draw();
     refreshTimer = setInterval(draw, 5000);
     startLive("source=__none__");
-    liveHandlers.push((ev) => { if (ev === "alert") draw(); });
+    liveHandlers.push((ev) => { if (ev === "alert" || ev === "health") draw(); });
   }
 
   function alertTable(alerts) {
@@ -339,13 +344,16 @@
       const rows = [...byComp.entries()].sort((a, b) => a[0].localeCompare(b[0]));
       const table = h("table", { id: "components" }, h("thead", {}, h("tr", {}, h("th", {}, "Component"), h("th", {}, "Now"), h("th", {}, "Over time"))),
         h("tbody", {}, rows.map(([k, evs]) => { const last = evs[evs.length - 1];
-          return h("tr", {}, h("td", {}, k), h("td", { class: "status-" + last.status }, last.status), h("td", {}, timeline(evs, from, to))); })));
+          return h("tr", { "data-component": last.component || "system" }, h("td", {}, k), h("td", { class: "status-" + last.status }, last.status), h("td", {}, timeline(evs, from, to))); })));
       box.replaceChildren(rows.length ? h("div", { class: "wrap" }, table) : h("p", { class: "muted" }, "No health events in this range."),
         h("h2", {}, "Recent changes"), h("div", { class: "wrap" }, h("table", {}, h("tbody", {}, res.events.slice(-50).reverse().map((e) =>
           h("tr", {}, h("td", {}, fmt.datetime(e.at)), h("td", {}, e.component || "system"), h("td", { class: "status-" + e.status }, e.status), h("td", { class: "muted" }, e.message || "")))))));
     }
     await draw();
-    refreshTimer = setInterval(draw, 10000);
+    refreshTimer = setInterval(draw, 30000);
+    let timer = null;
+    startLive("source=__none__");
+    liveHandlers.push((ev) => { if (ev === "health" && !timer) timer = setTimeout(() => { timer = null; draw(); }, 300); });
   }
   function timeline(evs, from, to) {
     const w = 300;
@@ -447,5 +455,10 @@
     const to = { o: "/console/", p: "/console/performance", h: "/console/health", a: "/console/alerts", d: "/console/deadletters" }[e.key];
     if (to) go(to);
   });
+  // A page kept in the back/forward cache would hold its live stream (and
+  // one of the browser's few connections to the server): end it when the
+  // page is hidden, and start over if the page comes back.
+  window.addEventListener("pagehide", stopLive);
+  window.addEventListener("pageshow", (e) => { if (e.persisted) route(); });
   route();
 })();
