@@ -149,3 +149,29 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// jetmon console refuses bad flags before connecting anywhere.
+func TestConsoleFlags(t *testing.T) {
+	for name, c := range map[string]struct {
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		"help":              {[]string{"console", "--help"}, nil, 0, "Usage: jetmon console"},
+		"exposed":           {[]string{"console", "--http", "0.0.0.0:9200"}, nil, 2, "needs a token"},
+		"exposed by env":    {[]string{"console"}, map[string]string{"JETMON_HTTP": "0.0.0.0:9200"}, 2, "needs a token"},
+		"max live":          {[]string{"console", "--max-live", "0"}, nil, 2, "--max-live 0"},
+		"stray argument":    {[]string{"console", "extra"}, nil, 2, "unexpected arguments"},
+		"bad stream config": {[]string{"console", "--stream-replicas", "9"}, nil, 2, "--stream-replicas 9"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }
+			code := run(t.Context(), c.args, &stdout, &stderr, env)
+			if code != c.code || !strings.Contains(stdout.String()+stderr.String(), c.want) {
+				t.Errorf("%v: exit %d, output %q; want %d with %q", c.args, code, stdout.String()+stderr.String(), c.code, c.want)
+			}
+		})
+	}
+}
