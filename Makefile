@@ -9,9 +9,9 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GOFUMPT_VERSION       ?= v0.12.0
 
 # Fuzz targets as package:target pairs; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch ./pkg/alerting:FuzzParse ./pkg/otlp:FuzzDecodeJSON ./pkg/otlp:FuzzDecodeProto ./pkg/trace:FuzzDecodeBuild
+FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch ./pkg/alerting:FuzzParse ./pkg/otlp:FuzzDecodeJSON ./pkg/otlp:FuzzDecodeProto ./pkg/trace:FuzzDecodeBuild ./pkg/history:FuzzParseTime ./pkg/history:FuzzWindowsQuery
 
-.PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test
+.PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test console-screenshots
 
 all: lint test
 
@@ -112,6 +112,10 @@ bench:
 	done
 	@echo
 	$(GO) run ./internal/tools/benchratio bench.out
+
+## console-screenshots: the console's browser tests (headless Chromium), writing docs/console/*.png
+console-screenshots:
+	JETMON_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestBrowser$$' ./pkg/console
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

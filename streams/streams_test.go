@@ -30,7 +30,7 @@ func TestDefinitions(t *testing.T) {
 			t.Errorf("%s: want limits retention, max age and bytes, a dedup window, R1 file storage: %+v", d.File, c)
 		}
 	}
-	for _, want := range []string{streams.Performance, streams.Health, streams.Monitoring, streams.Validation, streams.System, streams.Alerts, streams.DeadLetter} {
+	for _, want := range []string{streams.Performance, streams.Health, streams.Monitoring, streams.Validation, streams.System, streams.Alerts, streams.DeadLetter, streams.Windows} {
 		if !names[want] {
 			t.Errorf("no definition for stream %s", want)
 		}

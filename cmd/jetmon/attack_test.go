@@ -621,6 +621,28 @@ func TestAttackClosedByDefault(t *testing.T) {
 	if a := send(t, http.MethodGet, "http://"+p2.http+"/healthz", nil); a.code != http.StatusOK {
 		t.Errorf("/healthz with a token set: HTTP %d", a.code)
 	}
+	// The console's pages hold no data and load without the token; its
+	// API does not, and its writes refuse other origins even with it.
+	for _, path := range []string{"/console/", "/console/series", "/console/assets/app.js"} {
+		if a := send(t, http.MethodGet, "http://"+p2.http+path, nil); a.code != http.StatusOK {
+			t.Errorf("GET %s without the token: HTTP %d, want the page", path, a.code)
+		}
+	}
+	for _, path := range []string{"/api/v1/history/windows", "/api/v1/history/health", "/api/v1/console/overview", "/api/v1/console/live", "/api/v1/console/silences", "/api/v1/console/deadletters"} {
+		if a := send(t, http.MethodGet, "http://"+p2.http+path, nil); a.code != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: HTTP %d", path, a.code)
+		}
+	}
+	sil := []byte(`{"matchers":{"alertname":"OperationSlow"},"duration":"1h"}`)
+	if a := send(t, http.MethodPost, "http://"+p2.http+"/api/v1/console/silences", sil, "Content-Type", "application/json"); a.code != http.StatusUnauthorized {
+		t.Errorf("POST a silence without the token: HTTP %d", a.code)
+	}
+	if a := send(t, http.MethodPost, "http://"+p2.http+"/api/v1/console/silences", sil, "Content-Type", "application/json", "Origin", "http://evil.example", auth[0], auth[1]); a.code != http.StatusForbidden {
+		t.Errorf("POST a silence from another origin: HTTP %d", a.code)
+	}
+	if a := send(t, http.MethodPost, "http://"+p2.http+"/api/v1/console/silences", sil, "Content-Type", "application/json", auth[0], auth[1]); a.code != http.StatusOK {
+		t.Errorf("POST a silence with the token: HTTP %d %s", a.code, a.body)
+	}
 }
 
 // Secrets never reach the logs; control bytes never reach the terminal;

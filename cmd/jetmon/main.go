@@ -30,6 +30,7 @@ const usage = `jetmon: event-driven monitoring on NATS JetStream.
 
 Usage:
   jetmon up [flags]              run the pipeline in one process (Ctrl-C stops it)
+  jetmon console [flags]         serve the web console for a NATS deployment (stateless)
   jetmon tail [flags] [PATTERN]  print events as they are stored (read-only)
   jetmon dlq list|retry|drop     inspect dead letters, publish them again, drop them
   jetmon trace [flags] ID        print one assembled trace as a waterfall (or OTLP JSON)
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	switch args[0] {
 	case "up":
 		return up(ctx, args[1:], stdout, stderr, env)
+	case "console":
+		return consoleCmd(ctx, args[1:], stderr, env)
 	case "tail":
 		return tail(ctx, args[1:], stdout, stderr, env)
 	case "dlq":

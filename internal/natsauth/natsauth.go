@@ -13,7 +13,10 @@
 //   - [Reader] can read every stream (tail, dead-letter listing, replay with
 //     ordered consumers) and change nothing;
 //   - [Aggregator], [AlertManager] and [Traces] consume their input and
-//     publish their output only.
+//     publish their output only;
+//   - [Console] reads like a [Reader], and may only add silences, publish
+//     dead letters again (events, never the pipeline-only types) and delete
+//     dead letters.
 package natsauth
 
 import (
@@ -34,6 +37,8 @@ const (
 	// Traces is the trace assembly runtime (pkg/tracing): it consumes every
 	// event family and stores assembled traces in the TRACES stream.
 	Traces Role = "traces"
+	// Console is the web console's user (`jetmon console`).
+	Console Role = "console"
 	// Guest is the role of an anonymous client of `jetmon up`: a Reader that
 	// may also publish what a Producer may.
 	Guest Role = "guest"
@@ -41,7 +46,7 @@ const (
 
 // Roles lists every role.
 func Roles() []Role {
-	return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Guest, Traces}
+	return []Role{Operator, Producer, Aggregator, AlertManager, Reader, Console, Guest, Traces}
 }
 
 // eventSubjects are the event families' subjects.
@@ -111,8 +116,22 @@ func Permissions(role Role) *server.Permissions {
 			Publish:   pub,
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
 		}
+	case Console:
+		// Writes: a silence (the alert managers' bucket), a dead letter
+		// published again (an event) or deleted. Nothing else changes.
+		allow := append(append([]string{"$KV.jetmon_silences.>", "$JS.API.STREAM.MSG.DELETE.DEADLETTER"}, readAPI...), eventSubjects...)
+		var deny []string
+		for _, d := range destructive {
+			if d != "$JS.API.STREAM.MSG.DELETE.>" { // the allow list names the one stream
+				deny = append(deny, d)
+			}
+		}
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: allow, Deny: append(deny, PipelineOnlySubjects...)},
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		}
 	case Aggregator:
-		allow := append([]string{"performance.metric.aggregated.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
+		allow := append([]string{"performance.metric.aggregated.>", "windows.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_aggregators")...)},
 			Subscribe: &server.SubjectPermission{Allow: append([]string{"performance.>"}, replies...)},

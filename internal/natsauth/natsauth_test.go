@@ -110,7 +110,7 @@ func TestRolesArePermittedOnlyTheirPart(t *testing.T) {
 			t.Errorf("the operator cannot delete a stream: %v", err)
 		}
 	})
-	for _, role := range []natsauth.Role{natsauth.Producer, natsauth.Reader, natsauth.Aggregator, natsauth.AlertManager, ""} {
+	for _, role := range []natsauth.Role{natsauth.Producer, natsauth.Reader, natsauth.Aggregator, natsauth.AlertManager, natsauth.Console, ""} {
 		name := string(role)
 		if role == "" {
 			name = "anonymous guest"
@@ -134,7 +134,7 @@ func TestRolesArePermittedOnlyTheirPart(t *testing.T) {
 
 			source := "svc-" + strings.ReplaceAll(name, " ", "-")
 			err := bus.Publish(t.Context(), perf(source))
-			mayPublish := role == natsauth.Producer || role == ""
+			mayPublish := role == natsauth.Producer || role == "" || role == natsauth.Console // the console publishes dead letters again
 			if mayPublish != (err == nil) {
 				t.Errorf("%s publishing a performance event: %v (allowed: %t)", name, err, mayPublish)
 			}
@@ -144,6 +144,14 @@ func TestRolesArePermittedOnlyTheirPart(t *testing.T) {
 						t.Errorf("%s published %s", name, ev.Metadata().Type)
 					}
 				}
+			}
+			// Only the aggregator stores windows under their series'
+			// subject (the history the console reads).
+			wctx, wcancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer wcancel()
+			wsubj := streams.WindowSubject(events.OperationComplete, source, "op")
+			if _, err := bus.JetStream().Publish(wctx, wsubj, []byte(`{}`)); (err == nil) != (role == natsauth.Aggregator) {
+				t.Errorf("%s storing on %s: %v (allowed: %t)", name, wsubj, err, role == natsauth.Aggregator)
 			}
 			want := uint64(0)
 			if mayPublish {
@@ -261,5 +269,58 @@ func TestCredentialsRequired(t *testing.T) {
 		if !errors.Is(err, nats.ErrAuthorization) {
 			t.Errorf("error %v, want an authorization violation", err)
 		}
+	}
+}
+
+// The console may add a silence and delete a dead letter, and nothing
+// more: not another bucket's keys, not another stream's messages.
+func TestConsoleWritesOnlySilencesAndDeadLetters(t *testing.T) {
+	srv := startServer(t)
+	op := connect(t, srv, natsauth.Operator)
+	ctx := t.Context()
+	for _, b := range []string{alerting.BucketSilences, alerting.BucketAlerts} {
+		if _, err := op.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := op.JetStream().Publish(ctx, streams.DeadLetterPrefix+"performance.operation.complete.x", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := op.Publish(ctx, perf("kept")); err != nil {
+		t.Fatal(err)
+	}
+	con := connect(t, srv, natsauth.Console)
+	js := con.JetStream()
+	// Each call gets its own deadline: a refused one costs all of it.
+	tctx := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	sil, err := js.KeyValue(tctx(), alerting.BucketSilences)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sil.Put(tctx(), "s1", []byte(`{}`)); err != nil {
+		t.Errorf("the console cannot add a silence: %v", err)
+	}
+	if al, err := js.KeyValue(tctx(), alerting.BucketAlerts); err != nil {
+		t.Fatal(err)
+	} else if _, err := al.Put(tctx(), "a1", []byte(`{}`)); err == nil {
+		t.Error("the console wrote the alert state")
+	}
+	dl, err := js.Stream(tctx(), streams.DeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.DeleteMsg(tctx(), 1); err != nil {
+		t.Errorf("the console cannot drop a dead letter: %v", err)
+	}
+	perfStream, err := js.Stream(tctx(), streams.Performance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := perfStream.DeleteMsg(tctx(), 1); err == nil {
+		t.Error("the console deleted a PERFORMANCE message")
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/alerting"
 	"github.com/jetmon/jetmon/pkg/breaker"
+	"github.com/jetmon/jetmon/pkg/console"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/ingest"
@@ -261,11 +262,21 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-
+	// The console reads the streams like a standalone `jetmon console`
+	// would; its pages hold no data and load without the token.
+	co := console.DefaultOptions()
+	co.Bus, co.Logger, co.Registerer = bus, log, reg
+	con, err := console.New(co)
+	if err != nil {
+		return err
+	}
 	mux := httpd.Mux(reg)
 	ing.Mount(mux)
 	tr.mount(mux)
-	guarded := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken).Wrap(mux)
+	con.Mount(mux)
+	guard := httpd.ForAddr(o.HTTP, o.Token, o.GrantToken)
+	guard.Open = append([]string{"/healthz", "/readyz"}, console.Public()...)
+	guarded := guard.Wrap(mux)
 	aggMux, amMux := http.NewServeMux(), http.NewServeMux()
 	agg.Mount(aggMux)
 	am.Mount(amMux)
@@ -294,6 +305,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		{"aggregator", agg.Run},
 		{"alertmanager", am.Run},
 		{"traces", tr.svc.Run},
+		{"console", con.Run},
 		{"http", func(ctx context.Context) error {
 			return httpd.Serve(ctx, o.HTTP, guarded, func(a net.Addr) { httpAddr.Store(a) })
 		}},
@@ -372,7 +384,7 @@ func waitReady(ctx context.Context, ready func() bool) bool {
 
 func printWhere(log *zerolog.Logger, addr net.Addr, natsURL string) {
 	base := "http://" + addr.String()
-	ev := log.Info().Str("ingest", base+"/v1/events").Str("windows", base+"/api/v1/windows").
+	ev := log.Info().Str("console", base+"/console/").Str("ingest", base+"/v1/events").Str("windows", base+"/api/v1/windows").
 		Str("alerts", base+"/api/v1/alerts").Str("metrics", base+"/metrics")
 	if natsURL != "" {
 		ev = ev.Str("nats", natsURL)

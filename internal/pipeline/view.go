@@ -72,7 +72,7 @@ func (v *view) render(now time.Time, st aggregator.Stats, recent []*events.Aggre
 	} else {
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "jetmon up  %s   http://%s", now.Format("15:04:05"), term(v.httpAddr))
+	fmt.Fprintf(&b, "jetmon up  %s   console http://%s/console/", now.Format("15:04:05"), term(v.httpAddr))
 	if v.natsURL != "" {
 		fmt.Fprintf(&b, "   %s", term(redact.URL(v.natsURL)))
 	}

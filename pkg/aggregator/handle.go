@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetmon/jetmon/pkg/aggregate"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/streams"
 )
 
 // handle aggregates one message (an event or a batch).
@@ -177,8 +178,10 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 			s.log.Warn().Err(err).Int("windows", len(todo)).Int("attempt", attempt).Msg("publishing windows failed; retrying")
 		}
 		if noStream(err) {
-			if _, serr := s.ensureStream(ctx, streamOfWindows); serr != nil {
-				s.log.Warn().Err(serr).Msg("cannot re-create the stream of the windows")
+			for _, name := range []string{streamOfWindows, streams.Windows} {
+				if _, serr := s.ensureStream(ctx, name); serr != nil {
+					s.log.Warn().Err(serr).Str("stream", name).Msg("cannot re-create the stream of the windows")
+				}
 			}
 		}
 		select {

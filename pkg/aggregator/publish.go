@@ -53,34 +53,55 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 	for len(windows) > 0 {
 		chunk := windows[:min(len(windows), publishChunk)]
 		windows = windows[len(chunk):]
-		futures := make([]jetstream.PubAckFuture, len(chunk))
+		// Each window goes to PERFORMANCE (its event subject) and to
+		// WINDOWS (its series' subject, for the history API); it is
+		// published when both have it. Both copies carry the window's id,
+		// so a retry is deduplicated by either stream.
+		futures := make([][2]jetstream.PubAckFuture, len(chunk))
 		for i, w := range chunk {
 			msg, err := jsbus.NewMsg(w)
 			if err == nil && len(msg.Data)+headerBytes(msg) > maxPayload {
 				err = fmt.Errorf("window %s: %w: %d bytes, the server takes %d", w.ID, events.ErrPayloadTooLarge, len(msg.Data), maxPayload)
 			}
 			if err == nil {
-				futures[i], err = p.s.js.PublishMsgAsync(msg)
+				futures[i][0], err = p.s.js.PublishMsgAsync(msg)
+			}
+			if err == nil {
+				futures[i][1], err = p.s.js.PublishMsgAsync(seriesMsg(msg, w))
 			}
 			if err != nil {
+				futures[i] = [2]jetstream.PubAckFuture{}
 				fail(w, err)
 			}
 		}
-		for i, f := range futures {
-			if f == nil {
+		for i, fs := range futures {
+			if fs[0] == nil {
 				continue
 			}
-			select {
-			case <-f.Ok():
-				p.progress()
-			case err := <-f.Err():
-				fail(chunk[i], err)
-			case <-ctx.Done():
-				return append(retry, chunk[i:]...), ctx.Err()
+			var ferr error
+			for _, f := range fs {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					ferr = err
+				case <-ctx.Done():
+					return append(retry, chunk[i:]...), ctx.Err()
+				}
 			}
+			if ferr != nil {
+				fail(chunk[i], ferr)
+				continue
+			}
+			p.progress()
 		}
 	}
 	return retry, lastErr
+}
+
+// seriesMsg returns the copy of a window's message stored in
+// [streams.Windows], under its series' subject.
+func seriesMsg(m *nats.Msg, w *events.AggregateEvent) *nats.Msg {
+	return &nats.Msg{Subject: streams.WindowSubject(w.AggregatedType, w.Source, w.Name()), Header: m.Header, Data: m.Data}
 }
 
 func headerBytes(m *nats.Msg) int {
