@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// natsServerModule is the nats-server the harness builds: the version this
+// module (and jetmon's go.mod) requires, so the broker under test is the one
+// jetmon embeds.
+const natsServerModule = "github.com/nats-io/nats-server/v2"
+
+// server is a nats-server child process with JetStream on a file store in a
+// temporary directory, listening on a free loopback port.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	dir  string
+	done chan error
+}
+
+// buildServer builds nats-server into dir and returns its path.
+func buildServer(ctx context.Context, dir string, stderr io.Writer) (string, error) {
+	bin := filepath.Join(dir, "nats-server")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, natsServerModule)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", natsServerModule, err)
+	}
+	return bin, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer starts bin and waits until it accepts connections with
+// JetStream ready.
+func startServer(ctx context.Context, bin string) (*server, error) {
+	dir, err := os.MkdirTemp("", "jetmon-peers-*")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // its log: not the harness's output
+	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &server{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), dir: dir, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }() // owned: ends with the process, which stop ends
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nc, err := nats.Connect(s.url)
+		if err == nil {
+			js, jerr := nc.JetStream()
+			if jerr == nil {
+				_, err = js.AccountInfo()
+			} else {
+				err = jerr
+			}
+			nc.Close()
+			if err == nil {
+				return s, nil
+			}
+		}
+		select {
+		case werr := <-s.done:
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("nats-server exited before it was ready: %v", werr)
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("nats-server not ready after 30 s: %w", err)
+		}
+	}
+}
+
+// stop ends the process (SIGTERM, then SIGKILL after 10 s), waits for it and
+// removes its store.
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	_ = os.RemoveAll(s.dir)
+}
