@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -66,6 +67,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-n and -e2e-n must be at least 1")
 	case o.runs < 1:
 		return o, errors.New("-runs must be at least 1")
+	case o.only != "" && !slices.ContainsFunc(rows(&env{}, &env{}), func(r row) bool { return r.group == o.only }):
+		return o, fmt.Errorf("-only %q: no such group (publish, consume, replay, e2e)", o.only)
 	}
 	return o, nil
 }
