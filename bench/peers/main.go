@@ -120,7 +120,7 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*results, error)
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }()
 		if bin, err = buildServer(ctx, dir, stderr); err != nil {
 			return nil, err
 		}
@@ -172,10 +172,10 @@ func startProfile(path string) (func(), error) {
 		return nil, err
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 // loadAverage is the machine's 1-minute load average, as /proc says.

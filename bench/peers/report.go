@@ -57,7 +57,7 @@ type line struct {
 	group, name, about  string
 	baseline            bool
 	rate, ratio, lo, hi float64
-	vsWatermill, vsBase float64 // median ratio to the group's Watermill row; 0 without one
+	vsWatermill         float64 // median ratio to the group's Watermill row; 0 without one
 	baselineName        string
 }
 

@@ -94,7 +94,7 @@ func (e *env) fill(ctx context.Context, batch int) error {
 	if err != nil {
 		return err
 	}
-	defer bus.Close()
+	defer func() { _ = bus.Close() }()
 	if err := purge(ctx, bus); err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func (e *env) rawPublish(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer bus.Close()
+	defer func() { _ = bus.Close() }()
 	if err := purge(ctx, bus); err != nil {
 		return 0, err
 	}
@@ -182,7 +182,7 @@ func (e *env) jetmonPublish(batch int) func(context.Context) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		if err := purge(ctx, bus); err != nil {
 			return 0, err
 		}
@@ -223,7 +223,7 @@ func (e *env) watermillPublish(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer bus.Close()
+	defer func() { _ = bus.Close() }()
 	if err := purge(ctx, bus); err != nil {
 		return 0, err
 	}
@@ -235,7 +235,7 @@ func (e *env) watermillPublish(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer pub.Close()
+	defer func() { _ = pub.Close() }()
 	var next atomic.Int64
 	rate, err := timed(e.n, func() error {
 		var wg sync.WaitGroup
@@ -286,7 +286,7 @@ func (e *env) rawConsume(decode bool) func(context.Context) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		name := "peers-raw-" + strconv.FormatBool(decode)
 		defer func() { _ = bus.JetStream().DeleteConsumer(context.Background(), streams.Performance, name) }()
 		var got, bad atomic.Int64
@@ -334,7 +334,7 @@ func (e *env) jetmonSubscribe(batch int) func(context.Context) (float64, error) 
 		if err != nil {
 			return 0, err
 		}
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		name := "peers-jetmon-" + strconv.Itoa(batch)
 		defer func() { _ = bus.JetStream().DeleteConsumer(context.Background(), streams.Performance, name) }()
 		var got atomic.Int64
@@ -373,7 +373,7 @@ func (e *env) watermillSubscribe(durable bool) func(context.Context) (float64, e
 		if err != nil {
 			return 0, err
 		}
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		js := wmnats.JetStreamConfig{
 			SubscribeOptions: []nats.SubOpt{nats.DeliverAll(), nats.AckExplicit()},
 		}
@@ -390,7 +390,7 @@ func (e *env) watermillSubscribe(durable bool) func(context.Context) (float64, e
 		if err != nil {
 			return 0, err
 		}
-		defer sub.Close()
+		defer func() { _ = sub.Close() }()
 		subCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		dec := events.Decoder{MaxPayload: -1}
@@ -435,7 +435,7 @@ func (e *env) rawOrdered(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer bus.Close()
+	defer func() { _ = bus.Close() }()
 	var got atomic.Int64
 	var cc jetstream.ConsumeContext
 	rate, err := timed(e.n, func() error {
@@ -467,7 +467,7 @@ func (e *env) jetmonReplay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer bus.Close()
+	defer func() { _ = bus.Close() }()
 	var st jsbus.ReplayStats
 	rate, err := timed(e.n, func() error {
 		st, err = bus.Replay(ctx, "performance.>", jsbus.ReplayOptions{}, events.HandlerFunc(func(context.Context, events.Event) error { return nil }))
@@ -495,12 +495,12 @@ const (
 // event into its window, and to the moment the windows holding them all are
 // stored (which adds the window and the idle wait that closes it).
 func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float64, err error) {
-	return func(ctx context.Context) (float64, float64, error) {
+	return func(ctx context.Context) (_, _ float64, err error) {
 		bus, err := e.bus(ctx, batched(batch))
 		if err != nil {
 			return 0, 0, err
 		}
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		if err := purge(ctx, bus); err != nil {
 			return 0, 0, err
 		}
@@ -513,9 +513,16 @@ func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float6
 			return 0, 0, err
 		}
 		aggCtx, stopAgg := context.WithCancel(ctx)
-		aggDone := make(chan error, 1)
-		go func() { aggDone <- agg.Run(aggCtx) }()
-		defer func() { stopAgg(); <-aggDone }()
+		var aggErr error
+		aggDone := make(chan struct{})
+		go func() { defer close(aggDone); aggErr = agg.Run(aggCtx) }()
+		defer func() {
+			stopAgg()
+			<-aggDone
+			if aggErr != nil && !errors.Is(aggErr, context.Canceled) && err == nil {
+				err = fmt.Errorf("aggregator: %w", aggErr)
+			}
+		}()
 		if err := waitFor(ctx, 30*time.Second, "aggregator ready", func() (bool, string) { return agg.Ready(), "" }); err != nil {
 			return 0, 0, err
 		}
@@ -526,7 +533,7 @@ func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float6
 		}
 		mux := http.NewServeMux()
 		door.Mount(mux)
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := new(net.ListenConfig).Listen(ctx, "tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, 0, err
 		}
@@ -608,7 +615,7 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, n int) e
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(resp.Body)
 	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted) || !bytes.Contains(buf.Bytes(), []byte(`"accepted":`+strconv.Itoa(n)+`,`)) {

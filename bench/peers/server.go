@@ -26,7 +26,8 @@ type server struct {
 	cmd  *exec.Cmd
 	url  string
 	dir  string
-	done chan error
+	done chan struct{} // closed when the process has exited
+	exit error         // its exit status, once done is closed
 }
 
 // buildServer builds nats-server into dir and returns its path.
@@ -41,11 +42,11 @@ func buildServer(ctx context.Context, dir string, stderr io.Writer) (string, err
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -61,14 +62,15 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), bin, // stop ends it, not ctx: the store must be flushed
+		"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // its log: not the harness's output
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s := &server{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), dir: dir, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait() }() // owned: ends with the process, which stop ends
+	s := &server{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port), dir: dir, done: make(chan struct{})}
+	go func() { defer close(s.done); s.exit = cmd.Wait() }() // owned: ends with the process, which stop ends
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		nc, err := nats.Connect(s.url)
@@ -85,9 +87,9 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 			}
 		}
 		select {
-		case werr := <-s.done:
+		case <-s.done:
 			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("nats-server exited before it was ready: %v", werr)
+			return nil, fmt.Errorf("nats-server exited before it was ready: %w", s.exit)
 		case <-ctx.Done():
 			s.stop()
 			return nil, ctx.Err()
@@ -105,7 +107,7 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 func (s *server) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-s.done: // ended by our signal: its exit status says nothing
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
