@@ -132,8 +132,8 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*results, error)
 	defer srv.stop()
 	res := &results{Runs: o.runs, N: o.n, E2EN: o.e2eN, CPUs: runtime.NumCPU(), Start: time.Now().UTC()}
 	res.LoadBefore = loadAverage()
-	e := &env{url: srv.url, n: o.n}
-	e2e := &env{url: srv.url, n: o.e2eN}
+	e := &env{url: srv.url, n: o.n, srv: srv}
+	e2e := &env{url: srv.url, n: o.e2eN, srv: srv}
 	for pass := range o.runs {
 		for _, r := range rows(e, e2e) {
 			if o.only != "" && r.group != o.only {
@@ -152,12 +152,17 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*results, error)
 			if err != nil {
 				return nil, fmt.Errorf("pass %d, %s/%s: %w", pass+1, r.group, r.name, err)
 			}
+			n, cpu := e.n, e.cpu
+			if r.group == "e2e" {
+				n, cpu = e2e.n, e2e.cpu
+			}
 			for i, rate := range rates {
 				name := r.name
 				if i > 0 {
 					name = r.extra
 				}
-				res.add(pass, r.group, name, r.baseline && i == 0, r.about, rate)
+				res.add(pass, r.group, name, r.baseline && i == 0, r.about, rate,
+					float64(cpu.client.Microseconds())/float64(n), float64(cpu.server.Microseconds())/float64(n))
 				fmt.Fprintf(stderr, "pass %d  %-8s %-44s %12.0f events/s\n", pass+1, r.group, name, rate)
 			}
 		}

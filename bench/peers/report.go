@@ -21,9 +21,13 @@ type result struct {
 	Group, Name, About string
 	Baseline           bool
 	Rates              []float64 // events/s per pass
+	// ClientUS and ServerUS are the CPU microseconds per event spent in
+	// the harness's process and in nats-server's, per pass, over the timed
+	// section (for the second rate of an end-to-end row: up to the first).
+	ClientUS, ServerUS []float64
 }
 
-func (r *results) add(pass int, group, name string, baseline bool, about string, rate float64) {
+func (r *results) add(pass int, group, name string, baseline bool, about string, rate, clientUS, serverUS float64) {
 	i := slices.IndexFunc(r.Rows, func(x *result) bool { return x.Group == group && x.Name == name })
 	if i < 0 {
 		r.Rows = append(r.Rows, &result{Group: group, Name: name, About: about, Baseline: baseline})
@@ -34,6 +38,8 @@ func (r *results) add(pass int, group, name string, baseline bool, about string,
 		row.Rates = append(row.Rates, 0)
 	}
 	row.Rates = append(row.Rates, rate)
+	row.ClientUS = append(row.ClientUS, clientUS)
+	row.ServerUS = append(row.ServerUS, serverUS)
 }
 
 func (r *results) marshal() ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
@@ -57,6 +63,7 @@ type line struct {
 	group, name, about  string
 	baseline            bool
 	rate, ratio, lo, hi float64
+	clientUS, serverUS  float64 // median CPU µs per event
 	vsWatermill         float64 // median ratio to the group's Watermill row; 0 without one
 	baselineName        string
 }
@@ -88,7 +95,10 @@ func (r *results) table() table {
 		return out
 	}
 	for _, row := range r.Rows {
-		l := line{group: row.Group, name: row.Name, about: row.About, baseline: row.Baseline, rate: median(row.Rates)}
+		l := line{
+			group: row.Group, name: row.Name, about: row.About, baseline: row.Baseline, rate: median(row.Rates),
+			clientUS: median(row.ClientUS), serverUS: median(row.ServerUS),
+		}
 		if b := base[row.Group]; b != nil {
 			rs := ratios(row, b)
 			l.ratio, l.baselineName = median(rs), b.Name
@@ -112,13 +122,13 @@ func (t table) header() string {
 func (t table) text() string {
 	var b strings.Builder
 	fmt.Fprintln(&b, t.header())
-	fmt.Fprintf(&b, "%-8s %-36s %12s %8s %15s %10s\n", "group", "row", "events/s", "ratio", "range", "×watermill")
+	fmt.Fprintf(&b, "%-8s %-36s %12s %8s %15s %10s %9s %9s\n", "group", "row", "events/s", "ratio", "range", "×watermill", "µs/ev cli", "µs/ev srv")
 	for _, l := range t.lines {
 		wm := ""
 		if l.vsWatermill > 0 {
 			wm = fmt.Sprintf("%.2f×", l.vsWatermill)
 		}
-		fmt.Fprintf(&b, "%-8s %-36s %12.0f %7.2f× %15s %10s\n", l.group, l.name, l.rate, l.ratio, fmt.Sprintf("%.2f–%.2f", l.lo, l.hi), wm)
+		fmt.Fprintf(&b, "%-8s %-36s %12.0f %7.2f× %15s %10s %9.2f %9.2f\n", l.group, l.name, l.rate, l.ratio, fmt.Sprintf("%.2f–%.2f", l.lo, l.hi), wm, l.clientUS, l.serverUS)
 	}
 	return b.String()
 }
@@ -126,8 +136,8 @@ func (t table) text() string {
 func (t table) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", t.header())
-	fmt.Fprintln(&b, "| group | row | what it measures | events/s (median) | × baseline (median, range) | × Watermill |")
-	fmt.Fprintln(&b, "| --- | --- | --- | ---: | ---: | ---: |")
+	fmt.Fprintln(&b, "| group | row | what it measures | events/s (median) | × baseline (median, range) | × Watermill | CPU µs/event: harness + nats-server |")
+	fmt.Fprintln(&b, "| --- | --- | --- | ---: | ---: | ---: | ---: |")
 	for _, l := range t.lines {
 		ratio := fmt.Sprintf("%.2f× (%.2f–%.2f)", l.ratio, l.lo, l.hi)
 		if l.baseline {
@@ -137,7 +147,7 @@ func (t table) markdown() string {
 		if l.vsWatermill > 0 {
 			wm = fmt.Sprintf("%.1f×", l.vsWatermill)
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %.0f | %s | %s |\n", l.group, l.name, l.about, l.rate, ratio, wm)
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %.0f | %s | %s | %.1f + %.1f |\n", l.group, l.name, l.about, l.rate, ratio, wm, l.clientUS, l.serverUS)
 	}
 	return b.String()
 }

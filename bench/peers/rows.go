@@ -51,6 +51,30 @@ func newEvent() *events.PerformanceEvent {
 type env struct {
 	url string
 	n   int // events per row
+	srv *server
+	// cpu is the CPU time the last timed section took, in this process and
+	// in the server's.
+	cpu struct{ client, server time.Duration }
+}
+
+// timed times run, notes the CPU it took on both sides, and returns events
+// per second.
+func (e *env) timed(run func() error) (float64, error) {
+	c0, s0 := selfCPU(), e.serverCPU()
+	start := time.Now()
+	if err := run(); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	e.cpu.client, e.cpu.server = selfCPU()-c0, e.serverCPU()-s0
+	return float64(e.n) / d.Seconds(), nil
+}
+
+func (e *env) serverCPU() time.Duration {
+	if e.srv == nil {
+		return 0
+	}
+	return e.srv.cpu()
 }
 
 func (e *env) bus(ctx context.Context, mutate func(*jsbus.Config)) (*jsbus.Bus, error) {
@@ -122,15 +146,6 @@ func stored(ctx context.Context, bus *jsbus.Bus, want uint64) error {
 	return nil
 }
 
-// timed runs prepare, then times run, and returns events per second.
-func timed(n int, run func() error) (float64, error) {
-	start := time.Now()
-	if err := run(); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
 // waitFor polls cond until it holds or d passes.
 func waitFor(ctx context.Context, d time.Duration, what string, cond func() (bool, string)) error {
 	deadline := time.Now().Add(d)
@@ -158,7 +173,7 @@ func (e *env) rawPublish(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	js := bus.JetStream()
-	rate, err := timed(e.n, func() error {
+	rate, err := e.timed(func() error {
 		for range e.n {
 			msg, err := jsbus.NewMsg(newEvent())
 			if err != nil {
@@ -186,7 +201,7 @@ func (e *env) jetmonPublish(batch int) func(context.Context) (float64, error) {
 		if err := purge(ctx, bus); err != nil {
 			return 0, err
 		}
-		rate, err := timed(e.n, func() error {
+		rate, err := e.timed(func() error {
 			for range e.n {
 				if err := publishOrWait(ctx, bus, func() error { return bus.Publish(ctx, newEvent()) }); err != nil {
 					return err
@@ -237,7 +252,7 @@ func (e *env) watermillPublish(ctx context.Context) (float64, error) {
 	}
 	defer func() { _ = pub.Close() }()
 	var next atomic.Int64
-	rate, err := timed(e.n, func() error {
+	rate, err := e.timed(func() error {
 		var wg sync.WaitGroup
 		errs := make(chan error, watermillPublishers)
 		for range watermillPublishers {
@@ -292,7 +307,7 @@ func (e *env) rawConsume(decode bool) func(context.Context) (float64, error) {
 		var got, bad atomic.Int64
 		dec := events.Decoder{MaxPayload: -1}
 		var cc jetstream.ConsumeContext
-		rate, err := timed(e.n, func() error {
+		rate, err := e.timed(func() error {
 			cons, err := bus.JetStream().CreateConsumer(ctx, streams.Performance, consumerConfig(name))
 			if err != nil {
 				return err
@@ -340,7 +355,7 @@ func (e *env) jetmonSubscribe(batch int) func(context.Context) (float64, error) 
 		var got atomic.Int64
 		h := events.HandlerFunc(func(context.Context, events.Event) error { got.Add(1); return nil })
 		var sub events.Subscription
-		rate, err := timed(e.n, func() error {
+		rate, err := e.timed(func() error {
 			sub, err = bus.Subscribe(ctx, "performance.>", h, events.Durable(name), events.DeliverAll())
 			if err != nil {
 				return err
@@ -395,7 +410,7 @@ func (e *env) watermillSubscribe(durable bool) func(context.Context) (float64, e
 		defer cancel()
 		dec := events.Decoder{MaxPayload: -1}
 		var got, bad int
-		rate, err := timed(e.n, func() error {
+		rate, err := e.timed(func() error {
 			msgs, err := sub.Subscribe(subCtx, benchFilter)
 			if err != nil {
 				return err
@@ -438,7 +453,7 @@ func (e *env) rawOrdered(ctx context.Context) (float64, error) {
 	defer func() { _ = bus.Close() }()
 	var got atomic.Int64
 	var cc jetstream.ConsumeContext
-	rate, err := timed(e.n, func() error {
+	rate, err := e.timed(func() error {
 		cons, err := bus.JetStream().OrderedConsumer(ctx, streams.Performance, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{events.FilterSubject("performance.>")}, DeliverPolicy: jetstream.DeliverAllPolicy,
 		})
@@ -469,7 +484,7 @@ func (e *env) jetmonReplay(ctx context.Context) (float64, error) {
 	}
 	defer func() { _ = bus.Close() }()
 	var st jsbus.ReplayStats
-	rate, err := timed(e.n, func() error {
+	rate, err := e.timed(func() error {
 		st, err = bus.Replay(ctx, "performance.>", jsbus.ReplayOptions{}, events.HandlerFunc(func(context.Context, events.Event) error { return nil }))
 		return err
 	})
@@ -545,7 +560,7 @@ func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float6
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: e2eClients}}
 		defer client.CloseIdleConnections()
 
-		start := time.Now()
+		start, c0, s0 := time.Now(), selfCPU(), e.serverCPU()
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		errs := make(chan error, e2eClients)
@@ -584,6 +599,7 @@ func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float6
 			return 0, 0, err
 		}
 		counted := time.Since(start)
+		e.cpu.client, e.cpu.server = selfCPU()-c0, e.serverCPU()-s0
 		var inWindows uint64
 		if err := waitFor(ctx, 2*time.Minute, "windows stored", func() (bool, string) {
 			inWindows = 0
