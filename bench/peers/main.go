@@ -38,7 +38,8 @@ type options struct {
 	quick         bool
 	server        string // nats-server binary; "" builds it
 	svg, md, json string // outputs besides the table on stdout
-	cpuprofile    string // CPU profile of the end-to-end rows
+	cpuprofile    string // CPU profile of one row
+	profileRow    string // the row cpuprofile profiles
 	only          string // run only this group
 }
 
@@ -47,14 +48,15 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.n, "n", 100_000, "events per row")
-	fs.IntVar(&o.e2eN, "e2e-n", 1_000_000, "events per end-to-end row")
+	fs.IntVar(&o.e2eN, "e2e-n", 300_000, "events per end-to-end row")
 	fs.IntVar(&o.runs, "runs", 3, "passes over every row; ratios are medians")
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run: 2,000 events per row, one pass")
 	fs.StringVar(&o.server, "nats-server", "", "nats-server binary (default: build "+natsServerModule+" at the version go.mod requires)")
 	fs.StringVar(&o.svg, "svg", "", "write a chart of the ratios to this file")
 	fs.StringVar(&o.md, "md", "", "write the table as Markdown to this file")
 	fs.StringVar(&o.json, "json", "", "write every measurement as JSON to this file")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the end-to-end rows (this process only) to this file")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile (this process only) of the last pass of the -profile row to this file")
+	fs.StringVar(&o.profileRow, "profile", "jetmon_batched_100_counted", "the row -cpuprofile profiles")
 	fs.StringVar(&o.only, "only", "", "run only this group (publish, consume, replay, e2e)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -140,7 +142,7 @@ func measure(ctx context.Context, o options, stderr io.Writer) (*results, error)
 				continue
 			}
 			var stopProfile func()
-			if r.group == "e2e" && o.cpuprofile != "" && pass == o.runs-1 && r.profile {
+			if o.cpuprofile != "" && pass == o.runs-1 && r.name == o.profileRow {
 				if stopProfile, err = startProfile(o.cpuprofile); err != nil {
 					return nil, err
 				}
@@ -198,7 +200,7 @@ func loadAverage() string {
 // that name.
 type row struct {
 	group, name, extra string
-	baseline, profile  bool
+	baseline           bool
 	about              string
 	run                func(context.Context) ([]float64, error)
 }
@@ -247,7 +249,7 @@ func rows(e, e2e *env) []row {
 			about: "HTTP NDJSON ingest → JetStream, one event per message → aggregator; to every event counted / every window stored",
 		},
 		{
-			group: "e2e", name: "jetmon_batched_100_counted", extra: "jetmon_batched_100_windows_stored", profile: true, run: two(e2e.endToEnd(100)),
+			group: "e2e", name: "jetmon_batched_100_counted", extra: "jetmon_batched_100_windows_stored", run: two(e2e.endToEnd(100)),
 			about: "the same with BatchMaxEvents 100",
 		},
 	}
