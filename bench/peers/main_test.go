@@ -10,7 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// Every goroutine a row starts (consumers, the aggregator, the HTTP server,
+// Watermill's subscribers, the server's waiter) has ended when run returns.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestQuickRunProducesEveryRow runs the harness as `make bench-peers` does,
 // in quick mode, against a nats-server process it builds and starts, and
