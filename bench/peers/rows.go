@@ -52,6 +52,8 @@ type env struct {
 	url string
 	n   int // events per row
 	srv *server
+	// clients is how many HTTP clients send at once end to end.
+	clients int
 	// cpu is the CPU time the last timed section took, in this process and
 	// in the server's.
 	cpu struct{ client, server time.Duration }
@@ -499,11 +501,10 @@ func (e *env) jetmonReplay(ctx context.Context) (float64, error) {
 const (
 	e2eSources    = 10
 	e2eOperations = 10
-	e2eClients    = 4    // concurrent HTTP clients
 	e2eBody       = 1000 // events per request
 )
 
-// endToEnd runs HTTP ingest (NDJSON bodies of 1000 events from 4 clients,
+// endToEnd runs HTTP ingest (NDJSON bodies of 1000 events from e.clients clients,
 // answered only once stored) → JetStream (a bus batching batch events per
 // message, 0: none) → an aggregator with 1 s windows and 2 s lateness. It returns two rates
 // from the first request: to the moment the aggregator has counted every
@@ -557,14 +558,14 @@ func (e *env) endToEnd(batch int) func(context.Context) (counted, windows float6
 		go func() { defer close(srvDone); _ = srv.Serve(l) }()
 		defer func() { _ = srv.Close(); <-srvDone }()
 		url := "http://" + l.Addr().String() + "/v1/events"
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: e2eClients}}
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: e.clients}}
 		defer client.CloseIdleConnections()
 
 		start, c0, s0 := time.Now(), selfCPU(), e.serverCPU()
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		errs := make(chan error, e2eClients)
-		for range e2eClients {
+		errs := make(chan error, e.clients)
+		for range e.clients {
 			wg.Go(func() {
 				var body []byte
 				for {
