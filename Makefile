@@ -100,6 +100,7 @@ compose-test: images compose-secrets
 lint: tools vet
 	@out=$$($(GOBIN)/gofumpt -l .); if [ -n "$$out" ]; then echo "gofumpt would reformat:"; echo "$$out"; exit 1; fi
 	$(GOBIN)/golangci-lint run ./...
+	cd bench/peers && $(GOBIN)/golangci-lint run --config ../../.golangci.yml ./...
 
 ## fmt: rewrite files with gofumpt
 fmt: tools
