@@ -11,7 +11,7 @@ GOFUMPT_VERSION       ?= v0.12.0
 # Fuzz targets as package:target pairs; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := ./pkg/events:FuzzDecode ./pkg/events:FuzzDecodeBatch ./pkg/alerting:FuzzParse ./pkg/otlp:FuzzDecodeJSON ./pkg/otlp:FuzzDecodeProto ./pkg/trace:FuzzDecodeBuild ./pkg/history:FuzzParseTime ./pkg/history:FuzzWindowsQuery
 
-.PHONY: all run test attack vet lint fmt bench fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test console-screenshots
+.PHONY: all run test attack vet lint fmt bench bench-peers fuzz tools build clean stress images compose-secrets compose-up compose-down compose-test console-screenshots
 
 all: lint test
 
@@ -26,6 +26,7 @@ build:
 ## test: vet, then every test with the race detector
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench/peers && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 20m ./...
 
 ## stress: the suite STRESS times (default 10) with -race beside STRESS_HOGS busy-loop processes (default 2); lists every failed test by run and package, fails if any run failed
 STRESS       ?= 10
@@ -99,6 +100,7 @@ compose-test: images compose-secrets
 lint: tools vet
 	@out=$$($(GOBIN)/gofumpt -l .); if [ -n "$$out" ]; then echo "gofumpt would reformat:"; echo "$$out"; exit 1; fi
 	$(GOBIN)/golangci-lint run ./...
+	cd bench/peers && $(GOBIN)/golangci-lint run --config ../../.golangci.yml ./...
 
 ## fmt: rewrite files with gofumpt
 fmt: tools
@@ -116,6 +118,12 @@ bench:
 ## console-screenshots: the console's browser tests (headless Chromium), writing docs/console/*.png
 console-screenshots:
 	JETMON_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestBrowser$$' ./pkg/console
+
+## bench-peers: jetmon against raw nats.go and Watermill on a nats-server process, PEERS_RUNS passes (docs/benchmarks.md)
+PEERS_RUNS  ?= 3
+PEERS_FLAGS ?=
+bench-peers:
+	cd bench/peers && $(GO) run . -runs $(PEERS_RUNS) -md ../../docs/benchmarks-peers.md -svg ../../docs/benchmarks-peers.svg $(PEERS_FLAGS)
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

@@ -561,7 +561,7 @@ func (c *EventDrivenCoordinator) publish(r *record) {
 // [events.NewPerformanceEvent] does, but draws a root trace only when r has
 // no trace to continue (random ids cost more than the rest of the event).
 func (c *EventDrivenCoordinator) build(r *record, now time.Time) *events.PerformanceEvent {
-	ev := &events.PerformanceEvent{Meta: events.Meta{ID: events.NewID(), Type: r.typ, Source: c.o.Source, Timestamp: now.UTC().Round(0)}}
+	ev := &events.PerformanceEvent{Meta: events.Meta{ID: events.NewIDAt(now), Type: r.typ, Source: c.o.Source, Timestamp: now.UTC().Round(0)}}
 	if !r.at.IsZero() {
 		ev.Timestamp = r.at.UTC().Round(0)
 	}

@@ -103,6 +103,28 @@ func TestNewIDSortableAndUnique(t *testing.T) {
 	}
 }
 
+func TestNewIDAtKeepsOrderWhateverTheTime(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"now", now},
+		{"an hour ago (a stale reading)", now.Add(-time.Hour)},
+		{"the epoch", time.Unix(0, 0)},
+		{"now again", now},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := events.NewID()
+			got := events.NewIDAt(c.at)
+			after := events.NewID()
+			if before >= got || got >= after {
+				t.Errorf("NewIDAt(%v) = %q, not between %q and %q", c.at, got, before, after)
+			}
+		})
+	}
+}
+
 func TestTraceparent(t *testing.T) {
 	root := events.NewRootTrace()
 	child := root.Child()

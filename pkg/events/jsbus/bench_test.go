@@ -95,6 +95,8 @@ func BenchmarkPublish(b *testing.B) {
 			})
 		}
 		waitAcks(b, js)
+		b.StopTimer()
+		assertStored(b, raw, uint64(b.N))
 	})
 	for _, c := range []struct {
 		name   string
@@ -117,7 +119,37 @@ func BenchmarkPublish(b *testing.B) {
 			if err := bus.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
+			b.StopTimer()
+			st := bus.Stats()
+			if st.PublishFailed != 0 || st.Published != uint64(b.N) {
+				b.Fatalf("published %d of %d, %d failed", st.Published, b.N, st.PublishFailed)
+			}
+			msgs := uint64(b.N)
+			if st.Batches > 0 {
+				if st.BatchedEvents != uint64(b.N) {
+					b.Fatalf("batched %d of %d events", st.BatchedEvents, b.N)
+				}
+				msgs = st.Batches
+			}
+			assertStored(b, bus, msgs)
 		})
+	}
+}
+
+// assertStored fails b unless the performance stream holds exactly want
+// messages: every publish stored, none dropped as a duplicate.
+func assertStored(b *testing.B, bus *jsbus.Bus, want uint64) {
+	b.Helper()
+	s, err := bus.JetStream().Stream(context.Background(), streams.Performance)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if info.State.Msgs != want {
+		b.Fatalf("the stream holds %d messages, want %d", info.State.Msgs, want)
 	}
 }
 
@@ -212,6 +244,9 @@ func BenchmarkSubscribe(b *testing.B) {
 		waitCount(b, &got, b.N)
 		b.StopTimer()
 		cc.Stop()
+		if got.Load() != int64(b.N) {
+			b.Fatalf("received %d messages for %d (redeliveries)", got.Load(), b.N)
+		}
 		deleteConsumer(b, bus, "bench-raw")
 	})
 	subscribe := func(b *testing.B, from *jsbus.Bus, members int, name string, opt events.SubscribeOption) {
@@ -235,6 +270,9 @@ func BenchmarkSubscribe(b *testing.B) {
 		b.StopTimer()
 		for _, sub := range subs {
 			_ = sub.Unsubscribe()
+		}
+		if got.Load() != int64(b.N) || bus.Stats().DecodeErrors != 0 {
+			b.Fatalf("handled %d events for %d (redeliveries), %d undecodable", got.Load(), b.N, bus.Stats().DecodeErrors)
 		}
 		if name != "" {
 			deleteConsumer(b, bus, name)

@@ -2,9 +2,12 @@ package jsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -82,53 +85,103 @@ func (b *Bus) replayStream(ctx context.Context, name, pattern string, o ReplayOp
 		return fmt.Errorf("jsbus: replay %q: ordered consumer on %s: %w", pattern, name, err)
 	}
 	defer b.deleteOrdered(name, cons)
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
-	}
-	defer it.Stop()
-	// Next blocks while no message is pending; stop it when ctx ends.
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
 	if ci, err := cons.Info(ctx); err != nil {
 		return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
 	} else if ci.NumPending == 0 {
 		return nil // nothing in the range matches
 	}
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("jsbus: replay %q: %w", pattern, ctx.Err())
+	r := &replayer{ctx: ctx, b: b, stream: name, pattern: pattern, last: last, o: o, h: h, st: st, done: make(chan error, 1)}
+	// Consume's callback, as a raw client reads an ordered consumer: the
+	// Messages iterator hands each message over a channel and costs the
+	// replay about half its rate.
+	cc, err := cons.Consume(r.handle, jetstream.PullMaxMessages(1024),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			// The ordered consumer recreates itself after a missed heartbeat
+			// or a deleted consumer; a closed connection is the end.
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if !r.stopped {
+					r.finish(fmt.Errorf("jsbus: replay %q: %w", pattern, err))
+				}
 			}
-			return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
-		}
-		if md.Sequence.Stream > last || (!o.To.IsZero() && !md.Timestamp.Before(o.To)) {
-			return nil // stored after the replay started, or after To
-		}
-		dctx := events.ContextWithDelivery(ctx, events.Delivery{
-			Subject: msg.Subject(), Sequence: md.Sequence.Stream, Attempt: 1, Published: md.Timestamp,
-		})
-		st.Messages++
-		herr := b.eachEvent(msg, func(ev events.Event) error {
-			st.Events++
-			return h.Handle(dctx, ev)
-		}, func([]byte, error) { st.Undecodable++ })
-		if herr != nil {
-			return fmt.Errorf("jsbus: replay %q: handler at %s #%d: %w", pattern, name, md.Sequence.Stream, herr)
-		}
-		if o.Progress != nil {
-			o.Progress(name, md.Sequence.Stream, last)
-		}
-		// NumPending counts the matching messages after this one: none
-		// left, or past the end of the range, and the replay is done.
-		if md.Sequence.Stream >= last || md.NumPending == 0 {
-			return nil
-		}
+		}))
+	if err != nil {
+		return fmt.Errorf("jsbus: replay %q: %w", pattern, err)
+	}
+	var result error
+	select {
+	case result = <-r.done:
+	case <-ctx.Done():
+		result = fmt.Errorf("jsbus: replay %q: %w", pattern, ctx.Err())
+	}
+	r.stop() // waits for a callback in progress; later ones return at once
+	cc.Stop()
+	return result
+}
+
+// replayer is one stream's replay, driven by the ordered consumer's
+// callback (one message at a time, in stream order).
+type replayer struct {
+	ctx     context.Context
+	b       *Bus
+	stream  string
+	pattern string
+	last    uint64
+	o       ReplayOptions
+	h       events.Handler
+	st      *ReplayStats
+	done    chan error // the outcome, sent once
+
+	mu      sync.Mutex // held by the callback; stop takes it
+	stopped bool
+}
+
+func (r *replayer) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+}
+
+func (r *replayer) finish(err error) {
+	r.stopped = true
+	r.done <- err
+}
+
+func (r *replayer) handle(msg jetstream.Msg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		r.finish(fmt.Errorf("jsbus: replay %q: %w", r.pattern, err))
+		return
+	}
+	if md.Sequence.Stream > r.last || (!r.o.To.IsZero() && !md.Timestamp.Before(r.o.To)) {
+		r.finish(nil) // stored after the replay started, or after To
+		return
+	}
+	dctx := events.ContextWithDelivery(r.ctx, events.Delivery{
+		Subject: msg.Subject(), Sequence: md.Sequence.Stream, Attempt: 1, Published: md.Timestamp,
+	})
+	r.st.Messages++
+	herr := r.b.eachEvent(msg, func(ev events.Event) error {
+		r.st.Events++
+		return r.h.Handle(dctx, ev)
+	}, func([]byte, error) { r.st.Undecodable++ })
+	if herr != nil {
+		r.finish(fmt.Errorf("jsbus: replay %q: handler at %s #%d: %w", r.pattern, r.stream, md.Sequence.Stream, herr))
+		return
+	}
+	if r.o.Progress != nil {
+		r.o.Progress(r.stream, md.Sequence.Stream, r.last)
+	}
+	// NumPending counts the matching messages after this one: none left,
+	// or past the end of the range, and the replay is done.
+	if md.Sequence.Stream >= r.last || md.NumPending == 0 {
+		r.finish(nil)
 	}
 }
 
