@@ -30,7 +30,7 @@ import (
 )
 
 // deployRoles are the users of a deployment (no guest).
-var deployRoles = []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Aggregator, natsauth.AlertManager, natsauth.Reader, natsauth.Traces}
+var deployRoles = []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Aggregator, natsauth.AlertManager, natsauth.Reader, natsauth.Traces, natsauth.Console}
 
 // natsConfig writes the authorization block of a nats-server configuration:
 // one user per role, passwords as bcrypt hashes read from SECRETS/<role>.password

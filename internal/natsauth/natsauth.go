@@ -95,6 +95,17 @@ func kv(names ...string) []string {
 	return out
 }
 
+// objectStore returns what a component needs to own the object store bucket
+// name: its chunks and metadata, and purging the chunks a Put replaces.
+func objectStore(names ...string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, "$O."+n+".>", "$JS.API.STREAM.CREATE.OBJ_"+n, "$JS.API.STREAM.UPDATE.OBJ_"+n,
+			"$JS.API.STREAM.INFO.OBJ_"+n, "$JS.API.STREAM.PURGE.OBJ_"+n)
+	}
+	return out
+}
+
 // replies is every client's inbox: request replies and publish acks.
 var replies = []string{"_INBOX.>"}
 
@@ -139,7 +150,8 @@ func Permissions(role Role) *server.Permissions {
 	case AlertManager:
 		allow := append([]string{"alerts.>", "health.threshold.>", "deadletter.>"}, consumeAPI...)
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_alerts", "jetmon_silences", "jetmon_nflog")...)},
+			Publish: &server.SubjectPermission{Allow: append(append(allow, kv("jetmon_alerts", "jetmon_silences", "jetmon_nflog")...),
+				objectStore("jetmon_patterns")...)},
 			Subscribe: &server.SubjectPermission{Allow: append([]string{">"}, replies...)},
 		}
 	case Traces:
