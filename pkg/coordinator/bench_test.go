@@ -105,7 +105,7 @@ func newBenchED(b *testing.B, blockFor time.Duration) *coordinator.EventDrivenCo
 }
 
 type edStats interface {
-	Stats() coordinator.EDStats
+	Stats() coordinator.EventDrivenStats
 	QueueLen() int
 }
 
@@ -146,7 +146,7 @@ func drain(b *testing.B, ed edStats) {
 }
 
 // settled counts the enqueued records the stage is done with.
-func settled(st coordinator.EDStats) uint64 {
+func settled(st coordinator.EventDrivenStats) uint64 {
 	return st.Published + st.PublishErrors + st.Filtered + st.Deduplicated + st.RateLimited + st.Panics
 }
 

@@ -142,8 +142,8 @@ type record struct {
 	at                                     time.Time
 }
 
-// EDStats counts what an EventDrivenCoordinator did.
-type EDStats struct {
+// EventDrivenStats counts what an EventDrivenCoordinator did.
+type EventDrivenStats struct {
 	Enqueued, Published, Dropped, SampledOut, RateLimited, Deduplicated, Filtered, PublishErrors, Panics uint64
 	// DroppedByType counts queue-full drops per event type.
 	DroppedByType map[events.Type]uint64
@@ -615,8 +615,8 @@ func (c *EventDrivenCoordinator) duplicate(r *record) bool {
 }
 
 // Stats returns the counters.
-func (c *EventDrivenCoordinator) Stats() EDStats {
-	st := EDStats{
+func (c *EventDrivenCoordinator) Stats() EventDrivenStats {
+	st := EventDrivenStats{
 		Enqueued: c.q.pushed(), Published: c.published.Load(), Dropped: c.dropped.Load(),
 		SampledOut: c.sampledOut.Load(), RateLimited: c.rateLimited.Load(), Deduplicated: c.deduplicated.Load(),
 		Filtered: c.filtered.Load(), PublishErrors: c.publishErrors.Load(), Panics: c.panics.Load(),
