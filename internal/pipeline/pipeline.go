@@ -263,9 +263,11 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	// The console reads the streams like a standalone `jetmon console`
-	// would; its pages hold no data and load without the token.
+	// would, and links to the trace API served beside it; its pages hold
+	// no data and load without the token.
 	co := console.DefaultOptions()
 	co.Bus, co.Logger, co.Registerer = bus, log, reg
+	co.Traces = true // tr is mounted on the same mux
 	con, err := console.New(co)
 	if err != nil {
 		return err

@@ -48,6 +48,13 @@ type Options struct {
 	LiveMaxAge time.Duration
 	// Logger receives the console's warnings (default: none).
 	Logger zerolog.Logger
+	// Traces says that the trace API of pkg/tracing (/api/v1/traces,
+	// /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/bottlenecks) is
+	// served on the same origin as the console: `jetmon up` sets it, a
+	// standalone `jetmon console` does not. The pages learn it from
+	// GET /api/v1/console/features and, without it, say that traces are
+	// not served here instead of asking for them.
+	Traces bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Registerer receives the console's metrics (default: none):
