@@ -1,5 +1,7 @@
 // Package console is jetmon's web console: performance, health, alert and
-// dead-letter dashboards in the browser, live over server-sent events.
+// dead-letter dashboards in the browser, live over server-sent events, and
+// views of the traces of pkg/tracing (a waterfall per trace, the dependency
+// map, the bottlenecks) where its API is served beside ([Options].Traces).
 //
 // The console holds no state of its own: every page is computed at request
 // time from NATS (the streams through [history.Reader], the alert state and

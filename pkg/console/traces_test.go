@@ -221,6 +221,14 @@ func TestBrowserTraces(t *testing.T) {
 		}
 		noErrors(t, "trace")
 		b.screenshot(t, "trace")
+		// On a phone the waterfall scales to the width; the page does not
+		// scroll sideways.
+		b.run(t, "phone", chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#waterfall g.row")))
+		if w := get(t, b, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`)); w > 390 {
+			t.Errorf("the trace page is %v px wide on a 390 px phone", w)
+		}
+		b.run(t, "desktop", chromedp.EmulateViewport(1280, 900))
+		noErrors(t, "trace on a phone")
 	})
 
 	t.Run("unknown and malformed trace ids are said plainly", func(t *testing.T) {
