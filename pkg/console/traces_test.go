@@ -265,6 +265,35 @@ func TestBrowserTraces(t *testing.T) {
 		noErrors(t, "dependencies")
 		b.screenshot(t, "dependencies")
 	})
+
+	t.Run("a huge trace draws its first 2,000 spans and says so", func(t *testing.T) {
+		big := events.NewTraceID()
+		root := events.NewSpanID()
+		now := time.Now().UTC()
+		for i := range 2500 {
+			ev := events.NewPerformanceEvent(events.OperationComplete, "fan-out")
+			ev.TraceID, ev.SpanID, ev.Operation, ev.DurationMS, ev.Timestamp = big, events.NewSpanID(), "call", 1, now.Add(time.Duration(i)*time.Millisecond)
+			if i == 0 {
+				ev.SpanID, ev.DurationMS, ev.Timestamp = root, 3000, now.Add(2500*time.Millisecond)
+			} else {
+				ev.ParentSpanID = root
+			}
+			if err := f.bus.Publish(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testutil.WaitFor(t, 30*time.Second, func() bool {
+			tr, err := svc.Get(t.Context(), big)
+			return err == nil && len(tr.Nodes) == 2500
+		}, "the huge trace stored")
+		start := time.Now()
+		b.run(t, "huge", chromedp.Navigate(f.srv.URL+"/console/trace?id="+big.String()), chromedp.WaitVisible(chromedp.CSS("#rows-cut")))
+		t.Logf("2,500-span trace drawn %s after navigation", time.Since(start).Round(time.Millisecond))
+		if n := get(t, b, chromedp.Evaluate[int](`document.querySelectorAll("#waterfall g.row").length`)); n != 2000 {
+			t.Errorf("%d rows drawn, want 2,000", n)
+		}
+		noErrors(t, "huge trace")
+	})
 }
 
 // Without the trace API (a standalone jetmon console) the trace pages say

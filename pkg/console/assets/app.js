@@ -378,6 +378,7 @@
         h("div", { class: "card" }, h("div", { class: "muted" }, "Errors"), h("div", { class: "v" + (v.error_count ? " state-firing" : "") }, v.error_count)),
         h("div", { class: "card" }, h("div", { class: "muted" }, "Started"), h("div", { class: "v small" }, fmt.datetime(v.start)))),
       h("h2", {}, "Waterfall"), h("div", { class: "legend" }, h("span", {}, "▬ span"), h("span", { class: "crit-key" }, "▬ on the critical path"), h("span", { class: "err-key" }, "▬ error")),
+      (v.spans || []).length > MAX_ROWS ? h("p", { class: "muted", id: "rows-cut", role: "status" }, "The first " + fmt.n(MAX_ROWS) + " of " + fmt.n(v.spans.length) + " spans are drawn; the API (/api/v1/traces/" + id + ") has them all.") : "",
       h("div", { class: "wrap" }, waterfall(v, (sp) => detail.replaceChildren(spanDetail(sp)))), detail);
   }
   function spanDetail(sp) {
@@ -387,10 +388,12 @@
     if (sp.orphan) rows.push(["Orphan", "its parent span never arrived"]);
     return h("table", { class: "kv" }, h("tbody", {}, rows.map(([k, val]) => h("tr", {}, h("th", {}, k), h("td", {}, val)))));
   }
-  // waterfall draws one row per span, at its start offset and as long as
-  // its duration; the critical path's stretches underline their spans.
+  // waterfall draws one row per span (the first MAX_ROWS), at its start
+  // offset and as long as its duration; the critical path's stretches
+  // underline their spans.
+  const MAX_ROWS = 2000;
   function waterfall(v, onSelect) {
-    const spans = v.spans || [];
+    const spans = (v.spans || []).slice(0, MAX_ROWS);
     const total = Math.max(1e-6, v.duration_ms, ...spans.map((sp) => sp.offset_ms + sp.duration_ms));
     const LW = 300, BW = W - LW - 60, RH = 22, TOP = 22, HT = TOP + spans.length * RH + 4;
     const X = (ms) => LW + ms / total * BW;
