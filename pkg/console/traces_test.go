@@ -307,4 +307,9 @@ func TestBrowserWithoutTraces(t *testing.T) {
 			t.Errorf("%s: console errors: %v", p, errs)
 		}
 	}
+	// g then m opens the map, g then t the trace page.
+	for key, view := range map[string]string{"m": "dependencies", "t": "trace"} {
+		b.run(t, "keys", chromedp.Navigate(f.srv.URL+"/console/"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="1"]`)),
+			chromedp.KeyEvent("g"), chromedp.KeyEvent(key), chromedp.WaitVisible(chromedp.CSS(`body[data-view="`+view+`"] #no-traces`)))
+	}
 }
