@@ -117,7 +117,7 @@ bench:
 
 ## console-screenshots: the console's browser tests (headless Chromium), writing docs/console/*.png
 console-screenshots:
-	JETMON_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestBrowser$$' ./pkg/console
+	JETMON_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestBrowser(Traces)?$$' ./pkg/console
 
 ## bench-peers: jetmon against raw nats.go and Watermill on a nats-server process, PEERS_RUNS passes (docs/benchmarks.md)
 PEERS_RUNS  ?= 3

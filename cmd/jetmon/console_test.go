@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/alerting"
+	"github.com/jetmon/jetmon/pkg/console"
+	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/history"
 )
 
@@ -48,10 +51,12 @@ func httpJSON(t *testing.T, method, url string, body any, v any) int {
 // as real processes: events sent over HTTP come back, counted exactly, from
 // the history API of both (the console keeps no state of its own); a
 // silence made through the console is active in the alert manager's API;
-// the standalone console stops cleanly on SIGTERM.
+// the slowest event's trace id comes back on the history API's point and
+// leads to its trace, which only jetmon up's console says it serves; the
+// standalone console stops cleanly on SIGTERM.
 func TestConsoleEndToEnd(t *testing.T) {
 	bin := buildJetmon(t)
-	p := startUp(t, bin, filepath.Join(t.TempDir(), "data"), "--window", "1s", "--rate", "0")
+	p := startUp(t, bin, filepath.Join(t.TempDir(), "data"), "--window", "1s", "--rate", "0", "--trace-horizon", "300ms")
 
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	stderr := &testutil.SyncBuffer{}
@@ -71,10 +76,15 @@ func TestConsoleEndToEnd(t *testing.T) {
 
 	start := time.Now()
 	sent := 0
+	slowest := events.NewTraceID() // the trace of the last, slowest event
 	for range 5 {
 		var body bytes.Buffer
 		for range 20 {
-			fmt.Fprintf(&body, `{"event_type":"performance.operation.complete","source":"e2e-console","operation":"<b>export</b>","duration_ms":%d,"status":"success"}`+"\n", 100+sent)
+			trace := ""
+			if sent == 99 {
+				trace = `,"trace_id":"` + slowest.String() + `"`
+			}
+			fmt.Fprintf(&body, `{"event_type":"performance.operation.complete","source":"e2e-console","operation":"<b>export</b>","duration_ms":%d,"status":"success"%s}`+"\n", 100+sent, trace)
 			sent++
 		}
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+p.http+"/v1/events", &body)
@@ -101,6 +111,26 @@ func TestConsoleEndToEnd(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, func() bool { return counted("http://"+p.http) == uint64(sent) }, "jetmon up's history counting every event")
 	if got := counted("http://" + addr); got != uint64(sent) {
 		t.Errorf("the standalone console counts %d events, jetmon up's %d", got, sent)
+	}
+	var res history.WindowResult
+	httpJSON(t, http.MethodGet, "http://"+p.http+query, nil, &res)
+	var ids []string
+	for _, s := range res.Series {
+		for _, pt := range s.Points {
+			ids = append(ids, pt.SlowestTraceIDs...)
+		}
+	}
+	if !slices.Contains(ids, slowest.String()) {
+		t.Errorf("the history points name traces %v, not the slowest event's %s", ids, slowest)
+	}
+	testutil.WaitFor(t, 15*time.Second, func() bool {
+		return httpJSON(t, http.MethodGet, "http://"+p.http+"/api/v1/traces/"+slowest.String(), nil, nil) == http.StatusOK
+	}, "the slowest event's trace served by jetmon up")
+	for base, want := range map[string]bool{p.http: true, addr: false} {
+		var f console.Features
+		if code := httpJSON(t, http.MethodGet, "http://"+base+"/api/v1/console/features", nil, &f); code != http.StatusOK || f.Traces != want {
+			t.Errorf("%s: console features %d %+v, want traces %v", base, code, f, want)
+		}
 	}
 	if code := httpJSON(t, http.MethodGet, "http://"+addr+"/console/series?source=x", nil, nil); code != http.StatusOK {
 		t.Errorf("the series page: %d", code)

@@ -176,9 +176,11 @@ func (p *pipeline) buildRuntimes(ctx context.Context, rules *alerting.Config, re
 		return err
 	}
 	// The console reads the streams like a standalone `jetmon console`
-	// would; its pages hold no data and load without the token.
+	// would, and links to the trace API served beside it; its pages hold
+	// no data and load without the token.
 	co := console.DefaultOptions()
 	co.Bus, co.Logger, co.Registerer = bus, p.log, reg
+	co.Traces = true // the trace API is mounted on the same mux
 	p.con, err = console.New(co)
 	return err
 }

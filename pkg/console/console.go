@@ -1,5 +1,7 @@
 // Package console is jetmon's web console: performance, health, alert and
-// dead-letter dashboards in the browser, live over server-sent events.
+// dead-letter dashboards in the browser, live over server-sent events, and
+// views of the traces of pkg/tracing (a waterfall per trace, the dependency
+// map, the bottlenecks) where its API is served beside ([Options].Traces).
 //
 // The console holds no state of its own: every page is computed at request
 // time from NATS (the streams through [history.Reader], the alert state and
@@ -48,6 +50,13 @@ type Options struct {
 	LiveMaxAge time.Duration
 	// Logger receives the console's warnings (default: none).
 	Logger zerolog.Logger
+	// Traces says that the trace API of pkg/tracing (/api/v1/traces,
+	// /api/v1/traces/{id}, /api/v1/dependencies, /api/v1/bottlenecks) is
+	// served on the same origin as the console: `jetmon up` sets it, a
+	// standalone `jetmon console` does not. The pages learn it from
+	// GET /api/v1/console/features and, without it, say that traces are
+	// not served here instead of asking for them.
+	Traces bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Registerer receives the console's metrics (default: none):

@@ -21,7 +21,7 @@ var assets embed.FS
 
 // Pages are the console's page paths: each serves the same page, which
 // draws the view its path names (so every view has a URL to share).
-var Pages = []string{"/console/", "/console/performance", "/console/series", "/console/health", "/console/alerts", "/console/deadletters"}
+var Pages = []string{"/console/", "/console/performance", "/console/series", "/console/health", "/console/alerts", "/console/deadletters", "/console/trace", "/console/dependencies"}
 
 // Assets are the paths of the console's static files.
 var Assets = []string{"/console/assets/app.js", "/console/assets/app.css", "/console/assets/icon.svg"}
@@ -38,6 +38,7 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 //
 //	GET  /console/…                              the pages
 //	GET  /api/v1/history/…                       see [history.Handler]
+//	GET  /api/v1/console/features                [Features]
 //	GET  /api/v1/console/overview                [Overview]
 //	GET  /api/v1/console/alerts                  current alerts
 //	GET  /api/v1/console/silences                silences
@@ -119,6 +120,9 @@ func (c *Console) mountPages(mux *http.ServeMux) {
 
 func (c *Console) mountAPI(mux *http.ServeMux) {
 	history.NewHandler(c.hist, history.HTTPOptions{Now: c.o.Now}).Mount(mux)
+	mux.HandleFunc("GET /api/v1/console/features", func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, c.Features(), nil)
+	})
 	mux.HandleFunc("GET /api/v1/console/overview", func(w http.ResponseWriter, r *http.Request) {
 		v, err := c.Overview(r.Context())
 		reply(w, v, err)
@@ -189,6 +193,16 @@ func (c *Console) mountAPI(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /api/v1/console/live", c.live)
 }
+
+// Features says what the pages may ask for beyond the console's own API.
+type Features struct {
+	// Traces: the trace API is served on the console's origin
+	// ([Options].Traces).
+	Traces bool `json:"traces"`
+}
+
+// Features returns what c's pages may use.
+func (c *Console) Features() Features { return Features{Traces: c.o.Traces} }
 
 // writable refuses a write from another origin (403) or with a body that
 // is not JSON (415). needBody requires a JSON body.

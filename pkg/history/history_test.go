@@ -369,3 +369,55 @@ func TestHealthAndAlertHistory(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// The slowest trace ids of the windows survive into the answer: a stored
+// window keeps its own, a re-bucketed point those of its windows with the
+// larger Max first, without repeats, at most aggregate.SlowestTraces.
+func TestWindowsCarrySlowestTraceIDs(t *testing.T) {
+	r, js := setup(t)
+	base := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	ids := make([]events.TraceID, 5)
+	for i := range ids {
+		ids[i] = events.NewTraceID()
+	}
+	// Four windows of one minute; window i's slowest value is maxes[i].
+	maxes := []float64{20, 80, 50, 10}
+	lists := [][]events.TraceID{{ids[0]}, {ids[1], ids[2]}, {ids[3], ids[1]}, {ids[4]}}
+	var ws []*events.AggregateEvent
+	for i, m := range maxes {
+		w := window(t, "checkout", "db.query", base.Add(time.Duration(i)*15*time.Second), 15*time.Second, []float64{1, m}, 0)
+		w.SlowestTraceIDs = lists[i]
+		ws = append(ws, w)
+	}
+	store(t, js, ws)
+	q := history.WindowQuery{Source: "checkout", Type: string(events.OperationComplete), Operation: "db.query", From: base, To: base.Add(time.Minute)}
+	for _, c := range []struct {
+		name string
+		step time.Duration
+		want [][]events.TraceID
+	}{
+		{"stored windows", 0, lists},
+		// Max 80 (ids 1, 2), then 50 (3; 1 again is not repeated): three.
+		{"one bucket", time.Minute, [][]events.TraceID{{ids[1], ids[2], ids[3]}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q.Step = c.step
+			res, err := r.Windows(t.Context(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Series) != 1 || len(res.Series[0].Points) != len(c.want) {
+				t.Fatalf("series: %+v", res.Series)
+			}
+			for i, p := range res.Series[0].Points {
+				var want []string
+				for _, id := range c.want[i] {
+					want = append(want, id.String())
+				}
+				if !slices.Equal(p.SlowestTraceIDs, want) {
+					t.Errorf("point %d: slowest_trace_ids %v, want %v", i, p.SlowestTraceIDs, want)
+				}
+			}
+		})
+	}
+}

@@ -48,6 +48,12 @@ type Point struct {
 	P90        float64   `json:"p90"`
 	P95        float64   `json:"p95"`
 	P99        float64   `json:"p99"`
+	// SlowestTraceIDs names the traces of the bucket's slowest events,
+	// slowest first: a stored window's own list, or for a re-bucketed
+	// point the lists of its windows, those with the larger Max first,
+	// without repeats, at most [aggregate.SlowestTraces] (the first is the
+	// trace of the point's Max; the rest are approximate).
+	SlowestTraceIDs []string `json:"slowest_trace_ids,omitempty"`
 }
 
 // Series is the points of one series, in time order; buckets without
@@ -209,6 +215,12 @@ func point(ws []*events.AggregateEvent, q WindowQuery, b int64) (Point, error) {
 	p := Point{
 		Start: start, End: end, Windows: len(uniq), Count: m.Count, ErrorCount: m.ErrorCount, LateCount: m.LateCount,
 		Sum: m.Sum, Avg: m.Avg, Min: m.Min, Max: m.Max, P50: m.P50, P90: m.P90, P95: m.P95, P99: m.P99,
+	}
+	for _, id := range m.SlowestTraceIDs {
+		if len(p.SlowestTraceIDs) == aggregate.SlowestTraces {
+			break
+		}
+		p.SlowestTraceIDs = append(p.SlowestTraceIDs, id.String())
 	}
 	for _, v := range []float64{p.Sum, p.Avg, p.Min, p.Max, p.P50, p.P90, p.P95, p.P99} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {

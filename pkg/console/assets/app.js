@@ -137,8 +137,10 @@
     const q = new URLSearchParams({ source: sr.source, type: sr.type, operation: sr.operation, range: range || "1h" });
     return "/console/series?" + q.toString();
   }
+  // link is an in-page link; an object as its first kid adds attributes.
   function link(href, ...kids) {
-    return h("a", { href, onclick: (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey || e.button) return; e.preventDefault(); go(href); } }, ...kids);
+    const attrs = kids.length && kids[0] && !(kids[0] instanceof Node) && typeof kids[0] === "object" && !Array.isArray(kids[0]) ? kids.shift() : {};
+    return h("a", { ...attrs, href, onclick: (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey || e.button) return; e.preventDefault(); go(href); } }, ...kids);
   }
   function go(href) { history.pushState(null, "", href); route(); }
   window.addEventListener("popstate", route);
@@ -274,7 +276,8 @@
           h("div", { class: "card" }, h("div", { class: "muted" }, "Step"), h("div", { class: "v" }, step + " s"))),
         h("h2", {}, "Latency"), h("div", { class: "legend" }, h("span", { class: "p50" }, "— p50"), h("span", { class: "p95" }, "— p95"), h("span", { class: "p99" }, "— p99")),
         lineChart(pts, from, to, step), h("h2", {}, "Count and errors"), barChart(pts, from, to, step),
-        ...(pts.length ? [] : [h("p", { class: "muted" }, "No windows in this range.")]));
+        ...(pts.length ? [] : [h("p", { class: "muted" }, "No windows in this range.")]),
+        h("h2", {}, "Slowest traces"), exemplars(pts));
     }
     await draw();
     let timer = null;
@@ -321,6 +324,182 @@
       const hgt = p.count / maxY * (H - 32), eh = p.error_count / maxY * (H - 32);
       svg.append(s("rect", { class: "bar", x: x.toFixed(1), y: (H - 24 - hgt).toFixed(1), width: bw.toFixed(1), height: hgt.toFixed(1) }));
       if (eh > 0) svg.append(s("rect", { class: "err", x: x.toFixed(1), y: (H - 24 - eh).toFixed(1), width: bw.toFixed(1), height: eh.toFixed(1) }));
+    }
+    return svg;
+  }
+
+  // ---- traces: exemplars, one trace, the dependency map ----
+  // features says what the server offers beside the console's own API
+  // (GET /api/v1/console/features); asked once per page load.
+  let featuresP = null;
+  function features() {
+    if (!featuresP) featuresP = api("/api/v1/console/features").catch((e) => { featuresP = null; throw e; });
+    return featuresP;
+  }
+  function noTraces() {
+    return h("p", { class: "muted", id: "no-traces", role: "status" }, "Traces are not served here: this console runs without the trace API (it comes with jetmon up, or jetmon traces serve on its own address). Trace ids are shown, not opened.");
+  }
+  function traceURL(id) { return "/console/trace?" + new URLSearchParams({ id }).toString(); }
+  function traceLink(id) { return link(traceURL(id), { class: "trace-id", "data-trace": id, title: "trace " + id }, id.slice(0, 8)); }
+  // exemplars lists, newest first, the slowest traces of each point that
+  // names some: every id is a link to its trace page.
+  function exemplars(pts) {
+    const rows = pts.filter((p) => p.slowest_trace_ids && p.slowest_trace_ids.length).reverse();
+    if (!rows.length) return h("p", { class: "muted" }, "No trace ids in this range (events without a trace_id carry none).");
+    return h("div", { class: "wrap scroll" }, h("table", { id: "exemplars" }, h("thead", {}, h("tr", {}, h("th", {}, "Window"), h("th", { class: "num" }, "Max"), h("th", {}, "Slowest traces, slowest first"))),
+      h("tbody", {}, rows.map((p) => h("tr", { "data-start": p.start }, h("td", {}, fmt.datetime(p.start)), h("td", { class: "num" }, fmt.ms(p.max)),
+        h("td", {}, p.slowest_trace_ids.flatMap((id, i) => [i ? " " : null, traceLink(id)])))))));
+  }
+
+  async function tracePage(params) {
+    const id = (params.get("id") || "").trim().toLowerCase();
+    document.title = (id ? "Trace " + id.slice(0, 8) : "Traces") + " · jetmon";
+    const input = h("input", { id: "trace-input", "aria-label": "Trace id", placeholder: "trace id, 32 hex digits", value: id, size: 34, spellcheck: "false", autocomplete: "off" });
+    const box = h("div", { id: "trace" });
+    show(h("h1", {}, "Trace"), h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); go(traceURL(input.value.trim())); } }, input, h("button", { type: "submit" }, "Open")), box);
+    let f;
+    try { f = await features(); } catch (e) { box.replaceChildren(failure(e)); return; }
+    if (!f.traces) { box.replaceChildren(noTraces()); return; }
+    if (!id) {
+      let res; try { res = await api("/api/v1/traces?limit=30"); } catch (e) { box.replaceChildren(failure(e)); return; }
+      box.replaceChildren(h("h2", {}, "Recent traces"), res.traces.length ? h("div", { class: "wrap" }, h("table", { id: "traces" }, h("thead", {}, h("tr", {}, h("th", {}, "Trace"), h("th", {}, "Root"), h("th", {}, "Start"), h("th", { class: "num" }, "Duration"), h("th", { class: "num" }, "Spans"), h("th", { class: "num" }, "Errors"))),
+        h("tbody", {}, res.traces.map((t) => h("tr", {}, h("td", {}, traceLink(t.trace_id)), h("td", {}, t.root_service + " · " + t.root_name), h("td", {}, fmt.datetime(t.start)),
+          h("td", { class: "num" }, fmt.ms(t.duration_ms)), h("td", { class: "num" }, t.span_count), h("td", { class: "num" + (t.error_count ? " state-firing" : "") }, t.error_count)))))) : h("p", { class: "muted" }, "No traces stored in the last hour."));
+      return;
+    }
+    if (!/^[0-9a-f]{32}$/.test(id)) { box.replaceChildren(h("p", { class: "err-msg", role: "alert" }, "A trace id is 32 hex digits.")); return; }
+    let v; try { v = await api("/api/v1/traces/" + id); } catch (e) { box.replaceChildren(failure(e)); return; }
+    const detail = h("div", { id: "span-detail", "aria-live": "polite" }, h("p", { class: "muted" }, "Select a span (click, or Tab then Enter) for its details."));
+    box.replaceChildren(
+      h("div", { class: "cards" },
+        h("div", { class: "card" }, h("div", { class: "muted" }, "Root"), h("div", { class: "v" }, v.root_service + " · " + v.root_name)),
+        h("div", { class: "card" }, h("div", { class: "muted" }, "Duration"), h("div", { class: "v" }, fmt.ms(v.duration_ms))),
+        h("div", { class: "card" }, h("div", { class: "muted" }, "Spans"), h("div", { class: "v", id: "span-count" }, v.span_count + (v.dropped_spans ? " (" + v.dropped_spans + " dropped)" : ""))),
+        h("div", { class: "card" }, h("div", { class: "muted" }, "Errors"), h("div", { class: "v" + (v.error_count ? " state-firing" : "") }, v.error_count)),
+        h("div", { class: "card" }, h("div", { class: "muted" }, "Started"), h("div", { class: "v small" }, fmt.datetime(v.start)))),
+      h("h2", {}, "Waterfall"), h("div", { class: "legend" }, h("span", {}, "▬ span"), h("span", { class: "crit-key" }, "▬ on the critical path"), h("span", { class: "err-key" }, "▬ error")),
+      (v.spans || []).length > MAX_ROWS ? h("p", { class: "muted", id: "rows-cut", role: "status" }, "The first " + fmt.n(MAX_ROWS) + " of " + fmt.n(v.spans.length) + " spans are drawn; the API (/api/v1/traces/" + id + ") has them all.") : "",
+      h("div", { class: "wrap" }, waterfall(v, (sp) => detail.replaceChildren(spanDetail(sp)))), detail);
+  }
+  function spanDetail(sp) {
+    const rows = [["Service", sp.service], ["Operation", sp.name], ["Event type", sp.event_type], ["Span id", sp.span_id || "–"], ["Parent span id", sp.parent_span_id || "–"],
+      ["Event id", sp.event_id || "–"], ["Start", fmt.datetime(sp.start) + " (+" + fmt.ms(sp.offset_ms) + ")"], ["Duration", fmt.ms(sp.duration_ms)], ["Self time", fmt.ms(sp.self_ms)],
+      ["On the critical path", fmt.ms(sp.critical_ms)], ["Status", (sp.status || "–") + (sp.error ? " (error)" : "")], ["Context id", sp.context_id || "–"]];
+    if (sp.orphan) rows.push(["Orphan", "its parent span never arrived"]);
+    return h("table", { class: "kv" }, h("tbody", {}, rows.map(([k, val]) => h("tr", {}, h("th", {}, k), h("td", {}, val)))));
+  }
+  // waterfall draws one row per span (the first MAX_ROWS), at its start
+  // offset and as long as its duration; the critical path's stretches
+  // underline their spans.
+  const MAX_ROWS = 2000;
+  function waterfall(v, onSelect) {
+    const spans = (v.spans || []).slice(0, MAX_ROWS);
+    const total = Math.max(1e-6, v.duration_ms, ...spans.map((sp) => sp.offset_ms + sp.duration_ms));
+    const LW = 300, BW = W - LW - 60, RH = 22, TOP = 22, HT = TOP + spans.length * RH + 4;
+    const X = (ms) => LW + ms / total * BW;
+    const svg = s("svg", { class: "chart waterfall", id: "waterfall", viewBox: `0 0 ${W} ${HT}`, role: "list", "aria-label": "spans by start time and duration" });
+    for (let i = 0; i <= 4; i++) {
+      const x = X(total * i / 4);
+      svg.append(s("line", { class: "axis", x1: x.toFixed(1), y1: TOP - 6, x2: x.toFixed(1), y2: HT }));
+      const t = s("text", { x: x.toFixed(1), y: 13, "text-anchor": i === 0 ? "start" : "middle" }); t.textContent = fmt.ms(total * i / 4); svg.append(t);
+    }
+    const crit = new Map();
+    for (const seg of v.critical_path || []) if (seg.index >= 0) { if (!crit.has(seg.index)) crit.set(seg.index, []); crit.get(seg.index).push(seg); }
+    const short = (str, n) => str.length > n ? str.slice(0, n - 1) + "…" : str;
+    spans.forEach((sp, i) => {
+      const y = TOP + i * RH, onPath = crit.has(sp.index);
+      const what = sp.service + " · " + sp.name;
+      const g = s("g", { class: "row" + (sp.error ? " error" : "") + (onPath ? " critical" : ""), tabindex: 0, role: "listitem", "data-index": sp.index, "data-span-id": sp.span_id || "",
+        "aria-label": what + ", starts at " + fmt.ms(sp.offset_ms) + ", lasts " + fmt.ms(sp.duration_ms) + (sp.error ? ", error" : "") + (onPath ? ", on the critical path" : "") });
+      const tip = s("title"); tip.textContent = what + "  +" + fmt.ms(sp.offset_ms) + "  " + fmt.ms(sp.duration_ms) + (sp.error ? "  error" : "");
+      g.append(tip, s("rect", { class: "hit", x: 0, y, width: W, height: RH }));
+      const depth = Math.min(sp.depth || 0, 12);
+      const svc = s("text", { class: "svc", x: 4 + depth * 8, y: y + 15 }); svc.textContent = short(sp.service, 16);
+      const op = s("text", { class: "op", x: 4 + depth * 8 + 118, y: y + 15 }); op.textContent = (sp.error ? "✕ " : "") + short(sp.name, Math.max(8, 24 - depth));
+      const x = X(sp.offset_ms), wdt = Math.max(1, sp.duration_ms / total * BW);
+      g.append(svc, op, s("rect", { class: sp.error ? "span err" : "span", x: x.toFixed(1), y: y + 4, width: wdt.toFixed(1), height: RH - 10 }));
+      for (const seg of crit.get(sp.index) || []) g.append(s("rect", { class: "crit", x: X(seg.offset_ms).toFixed(1), y: y + RH - 5, width: Math.max(1, seg.duration_ms / total * BW).toFixed(1), height: 3 }));
+      const d = s("text", { x: (x + wdt + 4).toFixed(1), y: y + 15 }); d.textContent = fmt.ms(sp.duration_ms);
+      g.append(d);
+      const pick = () => { for (const o of svg.querySelectorAll("g.row.selected")) o.classList.remove("selected"); g.classList.add("selected"); onSelect(sp); };
+      g.addEventListener("click", pick);
+      g.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(); } });
+      svg.append(g);
+    });
+    return svg;
+  }
+
+  // sortTable draws rows under cols ([key, label, numeric]) sorted by a
+  // header button; row(x) makes one tr.
+  function sortTable(id, cols, list, row, sortKey, desc) {
+    const box = h("div", { class: "wrap" });
+    function draw() {
+      const sorted = list.slice().sort((a, b) => { const x = a[sortKey], y = b[sortKey]; const c = typeof x === "number" ? (x || 0) - (y || 0) : String(x).localeCompare(String(y)); return desc ? -c : c; });
+      box.replaceChildren(h("table", { id }, h("thead", {}, h("tr", {}, cols.map(([k, label, num]) => h("th", { class: num ? "num" : null, "aria-sort": k === sortKey ? (desc ? "descending" : "ascending") : null },
+        k ? h("button", { type: "button", onclick: () => { if (sortKey === k) desc = !desc; else { sortKey = k; desc = !!num; } draw(); } }, label + (k === sortKey ? (desc ? " ▼" : " ▲") : "")) : label)))),
+        h("tbody", {}, sorted.map(row))));
+    }
+    draw();
+    return box;
+  }
+
+  async function dependencies(params) {
+    document.title = "Dependencies · jetmon";
+    const range = ["15m", "1h", "6h", "24h"].includes(params.get("range")) ? params.get("range") : "1h";
+    const box = h("div");
+    show(h("h1", {}, "Dependencies"), h("div", { class: "toolbar", role: "group", "aria-label": "Range" }, ["15m", "1h", "6h", "24h"].map((r) => r === range ? h("strong", {}, r) : link("/console/dependencies?range=" + r, r))), box);
+    let f;
+    try { f = await features(); } catch (e) { box.replaceChildren(failure(e)); return; }
+    if (!f.traces) { box.replaceChildren(noTraces()); return; }
+    const to = new Date(), from = new Date(to.getTime() - RANGES[range] * 1000);
+    const q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() }).toString();
+    let deps, bots;
+    try { [deps, bots] = await Promise.all([api("/api/v1/dependencies?" + q), api("/api/v1/bottlenecks?limit=20&" + q)]); } catch (e) { box.replaceChildren(failure(e)); return; }
+    const edges = deps.edges || [], ops = bots.operations || [];
+    const slowest = (ids) => (ids || []).slice(0, 3).flatMap((id, i) => [i ? " " : null, traceLink(id)]);
+    box.replaceChildren(
+      h("h2", {}, "Map"), edges.length ? h("div", { class: "wrap" }, depMap(edges)) : h("p", { class: "muted" }, "No calls between services in this range (spans with a parent in another service make the map)."),
+      h("h2", {}, "Calls"), edges.length ? sortTable("edges", [["caller", "Caller"], ["callee", "Callee"], ["calls_per_sec", "Calls/s", 1], ["error_rate", "Error rate", 1], ["p95_ms", "p95", 1], ["", "Slowest traces"]], edges,
+        (e) => h("tr", { "data-edge": e.caller + " → " + e.callee }, h("td", {}, e.caller), h("td", {}, "→ " + e.callee), h("td", { class: "num" }, (e.calls_per_sec || 0).toFixed(2)),
+          h("td", { class: "num" + (e.error_rate > 0 ? " state-firing" : "") }, ((e.error_rate || 0) * 100).toFixed(1) + " %"), h("td", { class: "num" }, fmt.ms(e.p95_ms)), h("td", {}, slowest(e.slowest_traces))), "calls_per_sec", true) : "",
+      h("h2", {}, "Bottlenecks: time on the critical paths"), ops.length ? sortTable("bottlenecks", [["service", "Service"], ["operation", "Operation"], ["critical_ms", "Critical time", 1], ["share", "Share", 1], ["traces", "Traces", 1], ["", "Slowest traces"]], ops,
+        (b) => h("tr", {}, h("td", {}, b.service), h("td", {}, b.operation), h("td", { class: "num" }, fmt.ms(b.critical_ms)), h("td", { class: "num" }, ((b.share || 0) * 100).toFixed(1) + " %"),
+          h("td", { class: "num" }, fmt.n(b.traces)), h("td", {}, slowest(b.slowest_traces))), "share", true) : h("p", { class: "muted" }, "No traces in this range."));
+  }
+  // depMap lays services out in columns by their longest call chain from
+  // a caller nobody calls, and draws each edge caller → callee.
+  function depMap(edges) {
+    const names = [...new Set(edges.flatMap((e) => [e.caller, e.callee]))].sort();
+    const col = new Map(names.map((n) => [n, 0]));
+    for (let pass = 0; pass < names.length; pass++) { // bounded: a cycle stops growing at the pass limit
+      let moved = false;
+      for (const e of edges) if (e.caller !== e.callee && col.get(e.callee) < col.get(e.caller) + 1 && col.get(e.caller) + 1 < names.length) { col.set(e.callee, col.get(e.caller) + 1); moved = true; }
+      if (!moved) break;
+    }
+    const cols = Math.max(...col.values()) + 1, byCol = [];
+    for (const n of names) (byCol[col.get(n)] = byCol[col.get(n)] || []).push(n);
+    const rows = Math.max(...byCol.map((c) => (c || []).length));
+    const NW = 150, NH = 28, GX = cols > 1 ? (W - 16 - NW) / (cols - 1) : 0, GY = 48, HT = 16 + rows * GY;
+    const pos = new Map();
+    byCol.forEach((c, i) => (c || []).forEach((n, j) => pos.set(n, { x: 8 + i * GX, y: 8 + j * GY })));
+    const svg = s("svg", { class: "chart depmap", id: "depmap", viewBox: `0 0 ${W} ${HT}`, role: "img", "aria-label": "services and the calls between them" });
+    const defs = s("defs"), mk = s("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 8, refY: 4, markerWidth: 10, markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto" });
+    mk.append(s("path", { d: "M0,0 L8,4 L0,8 z", class: "arrowhead" })); defs.append(mk); svg.append(defs);
+    const maxRate = Math.max(1e-9, ...edges.map((e) => e.calls_per_sec || 0));
+    for (const e of edges) {
+      const a = pos.get(e.caller), b = pos.get(e.callee);
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2;
+      const path = e.caller === e.callee ? `M${a.x + NW - 20},${a.y} c0,-14 30,-14 20,4` : b.x > a.x ? `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}` : `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${a.y + NH + 30} ${b.x + NW / 2},${b.y + NH + 30} ${b.x + NW / 2},${b.y + NH}`;
+      const p = s("path", { class: "edge" + (e.error_rate > 0 ? " failing" : ""), d: path, "stroke-width": (1 + 3 * (e.calls_per_sec || 0) / maxRate).toFixed(1), "marker-end": "url(#arrow)", "data-edge": e.caller + " → " + e.callee });
+      const tip = s("title"); tip.textContent = e.caller + " → " + e.callee + ": " + (e.calls_per_sec || 0).toFixed(2) + " calls/s, " + ((e.error_rate || 0) * 100).toFixed(1) + " % errors, p95 " + fmt.ms(e.p95_ms);
+      p.append(tip); svg.append(p);
+    }
+    for (const [n, p] of pos) {
+      const g = s("g", { class: "node", "data-service": n });
+      const t = s("text", { x: p.x + NW / 2, y: p.y + NH / 2 + 4, "text-anchor": "middle" }); t.textContent = n.length > 20 ? n.slice(0, 19) + "…" : n;
+      const tip = s("title"); tip.textContent = n;
+      g.append(tip, s("rect", { x: p.x, y: p.y, width: NW, height: NH, rx: 6 }), t);
+      svg.append(g);
     }
     return svg;
   }
@@ -426,7 +605,7 @@
     await draw();
   }
 
-  const views = { "": overview, performance, series, health, alerts, deadletters };
+  const views = { "": overview, performance, series, health, alerts, deadletters, trace: tracePage, dependencies };
   async function route() {
     stopLive();
     if (refreshTimer) clearInterval(refreshTimer);
@@ -435,7 +614,7 @@
     const view = views[name] || overview;
     for (const a of document.querySelectorAll("nav a")) {
       const n = a.getAttribute("data-nav");
-      if ((n === "overview" && name === "") || n === name || (n === "performance" && name === "series")) a.setAttribute("aria-current", "page");
+      if ((n === "overview" && name === "") || n === name || (n === "performance" && name === "series") || (n === "dependencies" && name === "trace")) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
     document.body.setAttribute("data-view", name || "overview");
@@ -445,14 +624,14 @@
   for (const a of document.querySelectorAll("nav a, a.brand")) {
     a.addEventListener("click", (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey || e.button) return; e.preventDefault(); go(a.getAttribute("href")); });
   }
-  // Keyboard: g then o/p/h/a/d goes to a page.
+  // Keyboard: g then o/p/h/a/d/m/t goes to a page.
   let gPressed = false;
   document.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLSelectElement) return;
     if (e.key === "g") { gPressed = true; setTimeout(() => { gPressed = false; }, 1000); return; }
     if (!gPressed) return;
     gPressed = false;
-    const to = { o: "/console/", p: "/console/performance", h: "/console/health", a: "/console/alerts", d: "/console/deadletters" }[e.key];
+    const to = { o: "/console/", p: "/console/performance", h: "/console/health", a: "/console/alerts", d: "/console/deadletters", m: "/console/dependencies", t: "/console/trace" }[e.key];
     if (to) go(to);
   });
   // A page kept in the back/forward cache would hold its live stream (and
