@@ -83,118 +83,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	return 2
 }
 
+// up runs `jetmon up`: flags, then the pipeline until a signal or --duration.
 func up(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	fs := flag.NewFlagSet("jetmon up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rate := fs.Int("rate", 50, "requests per second of the demo load (3 services each); 0: no demo workload")
-	window := fs.Duration("window", 5*time.Second, "aggregation window")
-	traceHorizon := fs.Duration("trace-horizon", 10*time.Second, "a trace is stored once no span arrived for this long (docs/traces.md)")
-	rules := fs.String("rules", "", "alerting rules file, reloaded on SIGHUP (default: the built-in demo rules; see examples/rules.yaml)")
-	httpAddr := fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
-	dataDir := fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
-	natsPort := fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on NATS-HOST:PORT; 0: in-process only")
-	natsHost := fs.String("nats-host", "127.0.0.1", "address of the NATS listener; beyond loopback it needs --nats-no-guests (or --nats-insecure)")
-	noGuests := fs.Bool("nats-no-guests", false, "refuse NATS clients without credentials (by default they may publish events and read streams, never manage them)")
-	natsInsecure := fs.Bool("nats-insecure", false, "allow guests on a NATS listener beyond loopback")
-	natsPW := map[natsauth.Role]*string{}
-	for _, r := range []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Reader} {
-		natsPW[r] = fs.String("nats-"+string(r)+"-password-file", "", "file holding the password of NATS user "+string(r)+" (env JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD sets it too); no password: no such user")
-	}
-	tokenFile := fs.String("token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env JETMON_TOKEN sets it too)")
-	grantFile := fs.String("grant-token-file", "", "file holding the bearer token that lets an ingest request publish the pipeline-only types: aggregated windows, monitoring control, threshold events (env JETMON_GRANT_TOKEN)")
-	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
-	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C or SIGTERM)")
-	refresh := fs.Duration("refresh", 2*time.Second, "interval of the live view")
-	quiet := fs.Bool("quiet", false, "no live view, logs only")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	logJSON := fs.Bool("log-json", false, "log JSON lines instead of console text")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: jetmon up [flags]
-
-Runs the whole pipeline in one process: an embedded NATS JetStream server
-(streams applied, store in --data-dir), the producer's HTTP ingest behind the
-circuit breaker, a demo load (one slow operation, one flapping component), the
-aggregator and the alert manager, with a live view of the latest windows and
-alerts. Ctrl-C stops it; the next start resumes from the same data dir.
-
-Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
-`)
-		fs.PrintDefaults()
-	}
+	var f upFlags
+	f.register(fs)
 	if code, ok := cli.Parse(fs, "JETMON", args, env, stderr); !ok {
 		return code
 	}
-	switch {
-	case *rate < 0 || *rate > 100_000:
-		fmt.Fprintf(stderr, "jetmon up: rate %d: must be between 0 and 100000 requests per second\n", *rate)
-		return 2
-	case *natsPort < 0 || *natsPort > 65535:
-		fmt.Fprintf(stderr, "jetmon up: nats-port %d: must be 0 (no listener) or a TCP port\n", *natsPort)
-		return 2
-	case *window <= 0:
-		fmt.Fprintf(stderr, "jetmon up: window %s: must be positive\n", *window)
-		return 2
-	case *traceHorizon <= 0:
-		fmt.Fprintf(stderr, "jetmon up: trace-horizon %s: must be positive\n", *traceHorizon)
-		return 2
-	case *refresh <= 0:
-		fmt.Fprintf(stderr, "jetmon up: refresh %s: must be positive\n", *refresh)
-		return 2
-	case *duration < 0:
-		fmt.Fprintf(stderr, "jetmon up: duration %s: must not be negative\n", *duration)
-		return 2
-	}
-	token, err := cli.Secret(env, "JETMON_TOKEN", *tokenFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "jetmon up: --token-file: %v\n", err)
-		return 2
-	}
-	grant, err := cli.Secret(env, "JETMON_GRANT_TOKEN", *grantFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "jetmon up: --grant-token-file: %v\n", err)
-		return 2
-	}
-	access := pipeline.NATSAccess{NoGuests: *noGuests, Insecure: *natsInsecure, Passwords: map[natsauth.Role]string{}}
-	for r, file := range natsPW {
-		pw, err := cli.Secret(env, "JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD", *file)
-		if err != nil {
-			fmt.Fprintf(stderr, "jetmon up: --nats-%s-password-file: %v\n", r, err)
-			return 2
-		}
-		if pw != "" {
-			access.Passwords[r] = pw
-		}
-	}
-	if *rules != "" {
-		if _, err := alerting.Load(*rules); err != nil {
-			fmt.Fprintf(stderr, "jetmon up: --rules: %v\n", err)
-			return 2
-		}
-	}
-	log, err := cli.NewLogger(stderr, *logLevel, !*logJSON)
+	o, err := f.options(env)
 	if err != nil {
 		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
 		return 2
 	}
+	log, err := cli.NewLogger(stderr, *f.logLevel, !*f.logJSON)
+	if err != nil {
+		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
+		return 2
+	}
+	o.Logger = log
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *duration > 0 {
+	if *f.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		ctx, cancel = context.WithTimeout(ctx, *f.duration)
 		defer cancel()
 	}
-	o := pipeline.Options{
-		DataDir: *dataDir, NATSPort: *natsPort, NATSHost: *natsHost, NATS: access, HTTP: *httpAddr,
-		Token: token, GrantToken: grant, InsecureHTTP: *insecureHTTP, Window: *window, Rate: *rate, Rules: *rules, TraceHorizon: *traceHorizon,
-		ViewEvery: *refresh, Logger: log,
-	}
-	if err := o.Validate(); err != nil {
-		fmt.Fprintf(stderr, "jetmon up: %v\n", err)
-		return 2
-	}
-	if !*quiet {
+	if !*f.quiet {
 		o.View = stdout
-		if f, ok := stdout.(*os.File); ok && cli.IsTerminal(f) {
+		if file, ok := stdout.(*os.File); ok && cli.IsTerminal(file) {
 			o.ANSI = true
 			// Keep the redrawn view readable: only warnings and errors
 			// go to the log while it runs.
@@ -204,7 +122,7 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 			}
 		}
 	}
-	if *rules != "" {
+	if o.Rules != "" {
 		reload := make(chan struct{}, 1)
 		defer cli.OnSIGHUP(ctx, func() {
 			select {
@@ -220,4 +138,101 @@ Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
 	}
 	log.Info().Msg("stopped")
 	return 0
+}
+
+// upFlags are the flags of `jetmon up`.
+type upFlags struct {
+	rate, natsPort                                       *int
+	window, traceHorizon, duration, refresh              *time.Duration
+	rules, httpAddr, dataDir, natsHost                   *string
+	tokenFile, grantFile, logLevel                       *string
+	noGuests, natsInsecure, insecureHTTP, quiet, logJSON *bool
+	natsPW                                               map[natsauth.Role]*string
+}
+
+func (f *upFlags) register(fs *flag.FlagSet) {
+	f.rate = fs.Int("rate", 50, "requests per second of the demo load (3 services each); 0: no demo workload")
+	f.window = fs.Duration("window", 5*time.Second, "aggregation window")
+	f.traceHorizon = fs.Duration("trace-horizon", 10*time.Second, "a trace is stored once no span arrived for this long (docs/traces.md)")
+	f.rules = fs.String("rules", "", "alerting rules file, reloaded on SIGHUP (default: the built-in demo rules; see examples/rules.yaml)")
+	f.httpAddr = fs.String("http", "127.0.0.1:9100", "address of ingest (/v1/events), the APIs, /metrics, /healthz and /readyz")
+	f.dataDir = fs.String("data-dir", ".jetmon/data", "JetStream store of the embedded server; the next start resumes from it")
+	f.natsPort = fs.Int("nats-port", 4222, "also listen for NATS clients (the nats CLI) on NATS-HOST:PORT; 0: in-process only")
+	f.natsHost = fs.String("nats-host", "127.0.0.1", "address of the NATS listener; beyond loopback it needs --nats-no-guests (or --nats-insecure)")
+	f.noGuests = fs.Bool("nats-no-guests", false, "refuse NATS clients without credentials (by default they may publish events and read streams, never manage them)")
+	f.natsInsecure = fs.Bool("nats-insecure", false, "allow guests on a NATS listener beyond loopback")
+	f.natsPW = map[natsauth.Role]*string{}
+	for _, r := range []natsauth.Role{natsauth.Operator, natsauth.Producer, natsauth.Reader} {
+		f.natsPW[r] = fs.String("nats-"+string(r)+"-password-file", "", "file holding the password of NATS user "+string(r)+" (env JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD sets it too); no password: no such user")
+	}
+	f.tokenFile = fs.String("token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env JETMON_TOKEN sets it too)")
+	f.grantFile = fs.String("grant-token-file", "", "file holding the bearer token that lets an ingest request publish the pipeline-only types: aggregated windows, monitoring control, threshold events (env JETMON_GRANT_TOKEN)")
+	f.insecureHTTP = fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
+	f.duration = fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C or SIGTERM)")
+	f.refresh = fs.Duration("refresh", 2*time.Second, "interval of the live view")
+	f.quiet = fs.Bool("quiet", false, "no live view, logs only")
+	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	f.logJSON = fs.Bool("log-json", false, "log JSON lines instead of console text")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: jetmon up [flags]
+
+Runs the whole pipeline in one process: an embedded NATS JetStream server
+(streams applied, store in --data-dir), the producer's HTTP ingest behind the
+circuit breaker, a demo load (one slow operation, one flapping component), the
+aggregator, the alert manager, the trace runtime (with OTLP/HTTP in) and the
+web console (/console/), with a live view of the latest windows and alerts.
+Ctrl-C stops it; the next start resumes from the same data dir.
+
+Flags (each also settable as JETMON_<FLAG>, e.g. JETMON_RATE):
+`)
+		fs.PrintDefaults()
+	}
+}
+
+// options checks the flags and reads the secrets they name; an error names
+// the flag. The logger and the view are the caller's.
+func (f *upFlags) options(env func(string) (string, bool)) (pipeline.Options, error) {
+	switch {
+	case *f.rate < 0 || *f.rate > 100_000:
+		return pipeline.Options{}, fmt.Errorf("rate %d: must be between 0 and 100000 requests per second", *f.rate)
+	case *f.natsPort < 0 || *f.natsPort > 65535:
+		return pipeline.Options{}, fmt.Errorf("nats-port %d: must be 0 (no listener) or a TCP port", *f.natsPort)
+	case *f.window <= 0:
+		return pipeline.Options{}, fmt.Errorf("window %s: must be positive", *f.window)
+	case *f.traceHorizon <= 0:
+		return pipeline.Options{}, fmt.Errorf("trace-horizon %s: must be positive", *f.traceHorizon)
+	case *f.refresh <= 0:
+		return pipeline.Options{}, fmt.Errorf("refresh %s: must be positive", *f.refresh)
+	case *f.duration < 0:
+		return pipeline.Options{}, fmt.Errorf("duration %s: must not be negative", *f.duration)
+	}
+	token, err := cli.Secret(env, "JETMON_TOKEN", *f.tokenFile)
+	if err != nil {
+		return pipeline.Options{}, fmt.Errorf("--token-file: %w", err)
+	}
+	grant, err := cli.Secret(env, "JETMON_GRANT_TOKEN", *f.grantFile)
+	if err != nil {
+		return pipeline.Options{}, fmt.Errorf("--grant-token-file: %w", err)
+	}
+	access := pipeline.NATSAccess{NoGuests: *f.noGuests, Insecure: *f.natsInsecure, Passwords: map[natsauth.Role]string{}}
+	for r, file := range f.natsPW {
+		pw, err := cli.Secret(env, "JETMON_NATS_"+strings.ToUpper(string(r))+"_PASSWORD", *file)
+		if err != nil {
+			return pipeline.Options{}, fmt.Errorf("--nats-%s-password-file: %w", r, err)
+		}
+		if pw != "" {
+			access.Passwords[r] = pw
+		}
+	}
+	if *f.rules != "" {
+		if _, err := alerting.Load(*f.rules); err != nil {
+			return pipeline.Options{}, fmt.Errorf("--rules: %w", err)
+		}
+	}
+	o := pipeline.Options{
+		DataDir: *f.dataDir, NATSPort: *f.natsPort, NATSHost: *f.natsHost, NATS: access, HTTP: *f.httpAddr,
+		Token: token, GrantToken: grant, InsecureHTTP: *f.insecureHTTP, Window: *f.window, Rate: *f.rate, Rules: *f.rules,
+		TraceHorizon: *f.traceHorizon, ViewEvery: *f.refresh,
+	}
+	return o, o.Validate()
 }
