@@ -1,6 +1,7 @@
 package jsbus
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -475,14 +476,14 @@ func (r *consumerRun) handleBatch(ctx context.Context, msg jetstream.Msg, md *je
 		if it.Err != nil {
 			b.stats.decodeErrors.Add(1)
 			if dlErr := b.deadLetter(msg, md, it.Raw, it.Index, "undecodable batch item: "+it.Err.Error()); dlErr != nil {
-				failed = append(failed, failure{it.Index, bytes(it.Raw), dlErr})
+				failed = append(failed, failure{it.Index, bytes.Clone(it.Raw), dlErr})
 				return
 			}
 			progress[it.Index] = true
 			return
 		}
 		if herr := r.call(ctx, it.Event); herr != nil {
-			failed = append(failed, failure{it.Index, bytes(it.Raw), herr})
+			failed = append(failed, failure{it.Index, bytes.Clone(it.Raw), herr})
 			return
 		}
 		progress[it.Index] = true
@@ -524,8 +525,6 @@ func (r *consumerRun) handleBatch(ctx context.Context, msg jetstream.Msg, md *je
 	_ = msg.TermWithReason("dead-lettered")
 	r.advance(seq)
 }
-
-func bytes(b []byte) []byte { return append([]byte(nil), b...) }
 
 func (r *consumerRun) forget(seq uint64) {
 	r.handledMu.Lock()
