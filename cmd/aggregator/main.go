@@ -18,7 +18,7 @@ import (
 
 	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/internal/httpd"
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -153,7 +153,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	c.register(fs)
 	from := fs.String("from", "", "start of the range, RFC 3339 (required)")
 	to := fs.String("to", "", "end of the range, RFC 3339 (default: the last stored event)")
-	window := fs.Duration("window", aggregate.DefaultWindow, "tumbling window length")
+	window := fs.Duration("window", windowing.DefaultWindow, "tumbling window length")
 	output := fs.String("output", "-", "NDJSON file of the recomputed windows (- for stdout)")
 	subject := fs.String("subject", "", "also publish each window (core NATS) on SUBJECT.<source>")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -203,7 +203,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return 1
 	}
 	defer func() { _ = bus.Close() }()
-	agg := aggregate.New(aggregate.Options{Window: *window, Lateness: time.Nanosecond})
+	agg := windowing.New(windowing.Options{Window: *window, Lateness: time.Nanosecond})
 	enc := json.NewEncoder(out)
 	written := 0
 	write := func(ws []*events.AggregateEvent) error {

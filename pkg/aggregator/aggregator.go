@@ -1,6 +1,6 @@
 // Package aggregator is the aggregator daemon's embeddable runtime: durable
 // JetStream consumers on the performance events driving
-// [aggregate.Aggregator]s, publishing one performance.metric.aggregated event
+// [windowing.Aggregator]s, publishing one performance.metric.aggregated event
 // per series per window.
 //
 // Exactly-once effect: an input message is acknowledged only after every
@@ -53,7 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 )
@@ -78,7 +78,7 @@ type Options struct {
 	// consumers' names (default "aggregator").
 	Name string
 	// Window, Lateness and MaxSeriesPerSource configure the windows (see
-	// aggregate.Options).
+	// windowing.Options).
 	Window, Lateness   time.Duration
 	MaxSeriesPerSource int
 	// MaxSeries bounds the series of this instance, over all the partitions
@@ -176,7 +176,7 @@ func (c Options) Validate() error {
 }
 
 func (c Options) withDefaults() Options {
-	d := aggregate.DefaultOptions()
+	d := windowing.DefaultOptions()
 	if c.Name == "" {
 		c.Name = "aggregator"
 	}
@@ -233,8 +233,8 @@ func (c Options) withDefaults() Options {
 }
 
 // aggOptions returns the options of one partition's aggregator.
-func (c Options) aggOptions(overflowSource string) aggregate.Options {
-	return aggregate.Options{
+func (c Options) aggOptions(overflowSource string) windowing.Options {
+	return windowing.Options{
 		Window: c.Window, Lateness: c.Lateness, MaxSeriesPerSource: c.MaxSeriesPerSource, MaxSeries: c.MaxSeries,
 		OverflowSource: overflowSource, MaxFutureSkew: c.MaxFutureSkew, SeriesTTL: c.SeriesTTL,
 		DedupWindow: c.DedupWindow, MaxDedupIDs: c.MaxDedupIDs,
@@ -267,7 +267,7 @@ type Service struct {
 	cfg   Options
 	log   zerolog.Logger
 	m     *metrics
-	limit *aggregate.SeriesLimit
+	limit *windowing.SeriesLimit
 	js    jetstream.JetStream // publishes windows, with futures: no bus-wide async handlers
 
 	mu     sync.Mutex
@@ -297,7 +297,7 @@ func New(cfg Options) (*Service, error) {
 		return nil, fmt.Errorf("aggregator: %w", err)
 	}
 	s := &Service{
-		cfg: cfg, log: zerolog.Nop(), limit: aggregate.NewSeriesLimit(cfg.MaxSeries), js: js,
+		cfg: cfg, log: zerolog.Nop(), limit: windowing.NewSeriesLimit(cfg.MaxSeries), js: js,
 		stats: Stats{BadInput: map[string]uint64{}}, parts: map[int]*partition{}, overflowSources: map[string]bool{},
 	}
 	s.m = newMetrics(s)

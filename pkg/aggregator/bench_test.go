@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -75,7 +75,7 @@ func BenchmarkReplay(b *testing.B) {
 		fill(b)
 		b.ReportAllocs()
 		b.ResetTimer()
-		agg := aggregate.New(aggregate.Options{Window: 10 * time.Second})
+		agg := windowing.New(windowing.Options{Window: 10 * time.Second})
 		windows := 0
 		st, err := bus.Replay(ctx, "performance.>", jsbus.ReplayOptions{}, events.HandlerFunc(func(_ context.Context, ev events.Event) error {
 			agg.Add(ev)

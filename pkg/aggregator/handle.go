@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/streams"
 )
@@ -70,23 +70,23 @@ func (p *partition) handle(msg jetstream.Msg) {
 		r := p.agg.AggregateArrived(it.Event, md.Timestamp)
 		s.stats.Events++
 		switch r.Outcome {
-		case aggregate.Added:
+		case windowing.Added:
 			feeds = addFeed(feeds, r.Series.Source, r.WindowStart)
 			s.m.events.WithLabelValues("added").Inc()
 			s.m.series(r.Series).Inc()
 			if r.Series.Type != events.MetricRecorded {
 				s.m.durations.Observe(value(it.Event) / 1000) // ms on the wire, seconds in Prometheus
 			}
-			if r.Overflow != aggregate.NoOverflow {
+			if r.Overflow != windowing.NoOverflow {
 				s.overflowed(r.Overflow, it.Event.Metadata().Source)
 			}
-		case aggregate.Late:
+		case windowing.Late:
 			s.stats.Late++
 			s.m.events.WithLabelValues("late").Inc()
-		case aggregate.Duplicate:
+		case windowing.Duplicate:
 			s.stats.Duplicates++
 			s.m.events.WithLabelValues("duplicate").Inc()
-		case aggregate.Rejected:
+		case windowing.Rejected:
 			s.mu.Unlock()
 			s.bad(msg, md, it.Raw, it.Index, r.Err)
 			return
@@ -113,7 +113,7 @@ func (p *partition) handle(msg jetstream.Msg) {
 }
 
 func value(ev events.Event) float64 {
-	_, v, _, _ := aggregate.SeriesOf(ev)
+	_, v, _, _ := windowing.SeriesOf(ev)
 	return v
 }
 
@@ -133,10 +133,10 @@ func addFeed(feeds []feed, source string, start time.Time) []feed {
 
 // overflowed counts an event of source that went to an overflow series.
 // Caller holds s.mu.
-func (s *Service) overflowed(o aggregate.Overflow, source string) {
+func (s *Service) overflowed(o windowing.Overflow, source string) {
 	s.stats.Overflowed++
 	scope := "source"
-	if o == aggregate.GlobalOverflow {
+	if o == windowing.GlobalOverflow {
 		scope = "global"
 	}
 	label := capLabel(source)

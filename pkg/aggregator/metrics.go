@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // Label values are capped so that no input makes /metrics large: at most
@@ -91,13 +91,13 @@ func newMetrics(s *Service) *metrics {
 }
 
 // series returns the per-series counter of s.
-func (m *metrics) series(s aggregate.Series) prometheus.Counter {
+func (m *metrics) series(s windowing.Series) prometheus.Counter {
 	return m.perSeries.WithLabelValues(string(s.Type), capLabel(s.Source), capLabel(s.Name))
 }
 
 // forgetSeries deletes the per-series counter of a series the aggregator
 // forgot.
-func (m *metrics) forgetSeries(s aggregate.Series) {
+func (m *metrics) forgetSeries(s windowing.Series) {
 	m.perSeries.DeleteLabelValues(string(s.Type), capLabel(s.Source), capLabel(s.Name))
 }
 

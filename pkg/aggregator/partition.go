@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // partition consumes one consumer into one aggregator. Its fields below
@@ -41,7 +41,7 @@ type partition struct {
 	lastStored time.Time
 
 	// under s.mu
-	agg          *aggregate.Aggregator
+	agg          *windowing.Aggregator
 	inFlight     map[uint64]*pendingMsg   // input held unacknowledged, by stream sequence
 	bySource     map[string][]*pendingMsg // the same, by the sources whose windows they wait for
 	lastSeq      uint64                   // the latest stream sequence received
@@ -72,7 +72,7 @@ type feed struct {
 }
 
 func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration) *partition {
-	overflow := aggregate.OverflowName
+	overflow := windowing.OverflowName
 	if id >= 0 {
 		overflow += "-p" + fmt.Sprint(id)
 	}
@@ -81,7 +81,7 @@ func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Dur
 	o.OnEvict = s.m.forgetSeries
 	p := &partition{
 		s: s, id: id, cons: cons, holdFor: holdFor, inFlight: map[uint64]*pendingMsg{}, bySource: map[string][]*pendingMsg{},
-		agg: aggregate.New(o), lastProgress: time.Now(),
+		agg: windowing.New(o), lastProgress: time.Now(),
 	}
 	if info := cons.CachedInfo(); info != nil {
 		// Deliveries the server makes between this look and the first

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
@@ -275,7 +275,7 @@ func TestWindowRefusedForGoodIsDeadLettered(t *testing.T) {
 	now := time.Now()
 	// Durations over 13 decades: a sketch of about 1,500 bins.
 	var evs []*events.PerformanceEvent
-	check := aggregate.New(aggregate.Options{Window: 2 * time.Second})
+	check := windowing.New(windowing.Options{Window: 2 * time.Second})
 	for i := range 1500 {
 		ev := events.NewPerformanceEvent(events.OperationComplete, "wide")
 		ev.Operation, ev.DurationMS, ev.Timestamp = "op", 1e-3*float64(int64(1)<<(i%43))*(1+float64(i)/1500), now

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/history"
@@ -131,7 +131,7 @@ func BenchmarkSeriesDay(b *testing.B) {
 	b.Run("baseline-replay", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			agg := aggregate.New(aggregate.Options{Window: benchWindow, Lateness: time.Nanosecond})
+			agg := windowing.New(windowing.Options{Window: benchWindow, Lateness: time.Nanosecond})
 			var n uint64
 			keep := func(ws []*events.AggregateEvent) {
 				for _, w := range ws {

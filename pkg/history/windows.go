@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/streams"
 )
@@ -51,7 +51,7 @@ type Point struct {
 	// SlowestTraceIDs names the traces of the bucket's slowest events,
 	// slowest first: a stored window's own list, or for a re-bucketed
 	// point the lists of its windows, those with the larger Max first,
-	// without repeats, at most [aggregate.SlowestTraces] (the first is the
+	// without repeats, at most [windowing.SlowestTraces] (the first is the
 	// trace of the point's Max; the rest are approximate).
 	SlowestTraceIDs []string `json:"slowest_trace_ids,omitempty"`
 }
@@ -208,7 +208,7 @@ func point(ws []*events.AggregateEvent, q WindowQuery, b int64) (Point, error) {
 		m = uniq[0]
 	} else {
 		var err error
-		if m, err = aggregate.Merge(uniq); err != nil {
+		if m, err = windowing.Merge(uniq); err != nil {
 			return Point{}, fmt.Errorf("history: merge: %w", err)
 		}
 	}
@@ -217,14 +217,14 @@ func point(ws []*events.AggregateEvent, q WindowQuery, b int64) (Point, error) {
 		Sum: m.Sum, Avg: m.Avg, Min: m.Min, Max: m.Max, P50: m.P50, P90: m.P90, P95: m.P95, P99: m.P99,
 	}
 	for _, id := range m.SlowestTraceIDs {
-		if len(p.SlowestTraceIDs) == aggregate.SlowestTraces {
+		if len(p.SlowestTraceIDs) == windowing.SlowestTraces {
 			break
 		}
 		p.SlowestTraceIDs = append(p.SlowestTraceIDs, id.String())
 	}
 	for _, v := range []float64{p.Sum, p.Avg, p.Min, p.Max, p.P50, p.P90, p.P95, p.P99} {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return Point{}, aggregate.ErrNotFinite
+			return Point{}, windowing.ErrNotFinite
 		}
 	}
 	return p, nil

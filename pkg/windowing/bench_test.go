@@ -1,4 +1,4 @@
-package aggregate_test
+package windowing_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -30,11 +30,11 @@ func BenchmarkAdd(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			tick := t0.Add(time.Hour)
-			o := aggregate.Options{Window: time.Hour, DedupWindow: -1, Now: func() time.Time { tick = tick.Add(time.Millisecond); return tick }}
+			o := windowing.Options{Window: time.Hour, DedupWindow: -1, Now: func() time.Time { tick = tick.Add(time.Millisecond); return tick }}
 			if dedup {
 				o.DedupWindow = time.Minute
 			}
-			a := aggregate.New(o)
+			a := windowing.New(o)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -62,7 +62,7 @@ func BenchmarkBytesPerSeries(b *testing.B) {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				a := aggregate.New(aggregate.Options{MaxSeriesPerSource: n, MaxSeries: n, DedupWindow: -1, Now: func() time.Time { return t0.Add(time.Hour) }})
+				a := windowing.New(windowing.Options{MaxSeriesPerSource: n, MaxSeries: n, DedupWindow: -1, Now: func() time.Time { return t0.Add(time.Hour) }})
 				for _, ev := range evs {
 					a.Add(ev)
 					a.Add(ev)
@@ -90,7 +90,7 @@ func BenchmarkBytesPerDedupID(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		a := aggregate.New(aggregate.Options{Window: time.Hour, MaxDedupIDs: n, Now: func() time.Time { return t0.Add(time.Hour) }})
+		a := windowing.New(windowing.Options{Window: time.Hour, MaxDedupIDs: n, Now: func() time.Time { return t0.Add(time.Hour) }})
 		for _, ev := range evs {
 			a.Add(ev)
 		}

@@ -1,4 +1,4 @@
-package aggregate_test
+package windowing_test
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -25,7 +25,7 @@ func op(source, name string, at time.Time, ms float64, failed bool) *events.Perf
 }
 
 func TestWindowsByEventTime(t *testing.T) {
-	a := aggregate.New(aggregate.Options{Window: 10 * time.Second, Lateness: 5 * time.Second})
+	a := windowing.New(windowing.Options{Window: 10 * time.Second, Lateness: 5 * time.Second})
 	a.Add(op("svc", "q", t0.Add(1*time.Second), 10, false))
 	a.Add(op("svc", "q", t0.Add(9*time.Second), 30, true))
 	a.Add(op("svc", "q", t0.Add(12*time.Second), 5, false)) // next window
@@ -46,7 +46,7 @@ func TestWindowsByEventTime(t *testing.T) {
 	if err := w.Validate(); err != nil {
 		t.Errorf("emitted aggregate is invalid: %v", err)
 	}
-	if out := a.Add(op("svc", "q", t0.Add(3*time.Second), 1, false)); out != aggregate.Late {
+	if out := a.Add(op("svc", "q", t0.Add(3*time.Second), 1, false)); out != windowing.Late {
 		t.Errorf("an event for a closed window: outcome %v, want Late", out)
 	}
 	if st := a.Stats(); st.Late != 1 || st.Added != 5 || st.OpenWindows != 1 {
@@ -59,7 +59,7 @@ func TestWindowsByEventTime(t *testing.T) {
 }
 
 func TestIdleAdvanceClosesWindows(t *testing.T) {
-	a := aggregate.New(aggregate.Options{})
+	a := windowing.New(windowing.Options{})
 	a.Add(op("svc", "q", t0, 1, false))
 	if got := a.Advance(t0.Add(14 * time.Second)); len(got) != 0 {
 		t.Fatalf("closed early: %v", got)
@@ -70,7 +70,7 @@ func TestIdleAdvanceClosesWindows(t *testing.T) {
 }
 
 func TestQuantilesWithinOnePercentOfExact(t *testing.T) {
-	a := aggregate.New(aggregate.Options{Window: time.Minute})
+	a := windowing.New(windowing.Options{Window: time.Minute})
 	r := rand.New(rand.NewPCG(3, 4))
 	var ds []float64
 	for i := range 50_000 {
@@ -92,7 +92,7 @@ func TestQuantilesWithinOnePercentOfExact(t *testing.T) {
 }
 
 func TestSeriesIdentityAndOverflow(t *testing.T) {
-	a := aggregate.New(aggregate.Options{MaxSeriesPerSource: 3})
+	a := windowing.New(windowing.Options{MaxSeriesPerSource: 3})
 	for i := range 10 {
 		a.Add(op("noisy", fmt.Sprint("op", i), t0, 1, false))
 	}
@@ -105,14 +105,14 @@ func TestSeriesIdentityAndOverflow(t *testing.T) {
 	start.Phase, start.Timestamp = "parse", t0
 	a.Add(ph)
 	a.Add(m)
-	if a.Add(start) != aggregate.NotAggregated {
+	if a.Add(start) != windowing.NotAggregated {
 		t.Error("phase.start was aggregated")
 	}
 	names := map[string]uint64{}
 	for _, w := range a.Flush() {
 		names[w.Source+"/"+string(w.AggregatedType)+"/"+w.Name()] = w.Count
 	}
-	if names["noisy/performance.operation.complete/"+aggregate.OverflowName] != 7 || len(names) != 7 {
+	if names["noisy/performance.operation.complete/"+windowing.OverflowName] != 7 || len(names) != 7 {
 		t.Errorf("series %v: want 3 noisy series, an overflow series with 7, quiet, the phase and the metric", names)
 	}
 	if names["svc/performance.metric.recorded/queue_depth"] != 1 || names["svc/performance.phase.end/parse"] != 1 {
@@ -126,8 +126,8 @@ func TestSeriesIdentityAndOverflow(t *testing.T) {
 // TestMergeEqualsWhole: aggregating in three partitions and merging gives
 // the single aggregation (counts exact, quantiles within the sketch bound).
 func TestMergeEqualsWhole(t *testing.T) {
-	whole := aggregate.New(aggregate.Options{})
-	parts := []*aggregate.Aggregator{aggregate.New(aggregate.Options{}), aggregate.New(aggregate.Options{}), aggregate.New(aggregate.Options{})}
+	whole := windowing.New(windowing.Options{})
+	parts := []*windowing.Aggregator{windowing.New(windowing.Options{}), windowing.New(windowing.Options{}), windowing.New(windowing.Options{})}
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := range 30_000 {
 		ev := op("svc", "q", t0.Add(time.Duration(i%9000)*time.Millisecond), math.Exp(r.NormFloat64())*20, i%17 == 0)
@@ -139,7 +139,7 @@ func TestMergeEqualsWhole(t *testing.T) {
 	for _, p := range parts {
 		ps = append(ps, p.Flush()...)
 	}
-	m, err := aggregate.Merge(ps)
+	m, err := windowing.Merge(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestMergeEqualsWhole(t *testing.T) {
 
 func TestDeterministicIDs(t *testing.T) {
 	run := func() []string {
-		a := aggregate.New(aggregate.Options{})
+		a := windowing.New(windowing.Options{})
 		for i := range 100 {
 			a.Add(op(fmt.Sprint("s", i%3), "q", t0.Add(time.Duration(i)*time.Second), 1, false))
 		}

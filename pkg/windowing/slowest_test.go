@@ -1,11 +1,11 @@
-package aggregate_test
+package windowing_test
 
 import (
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -13,12 +13,12 @@ import (
 // event without a trace is not named; a trace counts once; merged parts name
 // the merged maximum's trace first.
 func TestWindowNamesSlowestTraces(t *testing.T) {
-	a := aggregate.New(aggregate.Options{Window: 10 * time.Second})
+	a := windowing.New(windowing.Options{Window: 10 * time.Second})
 	ids := make([]events.TraceID, 6)
 	for i := range ids {
 		ids[i] = events.NewTraceID()
 	}
-	add := func(a *aggregate.Aggregator, id events.TraceID, ms float64) {
+	add := func(a *windowing.Aggregator, id events.TraceID, ms float64) {
 		ev := op("svc", "q", t0.Add(time.Second), ms, false)
 		ev.TraceID = id
 		if id.IsZero() {
@@ -41,9 +41,9 @@ func TestWindowNamesSlowestTraces(t *testing.T) {
 	if err != nil || !slices.Equal(back.(*events.AggregateEvent).SlowestTraceIDs, w.SlowestTraceIDs) {
 		t.Fatalf("round trip: %v", err)
 	}
-	b := aggregate.New(aggregate.Options{Window: 10 * time.Second})
+	b := windowing.New(windowing.Options{Window: 10 * time.Second})
 	add(b, ids[5], 120)
-	m, err := aggregate.Merge([]*events.AggregateEvent{w, b.Flush()[0]})
+	m, err := windowing.Merge([]*events.AggregateEvent{w, b.Flush()[0]})
 	if err != nil {
 		t.Fatal(err)
 	}

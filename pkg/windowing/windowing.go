@@ -1,4 +1,4 @@
-// Package aggregate is the aggregation stage of the pipeline: tumbling
+// Package windowing is the aggregation stage of the pipeline: tumbling
 // event-time windows per series with mergeable sketches.
 //
 // A series is an aggregated event type, a source and an operation (or phase,
@@ -26,7 +26,7 @@
 // [*events.ValidationError]; an event sent again (same source and id, within
 // DedupWindow) is counted once; series are bounded per source and in total
 // (overflow series), and idle ones are forgotten after SeriesTTL.
-package aggregate
+package windowing
 
 import (
 	"math"

@@ -1,4 +1,4 @@
-package aggregate_test
+package windowing_test
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/aggregate"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 )
 
@@ -43,11 +43,11 @@ func TestValuesOutOfRangeNeverEnterAWindow(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a := aggregate.New(aggregate.Options{Now: clock()})
+			a := windowing.New(windowing.Options{Now: clock()})
 			for range 2 {
 				r := a.Aggregate(c.ev)
 				var ve *events.ValidationError
-				if r.Outcome != aggregate.Rejected || !errors.As(r.Err, &ve) || ve.Field != c.field || !errors.Is(r.Err, events.ErrInvalid) {
+				if r.Outcome != windowing.Rejected || !errors.As(r.Err, &ve) || ve.Field != c.field || !errors.Is(r.Err, events.ErrInvalid) {
 					t.Fatalf("outcome %v, err %v; want Rejected with a validation error on %s", r.Outcome, r.Err, c.field)
 				}
 			}
@@ -59,10 +59,10 @@ func TestValuesOutOfRangeNeverEnterAWindow(t *testing.T) {
 			}
 		})
 	}
-	a := aggregate.New(aggregate.Options{Now: clock()})
+	a := windowing.New(windowing.Options{Now: clock()})
 	for range 3 {
-		a.Add(op("svc", "q", t0, aggregate.MaxDurationMS, false))
-		a.Add(metric("svc", "m", t0, -aggregate.MaxAbsValue))
+		a.Add(op("svc", "q", t0, windowing.MaxDurationMS, false))
+		a.Add(metric("svc", "m", t0, -windowing.MaxAbsValue))
 	}
 	for _, w := range a.Flush() {
 		if err := w.Validate(); err != nil || w.Count != 3 {
@@ -74,7 +74,7 @@ func TestValuesOutOfRangeNeverEnterAWindow(t *testing.T) {
 // TestSumIsCompensated: a million additions of 0.1 sum to 100,000 exactly
 // enough; naive summation is off by about 1e-6.
 func TestSumIsCompensated(t *testing.T) {
-	a := aggregate.New(aggregate.Options{Window: time.Hour, Now: clock(), DedupWindow: -1})
+	a := windowing.New(windowing.Options{Window: time.Hour, Now: clock(), DedupWindow: -1})
 	for i := range 1_000_000 {
 		a.Add(op("svc", "q", t0.Add(time.Duration(i)*time.Microsecond), 0.1, false))
 	}
@@ -88,10 +88,10 @@ func TestSumIsCompensated(t *testing.T) {
 // windows only; another source's events are neither late nor cut short.
 func TestEventTimeIsPerSource(t *testing.T) {
 	now := t0.Add(time.Hour)
-	a := aggregate.New(aggregate.Options{Window: 10 * time.Second, Lateness: 5 * time.Second, Now: func() time.Time { return now }})
+	a := windowing.New(windowing.Options{Window: 10 * time.Second, Lateness: 5 * time.Second, Now: func() time.Time { return now }})
 	a.Add(op("slow", "q", t0, 1, false))
 	a.Add(op("fast", "q", t0, 1, false))
-	if r := a.Aggregate(op("fast", "q", now.Add(4*time.Minute), 1, false)); r.Outcome != aggregate.Added {
+	if r := a.Aggregate(op("fast", "q", now.Add(4*time.Minute), 1, false)); r.Outcome != windowing.Added {
 		t.Fatalf("an event within MaxFutureSkew: %v", r.Outcome)
 	}
 	closed := a.Closed()
@@ -99,11 +99,11 @@ func TestEventTimeIsPerSource(t *testing.T) {
 		t.Fatalf("the fast source closed %v; want only its own first window", closed)
 	}
 	for i := range 40 {
-		if out := a.Add(op("slow", "q", t0.Add(time.Duration(i)*100*time.Millisecond), 1, false)); out != aggregate.Added {
+		if out := a.Add(op("slow", "q", t0.Add(time.Duration(i)*100*time.Millisecond), 1, false)); out != windowing.Added {
 			t.Fatalf("slow event %d: %v, want Added", i, out)
 		}
 	}
-	if out := a.Add(op("fast", "q", t0.Add(time.Second), 1, false)); out != aggregate.Late {
+	if out := a.Add(op("fast", "q", t0.Add(time.Second), 1, false)); out != windowing.Late {
 		t.Errorf("the fast source's own old window: %v, want Late", out)
 	}
 	if got := a.Watermark("slow"); !got.Equal(t0.Add(3900 * time.Millisecond)) {
@@ -123,15 +123,15 @@ func TestEventTimeIsPerSource(t *testing.T) {
 // rejected and its source's watermark stays.
 func TestFarFutureEventMovesNoWatermark(t *testing.T) {
 	now := t0.Add(time.Hour)
-	a := aggregate.New(aggregate.Options{MaxFutureSkew: time.Minute, Now: func() time.Time { return now }})
+	a := windowing.New(windowing.Options{MaxFutureSkew: time.Minute, Now: func() time.Time { return now }})
 	a.Add(op("svc", "q", t0, 1, false))
-	if out := a.Add(op("svc", "q", now.Add(55*time.Minute), 1, false)); out != aggregate.Rejected {
+	if out := a.Add(op("svc", "q", now.Add(55*time.Minute), 1, false)); out != windowing.Rejected {
 		t.Fatalf("55 min ahead: %v", out)
 	}
 	if !a.Watermark("svc").Equal(t0) || len(a.Closed()) != 0 {
 		t.Errorf("watermark %v after a rejected future event", a.Watermark("svc"))
 	}
-	if out := a.Add(op("svc", "q", t0.Add(time.Second), 1, false)); out != aggregate.Added {
+	if out := a.Add(op("svc", "q", t0.Add(time.Second), 1, false)); out != windowing.Added {
 		t.Errorf("the next good event: %v", out)
 	}
 }
@@ -140,7 +140,7 @@ func TestFarFutureEventMovesNoWatermark(t *testing.T) {
 // source while a busy one with older event time keeps its own.
 func TestIdleSourceClosesByTheClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a := aggregate.New(aggregate.Options{Window: time.Second, Lateness: time.Second})
+		a := windowing.New(windowing.Options{Window: time.Second, Lateness: time.Second})
 		start := time.Now()
 		a.Add(op("quiet", "q", start, 1, false))
 		for i := range 20 {
@@ -162,7 +162,7 @@ func TestIdleSourceClosesByTheClock(t *testing.T) {
 // source it counts; memory is bounded by MaxDedupIDs.
 func TestSameEventSentAgainCountsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a := aggregate.New(aggregate.Options{Window: time.Hour, DedupWindow: 2 * time.Minute, MaxDedupIDs: 100})
+		a := windowing.New(windowing.Options{Window: time.Hour, DedupWindow: 2 * time.Minute, MaxDedupIDs: 100})
 		base := time.Now().Add(-time.Minute)
 		evs := make([]*events.PerformanceEvent, 10)
 		for i := range evs {
@@ -176,11 +176,11 @@ func TestSameEventSentAgainCountsOnce(t *testing.T) {
 		}
 		other := *evs[0]
 		other.Source = "other" // the same id from another source is its own event
-		if out := a.Add(&other); out != aggregate.Added {
+		if out := a.Add(&other); out != windowing.Added {
 			t.Errorf("same id, other source: %v", out)
 		}
 		time.Sleep(2 * time.Minute)
-		if out := a.Add(evs[0]); out != aggregate.Added {
+		if out := a.Add(evs[0]); out != windowing.Added {
 			t.Errorf("after the horizon: %v", out)
 		}
 		st := a.Stats()
@@ -208,17 +208,17 @@ func TestSameEventSentAgainCountsOnce(t *testing.T) {
 // (with OnEvict), so a new series gets its own place again.
 func TestSeriesAreBoundedAndIdleOnesForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var evicted []aggregate.Series
-		a := aggregate.New(aggregate.Options{
+		var evicted []windowing.Series
+		a := windowing.New(windowing.Options{
 			Window: time.Second, Lateness: time.Second, MaxSeries: 50, MaxSeriesPerSource: 1000, SeriesTTL: time.Minute,
-			OnEvict: func(s aggregate.Series) { evicted = append(evicted, s) },
+			OnEvict: func(s windowing.Series) { evicted = append(evicted, s) },
 		})
 		now := time.Now()
 		for i := range 50 {
 			a.Add(op("idle", fmt.Sprint("op", i), now, 1, false))
 		}
 		r := a.Aggregate(op("live", "new", now, 1, false))
-		if r.Outcome != aggregate.Added || r.Overflow != aggregate.GlobalOverflow || r.Series != (aggregate.Series{Type: events.OperationComplete, Source: aggregate.OverflowName, Name: aggregate.OverflowName}) {
+		if r.Outcome != windowing.Added || r.Overflow != windowing.GlobalOverflow || r.Series != (windowing.Series{Type: events.OperationComplete, Source: windowing.OverflowName, Name: windowing.OverflowName}) {
 			t.Fatalf("the 51st series: %+v", r)
 		}
 		if st := a.Stats(); st.Series != 51 || st.Overflowed != 1 {
@@ -234,7 +234,7 @@ func TestSeriesAreBoundedAndIdleOnesForgotten(t *testing.T) {
 			t.Fatalf("after the TTL: %+v, %d evicted", st, len(evicted))
 		}
 		r = a.Aggregate(op("live", "new", time.Now(), 1, false))
-		if r.Overflow != aggregate.NoOverflow || r.Series.Source != "live" || r.Series.Name != "new" {
+		if r.Overflow != windowing.NoOverflow || r.Series.Source != "live" || r.Series.Name != "new" {
 			t.Errorf("a new live series after idle ones were forgotten: %+v", r)
 		}
 	})
@@ -243,11 +243,11 @@ func TestSeriesAreBoundedAndIdleOnesForgotten(t *testing.T) {
 // TestPerSourceOverflowKeepsTheSource: past MaxSeriesPerSource the series is
 // the source's overflow series.
 func TestPerSourceOverflowKeepsTheSource(t *testing.T) {
-	a := aggregate.New(aggregate.Options{MaxSeriesPerSource: 2, Now: clock()})
+	a := windowing.New(windowing.Options{MaxSeriesPerSource: 2, Now: clock()})
 	a.Add(op("noisy", "a", t0, 1, false))
 	a.Add(op("noisy", "b", t0, 1, false))
 	r := a.Aggregate(op("noisy", "c", t0, 1, false))
-	if r.Overflow != aggregate.SourceOverflow || r.Series.Source != "noisy" || r.Series.Name != aggregate.OverflowName {
+	if r.Overflow != windowing.SourceOverflow || r.Series.Source != "noisy" || r.Series.Name != windowing.OverflowName {
 		t.Errorf("%+v", r)
 	}
 }
@@ -255,15 +255,15 @@ func TestPerSourceOverflowKeepsTheSource(t *testing.T) {
 // TestSharedLimitIsReturnedAtClose: aggregators sharing a SeriesLimit stay
 // within it together, and Close gives the series back.
 func TestSharedLimitIsReturnedAtClose(t *testing.T) {
-	lim := aggregate.NewSeriesLimit(10)
-	a := aggregate.New(aggregate.Options{Limit: lim, Now: clock()})
-	b := aggregate.New(aggregate.Options{Limit: lim, Now: clock()})
+	lim := windowing.NewSeriesLimit(10)
+	a := windowing.New(windowing.Options{Limit: lim, Now: clock()})
+	b := windowing.New(windowing.Options{Limit: lim, Now: clock()})
 	for i := range 8 {
 		a.Add(op("a", fmt.Sprint(i), t0, 1, false))
 	}
 	over := 0
 	for i := range 8 {
-		if b.Aggregate(op("b", fmt.Sprint(i), t0, 1, false)).Overflow == aggregate.GlobalOverflow {
+		if b.Aggregate(op("b", fmt.Sprint(i), t0, 1, false)).Overflow == windowing.GlobalOverflow {
 			over++
 		}
 	}
@@ -278,16 +278,16 @@ func TestSharedLimitIsReturnedAtClose(t *testing.T) {
 }
 
 func TestMergeRefusesNonFiniteParts(t *testing.T) {
-	a := aggregate.New(aggregate.Options{Now: clock()})
+	a := windowing.New(windowing.Options{Now: clock()})
 	a.Add(op("svc", "q", t0, 1e10, false))
 	w := a.Flush()[0]
 	bad := *w
 	bad.Sum = math.MaxFloat64
-	if _, err := aggregate.Merge([]*events.AggregateEvent{&bad, &bad}); !errors.Is(err, aggregate.ErrNotFinite) {
+	if _, err := windowing.Merge([]*events.AggregateEvent{&bad, &bad}); !errors.Is(err, windowing.ErrNotFinite) {
 		t.Errorf("merging sums that overflow: %v", err)
 	}
 	bad.Sum = math.Inf(1)
-	if _, err := aggregate.Merge([]*events.AggregateEvent{w, &bad}); !errors.Is(err, aggregate.ErrNotFinite) {
+	if _, err := windowing.Merge([]*events.AggregateEvent{w, &bad}); !errors.Is(err, windowing.ErrNotFinite) {
 		t.Errorf("merging an infinite part: %v", err)
 	}
 }
@@ -295,13 +295,13 @@ func TestMergeRefusesNonFiniteParts(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		o    aggregate.Options
+		o    windowing.Options
 		want string
 	}{
-		{"negative MaxSeries", aggregate.Options{MaxSeries: -1}, "MaxSeries"},
-		{"negative skew", aggregate.Options{MaxFutureSkew: -time.Second}, "MaxFutureSkew"},
-		{"TTL shorter than a window", aggregate.Options{Window: time.Minute, SeriesTTL: time.Second}, "SeriesTTL"},
-		{"negative dedup ids", aggregate.Options{MaxDedupIDs: -1}, "MaxDedupIDs"},
+		{"negative MaxSeries", windowing.Options{MaxSeries: -1}, "MaxSeries"},
+		{"negative skew", windowing.Options{MaxFutureSkew: -time.Second}, "MaxFutureSkew"},
+		{"TTL shorter than a window", windowing.Options{Window: time.Minute, SeriesTTL: time.Second}, "SeriesTTL"},
+		{"negative dedup ids", windowing.Options{MaxDedupIDs: -1}, "MaxDedupIDs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.o.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -309,7 +309,7 @@ func TestOptionsValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := aggregate.DefaultOptions().Validate(); err != nil {
+	if err := windowing.DefaultOptions().Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
 }
