@@ -18,10 +18,10 @@ import (
 
 	"github.com/jetmon/jetmon/internal/cli"
 	"github.com/jetmon/jetmon/internal/httpd"
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)) }

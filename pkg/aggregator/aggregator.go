@@ -53,9 +53,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // InputSubjects are the performance events that are aggregated; the

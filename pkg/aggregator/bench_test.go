@@ -9,10 +9,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/streams"
 )
 

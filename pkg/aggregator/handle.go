@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/streams"
 )
 

@@ -14,11 +14,11 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/internal/testutil"
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/natsserver"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/streams"
 )
 

@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/history"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // A day of 10 s windows of benchSeries series (3 events each), stored both

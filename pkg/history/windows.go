@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/streams"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)

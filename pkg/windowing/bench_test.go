@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // BenchmarkAdd is the aggregation stage alone (series lookup and sketch

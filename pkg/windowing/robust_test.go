@@ -9,8 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // clock returns an Options.Now fixed at t0 plus an hour, so that the test

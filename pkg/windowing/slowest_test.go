@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetmon/jetmon/pkg/windowing"
 	"github.com/jetmon/jetmon/pkg/events"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 // Each window names the traces of its slowest events, slowest first; an
