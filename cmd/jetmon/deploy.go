@@ -185,8 +185,8 @@ Flags (each also settable as JETMON_<FLAG>):
 	var results []streams.Result
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		results, err = applyStreams(cctx, cfg, defs)
-		if err == nil || cctx.Err() != nil {
-			break
+		if err == nil || cctx.Err() != nil || errors.Is(err, streams.ErrConflict) {
+			break // done, out of time, or refused for good (waiting cannot help)
 		}
 		fmt.Fprintf(stderr, "jetmon streams apply: %v; retrying in %v\n", redact.Error(err), wait)
 		select {
