@@ -103,10 +103,22 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 			}
 			return fmt.Errorf("aggregator: input stream: %w", err)
 		}
+		// On file storage: a bucket kept only in memory is lost when its
+		// servers restart one by one faster than its replicas catch up
+		// (a compose rolling restart left every aggregator unable to
+		// announce itself for minutes).
+		js := s.cfg.Bus.JetStream()
 		var err error
-		kv, err = s.cfg.Bus.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.MemoryStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: MembersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.FileStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
 		})
+		if err != nil {
+			// A bucket an earlier version made in memory cannot change its
+			// storage: go on with it as it is.
+			if existing, gerr := js.KeyValue(ctx, MembersBucket); gerr == nil {
+				kv, err = existing, nil
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("aggregator: members bucket: %w", err)
 		}
