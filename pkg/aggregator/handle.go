@@ -13,25 +13,6 @@ import (
 )
 
 // handle aggregates one message (an event or a batch).
-// watchDeliveries follows the consumer's delivery sequence: deliveries
-// missing from it were lost in flight and come back only after AckWait, so
-// a gap holds windows open — for AckWait, and beyond it (up to
-// maxReconnectHold) while fewer redeliveries than lost deliveries came.
-func (p *partition) watchDeliveries(md *jetstream.MsgMetadata) {
-	d := md.Sequence.Consumer
-	if d != p.lastDelivery+1 {
-		now := time.Now()
-		p.s.mu.Lock() // holding reads them under s.mu too (unhealthy)
-		if d > p.lastDelivery+1 {
-			p.lostDeliveries += d - p.lastDelivery - 1
-		}
-		p.lastGap = now
-		p.s.mu.Unlock()
-		p.holdForRedelivery(now, fmt.Sprintf("delivery %d after %d", d, p.lastDelivery))
-	}
-	p.lastDelivery = d
-}
-
 func (p *partition) handle(msg jetstream.Msg) {
 	s := p.s
 	md, err := msg.Metadata()
@@ -39,7 +20,10 @@ func (p *partition) handle(msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
-	p.watchDeliveries(md)
+	if d := md.Sequence.Consumer; p.lastDelivery != 0 && d != p.lastDelivery+1 {
+		p.holdForRedelivery(time.Now(), fmt.Sprintf("delivery %d after %d", d, p.lastDelivery))
+	}
+	p.lastDelivery = md.Sequence.Consumer
 	s.mu.Lock()
 	s.stats.Messages++
 	p.lastProgress = time.Now()
@@ -54,9 +38,6 @@ func (p *partition) handle(msg jetstream.Msg) {
 		s.stats.Redelivered++
 		s.mu.Unlock()
 		return
-	}
-	if md.NumDelivered > 1 && p.lostDeliveries > 0 {
-		p.lostDeliveries-- // most likely one of the deliveries lost in flight, back
 	}
 	s.mu.Unlock()
 	var feeds []feed

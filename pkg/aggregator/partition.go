@@ -31,10 +31,6 @@ type partition struct {
 	// that moved, a pull that timed out, another instance's pull — which come
 	// back only after AckWait: it starts the same hold as a reconnect.
 	lastDelivery uint64
-	// lostDeliveries counts deliveries missing from the sequence not yet matched by a
-	// redelivery; lastGap is when the latest gap was seen.
-	lostDeliveries uint64
-	lastGap        time.Time
 	// streamCreated tells a re-created stream from the one the consumer read.
 	streamCreated time.Time
 	// lastStored is when the server stored the latest message received.
@@ -104,7 +100,7 @@ func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Dur
 // holding reports whether windows must stay open at now: a taken-over
 // partition holds them until holdFor after its first message.
 func (p *partition) holding(now time.Time) bool {
-	if now.Before(p.reconnectHold) || (p.lostDeliveries > 0 && now.Before(p.lastGap.Add(maxReconnectHold))) {
+	if now.Before(p.reconnectHold) {
 		return true
 	}
 	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
@@ -194,7 +190,6 @@ func (p *partition) run(ctx context.Context) error {
 					p.lastDelivery = info.Delivered.Consumer
 				}
 				s.mu.Lock()
-				p.lostDeliveries = 0
 				if reset {
 					// The stream is another one: the held messages are gone
 					// with the old one (their windows are still published),
