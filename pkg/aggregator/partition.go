@@ -80,11 +80,6 @@ func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Dur
 		agg: windowing.New(o), lastProgress: time.Now(),
 	}
 	if info := cons.CachedInfo(); info != nil {
-		// Deliveries the server makes between this look and the first
-		// message (to a previous owner's pull that is still pinned, say)
-		// never reach us: the first message then shows a gap, and holds.
-		// A stale look only makes that gap look wider (a longer hold).
-		p.lastDelivery = info.Delivered.Consumer
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if st, err := s.cfg.Bus.JetStream().Stream(ctx, info.Stream); err == nil {
 			p.streamCreated = st.CachedInfo().Created
@@ -186,9 +181,6 @@ func (p *partition) run(ctx context.Context) error {
 			if rerr == nil {
 				p.cons = cons
 				p.lastDelivery = 0 // a new consumer counts its deliveries afresh
-				if info := cons.CachedInfo(); info != nil {
-					p.lastDelivery = info.Delivered.Consumer
-				}
 				s.mu.Lock()
 				if reset {
 					// The stream is another one: the held messages are gone
