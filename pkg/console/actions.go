@@ -27,8 +27,20 @@ var ErrBadRequest = errors.New("console: bad request")
 // Silences returns the silences in the alert managers' bucket, newest
 // first, at most 1,000.
 func (c *Console) Silences(ctx context.Context) ([]*alerting.Silence, error) {
-	out := []*alerting.Silence{}
-	kv, err := c.o.Bus.JetStream().KeyValue(ctx, alerting.BucketSilences)
+	out, err := readBucket[alerting.Silence](ctx, c.o.Bus.JetStream(), alerting.BucketSilences, maxSilences)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b *alerting.Silence) int { return b.StartsAt.Compare(a.StartsAt) })
+	return out, nil
+}
+
+// readBucket decodes up to limit JSON values of a key-value bucket (none
+// when the bucket does not exist yet: the console never creates it). A key
+// deleted meanwhile, or a value that does not decode, is skipped.
+func readBucket[T any](ctx context.Context, js jetstream.JetStream, bucket string, limit int) ([]*T, error) {
+	out := []*T{}
+	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return out, nil
 	}
@@ -41,17 +53,18 @@ func (c *Console) Silences(ctx context.Context) ([]*alerting.Silence, error) {
 	}
 	defer func() { _ = lister.Stop() }()
 	for key := range lister.Keys() {
-		if len(out) == maxSilences {
+		if len(out) == limit {
 			break
 		}
-		if e, err := kv.Get(ctx, key); err == nil {
-			var s alerting.Silence
-			if json.Unmarshal(e.Value(), &s) == nil {
-				out = append(out, &s)
-			}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		var v T
+		if json.Unmarshal(e.Value(), &v) == nil {
+			out = append(out, &v)
 		}
 	}
-	slices.SortFunc(out, func(a, b *alerting.Silence) int { return b.StartsAt.Compare(a.StartsAt) })
 	return out, nil
 }
 

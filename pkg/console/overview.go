@@ -133,31 +133,9 @@ func (c *Console) firstSeqSince(ctx context.Context, stream string, t time.Time)
 // alert managers' state bucket (none when there is no bucket yet), firing
 // first, at most 1,000.
 func (c *Console) Alerts(ctx context.Context) ([]*alerting.Alert, error) {
-	out := []*alerting.Alert{}
-	kv, err := c.o.Bus.JetStream().KeyValue(ctx, alerting.BucketAlerts)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return out, nil
-	}
+	out, err := readBucket[alerting.Alert](ctx, c.o.Bus.JetStream(), alerting.BucketAlerts, maxAlerts)
 	if err != nil {
 		return nil, err
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = lister.Stop() }()
-	for key := range lister.Keys() {
-		if len(out) == maxAlerts {
-			break
-		}
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			continue // deleted meanwhile
-		}
-		var a alerting.Alert
-		if json.Unmarshal(e.Value(), &a) == nil {
-			out = append(out, &a)
-		}
 	}
 	rank := map[alerting.State]int{alerting.StateFiring: 0, alerting.StatePending: 1}
 	slices.SortStableFunc(out, func(a, b *alerting.Alert) int {

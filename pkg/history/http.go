@@ -169,16 +169,7 @@ func (h *Handler) windows(w http.ResponseWriter, req *http.Request) {
 
 func (h *Handler) health(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
-	if err := params(q, "component", "from", "to", "limit"); err != nil {
-		writeErr(w, err)
-		return
-	}
-	from, to, err := h.timeRange(q)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	limit, err := limitParam(q)
+	from, to, limit, err := h.listParams(q, "component")
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -190,16 +181,7 @@ func (h *Handler) health(w http.ResponseWriter, req *http.Request) {
 
 func (h *Handler) alerts(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
-	if err := params(q, "rule", "from", "to", "limit"); err != nil {
-		writeErr(w, err)
-		return
-	}
-	from, to, err := h.timeRange(q)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	limit, err := limitParam(q)
+	from, to, limit, err := h.listParams(q, "rule")
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -207,6 +189,19 @@ func (h *Handler) alerts(w http.ResponseWriter, req *http.Request) {
 	h.run(w, req, func(ctx context.Context) (any, error) {
 		return h.r.Alerts(ctx, AlertQuery{Rule: q.Get("rule"), From: from, To: to, Limit: limit})
 	})
+}
+
+// listParams checks the parameters of a history list (key, from, to,
+// limit) and returns the range and the limit.
+func (h *Handler) listParams(q url.Values, key string) (from, to time.Time, limit int, err error) {
+	if err = params(q, key, "from", "to", "limit"); err != nil {
+		return
+	}
+	if from, to, err = h.timeRange(q); err != nil {
+		return
+	}
+	limit, err = limitParam(q)
+	return
 }
 
 // run answers with fn's result, at most Concurrent at once, each within

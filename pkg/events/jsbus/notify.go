@@ -56,14 +56,11 @@ func (h *failureHandlers) report(msg *nats.Msg, err error) {
 	if len(fns) == 0 {
 		return
 	}
-	dec := events.Decoder{MaxPayload: -1}
-	_ = dec.EachInBatch(msg.Data, func(it events.BatchItem) {
-		if it.Err == nil {
-			for _, fn := range fns {
-				fn(it.Event, err)
-			}
+	ReportFailedEvents(func(ev events.Event, err error) {
+		for _, fn := range fns {
+			fn(ev, err)
 		}
-	})
+	})(msg, err)
 }
 
 // NotifyAsyncFailure registers fn for the events of async publishes that
