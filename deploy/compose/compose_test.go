@@ -525,7 +525,8 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 		var lines []string
 		for line := range strings.SplitSeq(string(body), "\n") {
 			if strings.HasPrefix(line, "jetmon_aggregator_events_total") || strings.HasPrefix(line, "jetmon_aggregator_bad_input_total") ||
-				strings.HasPrefix(line, "jetmon_aggregator_consumers_recreated_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_dead_lettered_total") {
+				strings.HasPrefix(line, "jetmon_aggregator_consumers_recreated_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_dead_lettered_total") ||
+				strings.HasPrefix(line, "jetmon_aggregator_history_copies_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_deduplicated_total") {
 				lines = append(lines, line)
 			}
 		}

@@ -9,8 +9,13 @@
 // crash therefore loses nothing — the unacknowledged messages come back and
 // the open windows are recomputed — and can double nothing: a window
 // recomputed from a partial redelivery has the id of the window already
-// published, and the server's deduplication drops it. An event sent again
-// with the same id (in another message) within DedupWindow is counted once.
+// published, and the server's deduplication drops it. A message that comes
+// back after its window was published at this instance (a delivery lost in
+// flight, a redelivery after AckWait) is not dropped as late: its events go
+// out in an amendment window ([events.AggregateEvent.Amendment]) whose id
+// adds the message's stream sequence ([events.WindowID]), which readers add
+// to the first. An event sent again with the same id (in another message)
+// within DedupWindow is counted once.
 //
 // No input stops the pipeline. Undecodable or invalid events, values that
 // are not finite or out of range, and timestamps more than MaxFutureSkew
@@ -47,8 +52,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -238,11 +245,17 @@ func (c Options) aggOptions(overflowSource string) windowing.Options {
 		Window: c.Window, Lateness: c.Lateness, MaxSeriesPerSource: c.MaxSeriesPerSource, MaxSeries: c.MaxSeries,
 		OverflowSource: overflowSource, MaxFutureSkew: c.MaxFutureSkew, SeriesTTL: c.SeriesTTL,
 		DedupWindow: c.DedupWindow, MaxDedupIDs: c.MaxDedupIDs,
+		// An event whose window was emitted goes out in an amendment
+		// window: a message redelivered after its window closed (a lost
+		// delivery, a takeover) is still counted, once.
+		AmendLate: true,
 	}
 }
 
 // Stats counts what the service did.
 type Stats struct {
+	// Late counts events that arrived after their window was emitted; each
+	// went out in an amendment window (events.AggregateEvent.Amendment).
 	Messages, Events, Late, NotAggregated, Emitted, Redelivered uint64
 	// Duplicates counts events sent again within DedupWindow (counted once).
 	Duplicates uint64
@@ -269,6 +282,10 @@ type Service struct {
 	m     *metrics
 	limit *windowing.SeriesLimit
 	js    jetstream.JetStream // publishes windows, with futures: no bus-wide async handlers
+	// copies queues the WINDOWS copies of stored windows (see
+	// copyToHistory); set by Run before the partitions start.
+	copies        chan<- *nats.Msg
+	droppedCopies atomic.Uint64
 
 	mu     sync.Mutex
 	stats  Stats

@@ -48,7 +48,7 @@ func (p *partition) handle(msg jetstream.Msg) {
 			return
 		}
 		s.mu.Lock()
-		r := p.agg.AggregateArrived(it.Event, md.Timestamp)
+		r := p.agg.AggregateInput(it.Event, md.Timestamp, md.Sequence.Stream)
 		s.stats.Events++
 		switch r.Outcome {
 		case windowing.Added:
@@ -61,6 +61,12 @@ func (p *partition) handle(msg jetstream.Msg) {
 			if r.Overflow != windowing.NoOverflow {
 				s.overflowed(r.Overflow, it.Event.Metadata().Source)
 			}
+		case windowing.Amended:
+			// Its window was emitted: it goes out in an amendment window,
+			// and the message waits for that like for any window.
+			feeds = addFeed(feeds, r.Series.Source, r.WindowStart)
+			s.stats.Late++
+			s.m.events.WithLabelValues("late").Inc()
 		case windowing.Late:
 			s.stats.Late++
 			s.m.events.WithLabelValues("late").Inc()

@@ -26,7 +26,10 @@ type metrics struct {
 	overflow    *prometheus.CounterVec
 	deadWindows *prometheus.CounterVec
 	recreated   prometheus.Counter
-	gauges      []prometheus.Collector
+	copies      *prometheus.CounterVec
+	// deduplicated counts windows the stream already held.
+	deduplicated prometheus.Counter
+	gauges       []prometheus.Collector
 }
 
 func newMetrics(s *Service) *metrics {
@@ -40,7 +43,7 @@ func newMetrics(s *Service) *metrics {
 			NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160,
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jetmon_aggregator_events_total", Help: "Input events by outcome: added, late, duplicate, not_aggregated.",
+			Name: "jetmon_aggregator_events_total", Help: "Input events by outcome: added, late (sent in an amendment window), duplicate, not_aggregated.",
 		}, []string{"outcome"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_bad_input_total", Help: "Input that could not be aggregated, by reason; each is dead-lettered.",
@@ -58,6 +61,14 @@ func newMetrics(s *Service) *metrics {
 		recreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_consumers_recreated_total", Help: "Consumers (and their streams) re-created after the server lost them.",
 		}),
+		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_windows_deduplicated_total",
+			Help: "Windows the stream already held under their id (a window recomputed after a crash or a takeover), dropped by the server's deduplication.",
+		}),
+		copies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_history_copies_total",
+			Help: "Copies of stored windows for the history (WINDOWS stream), by outcome: stored, dropped (queue full, refused for good, or still queued at shutdown).",
+		}, []string{"outcome"}),
 	}
 	sum := func(f func(p *partition) float64) func() float64 {
 		return func() float64 {
@@ -102,7 +113,7 @@ func (m *metrics) forgetSeries(s windowing.Series) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated}, m.gauges...)
+	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated}, m.gauges...)
 }
 
 // capLabel cuts v to at most maxLabelBytes bytes, at a rune boundary.

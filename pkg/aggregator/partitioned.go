@@ -18,6 +18,8 @@ import (
 // negatively acknowledged so that a peer takes them at once; open windows
 // are never flushed incomplete.
 func (s *Service) Run(ctx context.Context) error {
+	stopHistory := s.runHistory()
+	defer stopHistory()
 	if s.cfg.Partitions == 0 {
 		cons, err := s.unpartitionedConsumer(ctx, 0)
 		if err != nil {

@@ -53,45 +53,42 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 	for len(windows) > 0 {
 		chunk := windows[:min(len(windows), publishChunk)]
 		windows = windows[len(chunk):]
-		// Each window goes to PERFORMANCE (its event subject) and to
-		// WINDOWS (its series' subject, for the history API); it is
-		// published when both have it. Both copies carry the window's id,
-		// so a retry is deduplicated by either stream.
-		futures := make([][2]jetstream.PubAckFuture, len(chunk))
+		// Each window goes to PERFORMANCE (its event subject); once stored
+		// there, its copy is queued for WINDOWS (its series' subject, for
+		// the history API), off the input's path. Both carry the window's
+		// id, so a retry is deduplicated by either stream.
+		futures := make([]jetstream.PubAckFuture, len(chunk))
+		msgs := make([]*nats.Msg, len(chunk))
 		for i, w := range chunk {
 			msg, err := jsbus.NewMsg(w)
 			if err == nil && len(msg.Data)+headerBytes(msg) > maxPayload {
 				err = fmt.Errorf("window %s: %w: %d bytes, the server takes %d", w.ID, events.ErrPayloadTooLarge, len(msg.Data), maxPayload)
 			}
 			if err == nil {
-				futures[i][0], err = p.s.js.PublishMsgAsync(msg)
-			}
-			if err == nil {
-				futures[i][1], err = p.s.js.PublishMsgAsync(seriesMsg(msg, w))
+				msgs[i] = msg
+				futures[i], err = p.s.js.PublishMsgAsync(msg)
 			}
 			if err != nil {
-				futures[i] = [2]jetstream.PubAckFuture{}
+				futures[i] = nil
 				fail(w, err)
 			}
 		}
-		for i, fs := range futures {
-			if fs[0] == nil {
+		for i, f := range futures {
+			if f == nil {
 				continue
 			}
-			var ferr error
-			for _, f := range fs {
-				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					ferr = err
-				case <-ctx.Done():
-					return append(retry, chunk[i:]...), ctx.Err()
+			select {
+			case ack := <-f.Ok():
+				if ack != nil && ack.Duplicate {
+					p.s.m.deduplicated.Inc()
 				}
-			}
-			if ferr != nil {
-				fail(chunk[i], ferr)
+			case err := <-f.Err():
+				fail(chunk[i], err)
 				continue
+			case <-ctx.Done():
+				return append(retry, chunk[i:]...), ctx.Err()
 			}
+			p.s.copyToHistory(seriesMsg(msgs[i], chunk[i]))
 			p.progress()
 		}
 	}

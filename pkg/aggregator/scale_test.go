@@ -3,7 +3,6 @@ package aggregator_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
 	"os"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/jetmon/jetmon/pkg/events"
 	"github.com/jetmon/jetmon/pkg/events/jsbus"
 	"github.com/jetmon/jetmon/pkg/natsserver"
+	"github.com/jetmon/jetmon/pkg/windowing"
 )
 
 const partitions = 8
@@ -180,7 +180,30 @@ func collectWindows(t *testing.T, srv *natsserver.Server, want uint64, ins []*in
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return maps.Clone(ws)
+	return bySeriesWindow(t, ws)
+}
+
+// bySeriesWindow merges the windows stored for each series and window
+// (a first window and its amendments) under their series-window key.
+func bySeriesWindow(t *testing.T, ws map[string]*events.AggregateEvent) map[string]*events.AggregateEvent {
+	t.Helper()
+	parts := map[string][]*events.AggregateEvent{}
+	for _, w := range ws {
+		parts[w.SeriesWindowKey()] = append(parts[w.SeriesWindowKey()], w)
+	}
+	out := make(map[string]*events.AggregateEvent, len(parts))
+	for key, p := range parts {
+		if len(p) == 1 {
+			out[key] = p[0]
+			continue
+		}
+		m, err := windowing.Merge(p)
+		if err != nil {
+			t.Fatalf("merge the windows of %s: %v", key, err)
+		}
+		out[key] = m
+	}
+	return out
 }
 
 // expectedWindows computes the windows of publishDataset's events [0, total)

@@ -49,8 +49,11 @@ func (r *Rule) sampleOf(ev events.Event) (sample, bool) {
 	m := r.Match
 	switch r.Kind {
 	case KindThreshold, KindAnomaly, KindPredict:
+		// An amendment holds only the few events that came after their
+		// window: a sample of its own would mislead every rule on the
+		// series (the history API merges it into its window instead).
 		a, ok := ev.(*events.AggregateEvent)
-		if !ok || !events.Match(m.Type, a.AggregatedType) || !glob(m.Source, a.Source) ||
+		if !ok || a.Amendment || !events.Match(m.Type, a.AggregatedType) || !glob(m.Source, a.Source) ||
 			!glob(m.Operation, a.Operation) || !glob(m.Metric, a.Metric) {
 			return sample{}, false
 		}

@@ -594,3 +594,22 @@ receivers: [{name: r}]
 		}
 	})
 }
+
+// TestAmendmentsAreNoSamples: an amendment window (the few events that came
+// after their window) breaching the threshold starts nothing, while the same
+// window as a first window does.
+func TestAmendmentsAreNoSamples(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, slowRule, nil)
+		am := window("checkout", "charge", 900)
+		am.Amendment = true
+		h.observe(t, am)
+		if s := h.state(t, "checkout"); s != alerting.StateInactive {
+			t.Fatalf("after an amendment breaching the threshold: %s", s)
+		}
+		h.observe(t, window("checkout", "charge", 900))
+		if s := h.state(t, "checkout"); s != alerting.StatePending {
+			t.Fatalf("after a first window breaching the threshold: %s", s)
+		}
+	})
+}

@@ -30,7 +30,13 @@ type AggregateEvent struct {
 	Count, ErrorCount uint64
 	// LateCount counts events that arrived after the window was emitted
 	// (they are not in Count).
-	LateCount          uint64
+	LateCount uint64
+	// Amendment marks a window that holds only events which arrived after
+	// the window of the same series and start had been emitted (wire field
+	// amendment): add it to that window. Its id differs from the first
+	// window's; readers that sum or merge windows by series and start get
+	// every event counted once.
+	Amendment          bool
 	Sum, Avg, Min, Max float64
 	P50, P90, P95, P99 float64
 	Unit               string
@@ -44,10 +50,11 @@ type AggregateEvent struct {
 // MaxSlowestTraces bounds AggregateEvent.SlowestTraceIDs.
 const MaxSlowestTraces = 16
 
-// AggregateID is the id of the aggregate of a series over the window
-// starting at start: a digest of both, so that a recomputation after a
-// restart or a redelivery can only ever produce the same id (and the server
-// deduplicates it).
+// AggregateID identifies a series (aggregated type, source, operation or
+// metric) and the window starting at start: a digest of both. It is the id
+// of a window aggregated without input sequence numbers (see [WindowID]), and
+// the key under which readers merge every window stored for one series and
+// start ([AggregateEvent.SeriesWindowKey]).
 func AggregateID(aggregated Type, source, name string, start time.Time) string {
 	h := sha256.New()
 	for _, s := range []string{string(aggregated), source, name, strconv.FormatInt(start.UnixNano(), 10)} {
@@ -56,6 +63,27 @@ func AggregateID(aggregated Type, source, name string, start time.Time) string {
 	}
 	sum := h.Sum(nil)
 	return "agg-" + hex.EncodeToString(sum[:16])
+}
+
+// WindowID is the id of an amendment of the window of a series starting at
+// start, computed from late input messages whose lowest stream sequence is
+// first: [AggregateID] followed by "-" and first (AggregateID alone when
+// first is 0). The same late input — redelivered after a crash — yields the
+// same id, which the server deduplicates; other late input of the same
+// window another id, stored beside the first window and its other
+// amendments.
+func WindowID(aggregated Type, source, name string, start time.Time, first uint64) string {
+	id := AggregateID(aggregated, source, name, start)
+	if first == 0 {
+		return id
+	}
+	return id + "-" + strconv.FormatUint(first, 10)
+}
+
+// SeriesWindowKey returns the [AggregateID] of e's series and window: the
+// same for every window stored for them, whatever their ids.
+func (e *AggregateEvent) SeriesWindowKey() string {
+	return AggregateID(e.AggregatedType, e.Source, e.Name(), e.WindowStart)
 }
 
 // NewAggregateEvent returns the aggregate event of a series over
@@ -151,6 +179,9 @@ func (e *AggregateEvent) AppendJSON(dst []byte) []byte {
 	if e.LateCount > 0 {
 		dst = strconv.AppendUint(append(dst, `,"late_count":`...), e.LateCount, 10)
 	}
+	if e.Amendment {
+		dst = append(dst, `,"amendment":true`...)
+	}
 	for _, f := range []struct {
 		key string
 		v   float64
@@ -223,6 +254,8 @@ func (e *AggregateEvent) decodeField(s *scanner, key []byte, seen *fieldSet) (bo
 		e.ErrorCount, err = readCount(s, "error_count", seen)
 	case "late_count":
 		e.LateCount, err = readCount(s, "late_count", seen)
+	case "amendment":
+		e.Amendment, err = readBool(s, "amendment")
 	case "sum_duration":
 		err = readNumber(s, "sum_duration", &e.Sum, seen, 0)
 	case "avg_duration":
@@ -265,6 +298,18 @@ func (e *AggregateEvent) decodeField(s *scanner, key []byte, seen *fieldSet) (bo
 		return false, nil
 	}
 	return true, err
+}
+
+// readBool reads true, false or null (which leaves false).
+func readBool(s *scanner, field string) (bool, error) {
+	s.ws()
+	switch {
+	case s.literal("true"):
+		return true, nil
+	case s.literal("false"), s.literal("null"):
+		return false, nil
+	}
+	return false, wrongType(s, field, "true or false")
 }
 
 // readCount reads a non-negative integer count.

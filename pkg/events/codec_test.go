@@ -402,3 +402,41 @@ func TestAggregateSlowestTraceIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestAggregateAmendment: the amendment flag survives the wire, is left out
+// when false, and a value that is not a boolean names the field.
+func TestAggregateAmendment(t *testing.T) {
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	ev := events.NewAggregateEvent(events.OperationComplete, "checkout", "db.query", start, start.Add(10*time.Second))
+	ev.Count = 1
+	plain, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(plain), "amendment") {
+		t.Errorf("a window that is no amendment says so on the wire: %s", plain)
+	}
+	ev.Amendment = true
+	ev.ID = events.WindowID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart, 42)
+	data, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := events.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := got.(*events.AggregateEvent)
+	if !ok || !a.Amendment || a.ID != ev.ID || a.SeriesWindowKey() != events.AggregateID(ev.AggregatedType, "checkout", "db.query", start) {
+		t.Errorf("decoded %+v", got)
+	}
+	for _, bad := range []string{`"yes"`, `1`, `{}`} {
+		in := strings.Replace(string(data), `"amendment":true`, `"amendment":`+bad, 1)
+		if _, err := events.Decode([]byte(in)); err == nil || !strings.Contains(err.Error(), "amendment") {
+			t.Errorf("amendment %s: %v", bad, err)
+		}
+	}
+	if _, err := events.Decode([]byte(strings.Replace(string(data), `"amendment":true`, `"amendment":false`, 1))); err != nil {
+		t.Errorf("amendment false: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jetmon/jetmon/pkg/events"
@@ -81,6 +82,7 @@ func (a *Aggregator) Closed() []*events.AggregateEvent {
 	var out []*events.AggregateEvent
 	for _, src := range a.due {
 		src.due = false
+		out = a.collectAmends(out, src)
 		cutoff := a.cutoff(src)
 		if src.open == 0 || src.oldestOpen > cutoff {
 			continue
@@ -98,6 +100,7 @@ func (a *Aggregator) Closed() []*events.AggregateEvent {
 func (a *Aggregator) Flush() []*events.AggregateEvent {
 	var out []*events.AggregateEvent
 	for _, src := range a.sources {
+		out = a.collectAmends(out, src)
 		if src.open == 0 {
 			continue
 		}
@@ -127,11 +130,28 @@ func (a *Aggregator) collect(out []*events.AggregateEvent, src *sourceState, clo
 	return out
 }
 
+// collectAmends appends src's amendment windows to out and forgets them.
+func (a *Aggregator) collectAmends(out []*events.AggregateEvent, src *sourceState) []*events.AggregateEvent {
+	for k, w := range src.amends {
+		ev := a.emit(Series{k.series.typ, src.name, k.series.name}, time.Unix(0, k.start).UTC(), w)
+		ev.Amendment = true
+		ev.ID = events.WindowID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart, w.first)
+		if w.first == 0 {
+			// No input sequence tells it from the first window: number it.
+			a.amendments++
+			ev.ID = events.AggregateID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart) + "-amendment-" + strconv.FormatUint(a.amendments, 10)
+		}
+		out = append(out, ev)
+	}
+	clear(src.amends)
+	return out
+}
+
 func (a *Aggregator) sorted(out []*events.AggregateEvent) []*events.AggregateEvent {
 	a.st.Emitted += uint64(len(out))
 	slices.SortFunc(out, func(x, y *events.AggregateEvent) int {
 		return cmp.Or(x.WindowStart.Compare(y.WindowStart), cmp.Compare(x.AggregatedType, y.AggregatedType),
-			cmp.Compare(x.Source, y.Source), cmp.Compare(x.Name(), y.Name()))
+			cmp.Compare(x.Source, y.Source), cmp.Compare(x.Name(), y.Name()), cmp.Compare(x.ID, y.ID))
 	})
 	return out
 }
@@ -185,7 +205,7 @@ func (a *Aggregator) Sweep(now time.Time) int {
 			a.forget(src, sk)
 			n++
 		}
-		if len(src.series) == 0 && !src.due {
+		if len(src.series) == 0 && !src.due && len(src.amends) == 0 {
 			delete(a.sources, name)
 		}
 	}

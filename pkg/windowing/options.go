@@ -62,8 +62,8 @@ type Options struct {
 	// (by Now) is forgotten (default 5 min), and so is a source whose
 	// series are all gone, including which of its windows were emitted; an
 	// event for such a window that arrives later starts it afresh (with
-	// the same id: the server's duplicate window drops it if the first is
-	// recent). It must be at least Window + Lateness.
+	// the id its input gives: see [events.WindowID]). It must be at least
+	// Window + Lateness.
 	SeriesTTL time.Duration
 	// DedupWindow is how long (by Now) an event id is remembered, so that
 	// the same event (same source and id) sent again is counted once
@@ -75,6 +75,12 @@ type Options struct {
 	// Now is the clock for MaxFutureSkew, SeriesTTL and DedupWindow
 	// (default time.Now).
 	Now func() time.Time
+	// AmendLate: an event for a window already emitted goes to an
+	// amendment window of its series and window start (outcome Amended),
+	// emitted at the next Closed, AdvanceIdle or Flush with Amendment set,
+	// instead of being only counted (Late). Readers that sum or merge the
+	// windows of one series and start then count every event once.
+	AmendLate bool
 	// OnEvict, when set, is called with each series the aggregator forgets
 	// (idle, or at Close), on the goroutine that calls the aggregator.
 	OnEvict func(Series)

@@ -61,6 +61,7 @@ const (
 	NotAggregated                // a type that is not aggregated (phase.start, resource.*, ...)
 	Duplicate                    // the same event (source and id) was added within DedupWindow
 	Rejected                     // a value or timestamp out of range: see Result.Err
+	Amended                      // its window was already closed; it went to an amendment window (Options.AmendLate)
 )
 
 func (o Outcome) String() string {
@@ -75,6 +76,8 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Rejected:
 		return "rejected"
+	case Amended:
+		return "amended"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -96,7 +99,8 @@ type Result struct {
 	// overflow series, as Overflow says.
 	Series   Series
 	Overflow Overflow
-	// WindowStart is the start of the window it was added to (Added).
+	// WindowStart is the start of the window it was added to (Added,
+	// Amended).
 	WindowStart time.Time
 	// Err says why it was rejected (Rejected): a [*events.ValidationError].
 	Err error
@@ -105,6 +109,9 @@ type Result struct {
 // Stats counts what an Aggregator did.
 type Stats struct {
 	Added, Late, NotAggregated, Overflowed, Duplicates, Rejected uint64
+	// Amended counts late events that went to amendment windows
+	// (Options.AmendLate); Late counts only those that did not.
+	Amended uint64
 	// DedupEvicted counts ids forgotten before DedupWindow for room
 	// (MaxDedupIDs); SeriesEvicted counts series forgotten after SeriesTTL.
 	DedupEvicted, SeriesEvicted uint64
@@ -120,6 +127,27 @@ type window struct {
 	min, max      float64
 	sketch        *ddsketch.DDSketch
 	slow          slowest
+	first         uint64 // the lowest input sequence added (0: none): an amendment's id
+}
+
+func (a *Aggregator) newWindow(v float64) *window {
+	sketch, _ := ddsketch.LogCollapsingLowestDenseDDSketch(a.o.RelativeAccuracy, 2048)
+	return &window{sketch: sketch, min: v, max: v}
+}
+
+// add adds one event's value; seq is its input's sequence (0: unknown).
+func (w *window) add(v float64, failed bool, trace events.TraceID, seq uint64) {
+	w.count++
+	if failed {
+		w.errors++
+	}
+	w.sum.add(v)
+	w.min, w.max = min(w.min, v), max(w.max, v)
+	_ = w.sketch.Add(v)
+	w.slow.add(trace, v)
+	if seq != 0 && (w.first == 0 || seq < w.first) {
+		w.first = seq
+	}
 }
 
 // slowest keeps the trace ids of a window's slowest events with a trace,
@@ -187,6 +215,13 @@ type sourceState struct {
 	named         int   // series other than the overflow series
 	due           bool  // in Aggregator.due
 	series        map[seriesKey]*seriesState
+	amends        map[amendKey]*window // amendment windows waiting to be emitted (AmendLate)
+}
+
+// amendKey names an amendment window: a series and a window start.
+type amendKey struct {
+	series seriesKey
+	start  int64
 }
 
 // Aggregator aggregates events into windows. It is not safe for concurrent
@@ -200,8 +235,10 @@ type Aggregator struct {
 	dedup     *dedup
 	open      int
 	lastSweep int64
-	closed    bool
-	st        Stats
+	// amendments numbers the amendment windows of input without sequences.
+	amendments uint64
+	closed     bool
+	st         Stats
 }
 
 // New returns an empty Aggregator. Options out of range (see
@@ -286,6 +323,17 @@ func (a *Aggregator) Aggregate(ev events.Event) Result { return a.AggregateArriv
 // Arrival by the stream's clock keeps a consumer that falls behind from
 // taking the sources whose messages wait for it for quiet ones.
 func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result {
+	return a.AggregateInput(ev, arrived, 0)
+}
+
+// AggregateInput is AggregateArrived with the sequence number of the input
+// message that carried ev (its stream sequence; 0: none). A window's id
+// names its series and start only, so that a window recomputed after a
+// crash from part of its input has the id of the one already stored (and
+// the server drops it); an amendment's id adds the lowest sequence it holds
+// ([events.WindowID]), so that the same late input always yields the same
+// amendment and other late input another one.
+func (a *Aggregator) AggregateInput(ev events.Event, arrived time.Time, seq uint64) Result {
 	s, v, failed, ok := SeriesOf(ev)
 	if !ok {
 		a.st.NotAggregated++
@@ -342,8 +390,11 @@ func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result
 		if needTake {
 			a.limit.release(1)
 		}
-		a.st.Late++
-		return Result{Outcome: Late}
+		if !a.o.AmendLate {
+			a.st.Late++
+			return Result{Outcome: Late}
+		}
+		return a.amend(src, sk, key, v, failed, md.TraceID, seq, over)
 	}
 	if src == nil {
 		name := s.Source
@@ -366,21 +417,13 @@ func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result
 	}
 	w := ss.windows[key]
 	if w == nil {
-		sketch, _ := ddsketch.LogCollapsingLowestDenseDDSketch(a.o.RelativeAccuracy, 2048)
-		w = &window{sketch: sketch, min: v, max: v}
+		w = a.newWindow(v)
 		ss.windows[key] = w
 		a.open++
 		src.open++
 		src.oldestOpen = min(src.oldestOpen, key)
 	}
-	w.count++
-	if failed {
-		w.errors++
-	}
-	w.sum.add(v)
-	w.min, w.max = min(w.min, v), max(w.max, v)
-	_ = w.sketch.Add(v)
-	w.slow.add(md.TraceID, v)
+	w.add(v, failed, md.TraceID, seq)
 	a.st.Added++
 	ss.lastSeen, src.lastArrival = now, max(src.lastArrival, arrival)
 	if t := ts.UnixNano(); t > src.watermark {
@@ -388,6 +431,27 @@ func (a *Aggregator) AggregateArrived(ev events.Event, arrived time.Time) Result
 	}
 	a.markDue(src)
 	return Result{Outcome: Added, Series: Series{sk.typ, src.name, sk.name}, Overflow: over, WindowStart: start}
+}
+
+// amend adds a late event to the amendment window of its series and window
+// start, which the next Closed, AdvanceIdle or Flush emits.
+func (a *Aggregator) amend(src *sourceState, sk seriesKey, key int64, v float64, failed bool, trace events.TraceID, seq uint64, over Overflow) Result {
+	k := amendKey{sk, key}
+	w := src.amends[k]
+	if w == nil {
+		if src.amends == nil {
+			src.amends = map[amendKey]*window{}
+		}
+		w = a.newWindow(v)
+		src.amends[k] = w
+	}
+	w.add(v, failed, trace, seq)
+	a.st.Amended++
+	if !src.due {
+		src.due = true
+		a.due = append(a.due, src)
+	}
+	return Result{Outcome: Amended, Series: Series{sk.typ, src.name, sk.name}, Overflow: over, WindowStart: time.Unix(0, key).UTC()}
 }
 
 // Close returns the aggregator's series to its SeriesLimit (calling OnEvict
