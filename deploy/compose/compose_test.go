@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -195,9 +196,24 @@ type load struct {
 	phase     string
 	latencies map[string][]time.Duration
 	resent    int
+	failures  map[string]map[string]int // phase → why a request was not answered 2xx → how often
+}
+
+// failed records a request not answered 2xx.
+func (l *load) failed(why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failures[l.phase] == nil {
+		l.failures[l.phase] = map[string]int{}
+	}
+	l.failures[l.phase][why]++
 }
 
 const sources = 12
+
+// minRequestsPerPhase is the fewest requests each phase must see answered
+// 2xx (three clients send about 50 a second at steady state).
+const minRequestsPerPhase = 20
 
 func (l *load) run(ctx context.Context, d *deployment, worker int) {
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -229,10 +245,16 @@ func (l *load) run(ctx context.Context, d *deployment, worker int) {
 			began := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {
+				why := "error"
+				if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+					why = "timeout"
+				}
+				l.failed(why)
 				continue
 			}
 			_ = resp.Body.Close()
 			if resp.StatusCode/100 != 2 {
+				l.failed("HTTP " + strconv.Itoa(resp.StatusCode))
 				continue
 			}
 			l.mu.Lock()
@@ -359,7 +381,7 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 	_, opJS := d.natsConn("operator", d.operator)
 	_, readJS := d.natsConn("reader", d.reader)
 
-	l := &load{acked: map[string]int{}, ids: map[string]bool{}, latencies: map[string][]time.Duration{}, phase: "steady"}
+	l := &load{acked: map[string]int{}, ids: map[string]bool{}, latencies: map[string][]time.Duration{}, failures: map[string]map[string]int{}, phase: "steady"}
 	ctx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range 3 {
@@ -542,6 +564,11 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 
 	t.Logf("events acknowledged: %d (%d requests re-sent), lost: %d, counted twice: %d, takeover: %v (windows back after %v)", total, l.resent, lost, doubled, takeover.Round(100*time.Millisecond), windowsBack.Round(time.Second))
 	for _, p := range []string{"steady", "leader killed", "aggregator stopped", "nats-3 partitioned", "rolling restart"} {
-		t.Logf("p99 ingest latency, %-20s %v (%d requests)", p+":", p99(l.latencies[p]).Round(time.Millisecond), len(l.latencies[p]))
+		t.Logf("p99 ingest latency, %-20s %v (%d requests answered 2xx; not: %v)", p+":", p99(l.latencies[p]).Round(time.Millisecond), len(l.latencies[p]), l.failures[p])
+		// The ingest must keep answering through every fault: a load that
+		// stalled would make every other check here pass vacuously.
+		if len(l.latencies[p]) < minRequestsPerPhase {
+			t.Errorf("phase %q: %d requests answered 2xx, want at least %d: the ingest stopped answering", p, len(l.latencies[p]), minRequestsPerPhase)
+		}
 	}
 }

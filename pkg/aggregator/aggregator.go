@@ -285,6 +285,9 @@ type Service struct {
 	// copies queues the WINDOWS copies of stored windows (see
 	// copyToHistory); set by Run before the partitions start.
 	copies        chan<- *nats.Msg
+	// handoffKV is HandoffBucket (partitioned mode; set before the
+	// partitions start).
+	handoffKV jetstream.KeyValue
 	droppedCopies atomic.Uint64
 
 	mu     sync.Mutex

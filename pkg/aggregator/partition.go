@@ -230,6 +230,11 @@ func (p *partition) consume(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
+	var handoffs <-chan jetstream.KeyValueEntry
+	if w := p.watchHandoff(ctx); w != nil {
+		defer func() { _ = w.Stop() }()
+		handoffs = w.Updates()
+	}
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
 	consumeErrors := 0
@@ -271,6 +276,14 @@ func (p *partition) consume(ctx context.Context) error {
 					}
 				}
 			}
+		}
+		select {
+		case e, ok := <-handoffs:
+			if !ok {
+				handoffs = nil
+			}
+			p.adopt(e)
+		default:
 		}
 		now := time.Now()
 		if now.Sub(lastInfo) >= time.Second {
@@ -353,11 +366,15 @@ func (p *partition) keepAlive() {
 	}
 }
 
-// release hands held messages back (negative acknowledgement) so that the
+// release lets the partition go: it hands it off (see handOff) or, when it
+// cannot, hands held messages back (negative acknowledgement) so that the
 // next owner of the partition gets them at once. Unpartitioned, the consumer
 // is rewound at the next start instead.
 func (p *partition) release() {
 	s := p.s
+	if p.id >= 0 {
+		p.handOff() // on success nothing is held any more
+	}
 	s.mu.Lock()
 	held := p.inFlight
 	p.inFlight, p.bySource = map[uint64]*pendingMsg{}, map[string][]*pendingMsg{}

@@ -14,9 +14,13 @@ import (
 	"github.com/jetmon/jetmon/streams"
 )
 
-// Run consumes until ctx ends. At shutdown, held messages of partitions are
-// negatively acknowledged so that a peer takes them at once; open windows
-// are never flushed incomplete.
+// Run consumes until ctx ends. A partition it lets go (at shutdown, or when
+// membership moves it) is handed off: its open windows are emitted, its
+// input acknowledged, and a record in HandoffBucket tells the next owner to
+// count what comes later for those windows in amendments. When that cannot
+// be done (the connection was lost within AckWait, or publishing fails),
+// held messages are negatively acknowledged so that a peer takes them at
+// once and recomputes their windows.
 func (s *Service) Run(ctx context.Context) error {
 	stopHistory := s.runHistory()
 	defer stopHistory()
@@ -124,6 +128,13 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("aggregator: members bucket: %w", err)
 		}
+		hkv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: HandoffBucket, TTL: handoffTTL, Storage: jetstream.FileStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		})
+		if err != nil {
+			return fmt.Errorf("aggregator: handoff bucket: %w", err)
+		}
+		s.handoffKV = hkv
 		return nil
 	}
 	notify := func(err error, wait time.Duration) {

@@ -119,3 +119,64 @@ func TestAmendmentsWithoutSequencesAreNumbered(t *testing.T) {
 		t.Errorf("%d distinct ids, want 3", len(ids))
 	}
 }
+
+// TestAdoptTakesOverWhatWasEmitted: after Adopt, events for windows the
+// previous owner emitted go to amendments, an open window among them becomes
+// one, later windows stay ordinary, and the source is not forgotten by a
+// sweep before SeriesTTL.
+func TestAdoptTakesOverWhatWasEmitted(t *testing.T) {
+	now := t0.Add(time.Hour)
+	prev := windowing.New(windowing.Options{Window: 10 * time.Second, Lateness: time.Second, AmendLate: true, Now: func() time.Time { return now }})
+	prev.Add(op("svc", "q", t0, 1, false))
+	prev.Add(op("svc", "q", t0.Add(25*time.Second), 1, false))
+	if got := prev.Closed(); len(got) != 1 {
+		t.Fatalf("previous owner closed %d windows", len(got))
+	}
+	through := prev.ClosedThrough()
+	// The watermark (25 s) less lateness and window: every window starting
+	// at or before 14 s is closed, the one at 10 s included.
+	if !through["svc"].Equal(t0.Add(14*time.Second)) || len(through) != 1 {
+		t.Fatalf("closed through %v, want svc through %v", through, t0.Add(14*time.Second))
+	}
+
+	next := windowing.New(windowing.Options{Window: 10 * time.Second, Lateness: time.Second, AmendLate: true, Now: func() time.Time { return now }})
+	// An event the next owner counted before it heard of the previous one.
+	next.AggregateInput(op("svc", "q", t0.Add(2*time.Second), 5, false), time.Time{}, 40)
+	if moved := next.Adopt("svc", through["svc"]); moved != 1 {
+		t.Fatalf("Adopt moved %d open windows to amendments, want 1", moved)
+	}
+	if moved := next.Adopt("svc", through["svc"]); moved != 0 {
+		t.Errorf("adopting the same again moved %d", moved)
+	}
+	next.Adopt("quiet", t0.Add(10*time.Second)) // a source with no event here yet
+	next.Sweep(now.Add(time.Minute))
+	if r := next.AggregateInput(op("quiet", "q", t0.Add(3*time.Second), 1, false), time.Time{}, 41); r.Outcome != windowing.Amended {
+		t.Errorf("an event of an adopted source after a sweep: %v, want Amended", r.Outcome)
+	}
+	if r := next.AggregateInput(op("svc", "q", t0.Add(12*time.Second), 1, false), time.Time{}, 42); r.Outcome != windowing.Amended {
+		t.Errorf("an event for a window the previous owner emitted: %v, want Amended", r.Outcome)
+	}
+	if r := next.AggregateInput(op("svc", "q", t0.Add(21*time.Second), 1, false), time.Time{}, 43); r.Outcome != windowing.Added {
+		t.Errorf("an event for a later window: %v, want Added", r.Outcome)
+	}
+	got := map[string]*events.AggregateEvent{}
+	for _, w := range next.Closed() {
+		got[w.ID] = w
+	}
+	want := map[string]uint64{
+		events.WindowID(events.OperationComplete, "svc", "q", t0, 40):                     1,
+		events.WindowID(events.OperationComplete, "svc", "q", t0.Add(10*time.Second), 42): 1,
+		events.WindowID(events.OperationComplete, "quiet", "q", t0, 41):                   1,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("collected %d windows, want %d amendments: %v", len(got), len(want), got)
+	}
+	for id, n := range want {
+		if w := got[id]; w == nil || !w.Amendment || w.Count != n {
+			t.Errorf("amendment %s: %+v", id, w)
+		}
+	}
+	if st := next.Stats(); st.OpenWindows != 1 {
+		t.Errorf("open windows %d, want the later one", st.OpenWindows)
+	}
+}

@@ -205,7 +205,7 @@ func (a *Aggregator) Sweep(now time.Time) int {
 			a.forget(src, sk)
 			n++
 		}
-		if len(src.series) == 0 && !src.due && len(src.amends) == 0 {
+		if len(src.series) == 0 && !src.due && len(src.amends) == 0 && nn >= src.keepUntil {
 			delete(a.sources, name)
 		}
 	}

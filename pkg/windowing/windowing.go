@@ -216,6 +216,7 @@ type sourceState struct {
 	due           bool  // in Aggregator.due
 	series        map[seriesKey]*seriesState
 	amends        map[amendKey]*window // amendment windows waiting to be emitted (AmendLate)
+	keepUntil     int64                // Sweep keeps the source until then (Adopt)
 }
 
 // amendKey names an amendment window: a series and a window start.

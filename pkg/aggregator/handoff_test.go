@@ -1,0 +1,63 @@
+package aggregator_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/pkg/aggregator"
+)
+
+// TestHandoffEmitsAndTheNextOwnerAmends: an instance that stops mid-window
+// emits its open windows, acknowledges its input and records what it
+// emitted; the next owner counts later events of those windows in
+// amendments, and every event is counted exactly once.
+func TestHandoffEmitsAndTheNextOwnerAmends(t *testing.T) {
+	srv := natstest.Start(t)
+	a := startInstance(t, srv.ClientURL(), "a")
+	waitSpread(t, []*instance{a}, 30*time.Second)
+	// Events at T+0.5 s … T+3.5 s, then T+3.5 s … T+4.5 s: the window
+	// [T+3 s, T+4 s) gets events before and after the handoff.
+	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	publishDataset(t, srv.ClientURL(), base, 0, 6000)
+	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	a.stop()
+	if st := a.svc.Stats(); st.Pending != 0 || st.OpenWindows != 0 {
+		t.Fatalf("after its handoff the first instance holds %d messages and %d open windows", st.Pending, st.OpenWindows)
+	}
+	kv, err := natstest.Connect(t, srv.ClientURL()).JetStream().KeyValue(t.Context(), aggregator.HandoffBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := kv.Keys(t.Context())
+	if err != nil || len(records) == 0 {
+		t.Fatalf("handoff records: %v, %v", records, err)
+	}
+	for _, k := range records {
+		e, err := kv.Get(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Instance      string               `json:"instance"`
+			ClosedThrough map[string]time.Time `json:"closed_through"`
+		}
+		if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Instance != "a" {
+			t.Errorf("record %s: %s (%v)", k, e.Value(), err)
+		}
+		for src, through := range rec.ClosedThrough {
+			if want := base.Add(3 * time.Second).Add(-500 * time.Millisecond); !through.Equal(want) {
+				t.Errorf("record %s: source %s closed through %v, want %v", k, src, through, want)
+			}
+		}
+	}
+
+	b := startInstance(t, srv.ClientURL(), "b")
+	waitSpread(t, []*instance{b}, 30*time.Second)
+	publishDataset(t, srv.ClientURL(), base, 6000, 8000)
+	collectWindows(t, srv, 8000, []*instance{b})
+	if st := b.svc.Stats(); st.Late == 0 {
+		t.Errorf("the next owner counted no event in an amendment: %+v", st)
+	}
+}
