@@ -284,10 +284,10 @@ type Service struct {
 	js    jetstream.JetStream // publishes windows, with futures: no bus-wide async handlers
 	// copies queues the WINDOWS copies of stored windows (see
 	// copyToHistory); set by Run before the partitions start.
-	copies        chan<- *nats.Msg
+	copies chan<- *nats.Msg
 	// handoffKV is HandoffBucket (partitioned mode; set before the
 	// partitions start).
-	handoffKV jetstream.KeyValue
+	handoffKV     jetstream.KeyValue
 	droppedCopies atomic.Uint64
 
 	mu     sync.Mutex
