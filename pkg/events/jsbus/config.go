@@ -40,6 +40,13 @@ type Config struct {
 	MaxReconnects  int           // default -1: forever
 	PingInterval   time.Duration // default 5 s: a silently dead server (a cut network) is noticed within PingInterval × MaxPingsOut
 	MaxPingsOut    int           // default 2
+	// WriteTimeout bounds a write to the server (default PingInterval ×
+	// MaxPingsOut). A busy publisher to a server that vanished without
+	// closing the connection (a cut network) fills the socket's buffer and
+	// blocks in a write, holding the connection, so that pings cannot even
+	// be sent: without this bound nats.go waits a minute before it
+	// reconnects, and every Publish waits with it.
+	WriteTimeout time.Duration
 
 	// Conn, when set, is used instead of dialling; the bus does not close it.
 	Conn *nats.Conn
@@ -160,6 +167,7 @@ func (c Config) withDefaults() Config {
 	c.MaxReconnects = cmp.Or(c.MaxReconnects, d.MaxReconnects)
 	c.PingInterval = cmp.Or(c.PingInterval, d.PingInterval)
 	c.MaxPingsOut = cmp.Or(c.MaxPingsOut, d.MaxPingsOut)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, c.PingInterval*time.Duration(max(c.MaxPingsOut, 1)))
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, d.PublishTimeout)
 	c.MaxPendingAcks = cmp.Or(c.MaxPendingAcks, d.MaxPendingAcks)
 	c.PublishRetries = cmp.Or(c.PublishRetries, d.PublishRetries)
@@ -182,7 +190,7 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.ConnectTimeout < 0, c.ReconnectWait < 0, c.PingInterval < 0, c.PublishTimeout < 0,
+	case c.ConnectTimeout < 0, c.ReconnectWait < 0, c.PingInterval < 0, c.WriteTimeout < 0, c.PublishTimeout < 0,
 		c.BatchMaxDelay < 0, c.AckWait < 0, c.RedeliveryDelay < 0, c.CloseTimeout < 0:
 		return errors.New("jsbus config: durations must not be negative")
 	case c.MaxPendingAcks < 0:
@@ -212,6 +220,7 @@ func (c Config) natsOptions(log zerolog.Logger) ([]nats.Option, error) {
 		nats.MaxReconnects(c.MaxReconnects),
 		nats.PingInterval(c.PingInterval),
 		nats.MaxPingsOutstanding(c.MaxPingsOut),
+		nats.FlusherTimeout(c.WriteTimeout),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			log.Warn().Err(err).Str("server", nc.ConnectedUrlRedacted()).Msg("disconnected from NATS")
