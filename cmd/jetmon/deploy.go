@@ -142,6 +142,9 @@ func applyStreams(ctx context.Context, cfg jsbus.Config, defs []streams.Definiti
 	return streams.Apply(ctx, bus.JetStream(), defs, cfg.Streams)
 }
 
+// streamsAttempt bounds one attempt of streams apply.
+const streamsAttempt = 20 * time.Second
+
 // streamsCmd applies the stream definitions as the operator.
 func streamsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
 	if len(args) == 0 || args[0] != "apply" {
@@ -181,10 +184,14 @@ Flags (each also settable as JETMON_<FLAG>):
 	defer cancel()
 	// A cluster that has just started may not have a JetStream meta leader
 	// yet: try again until --timeout, so that a deployment's one-shot job
-	// does not fail (and get restarted) for being early.
+	// does not fail (and get restarted) for being early. Each attempt has
+	// its own bound: a request the forming cluster never answers must not
+	// take the whole --timeout (a compose start waited 2 min on one).
 	var results []streams.Result
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		results, err = applyStreams(cctx, cfg, defs)
+		actx, acancel := context.WithTimeout(cctx, streamsAttempt)
+		results, err = applyStreams(actx, cfg, defs)
+		acancel()
 		if err == nil || cctx.Err() != nil || errors.Is(err, streams.ErrConflict) {
 			break // done, out of time, or refused for good (waiting cannot help)
 		}
