@@ -90,6 +90,20 @@ func (p *partition) watchHandoff(ctx context.Context) jetstream.KeyWatcher {
 	return w
 }
 
+// pollHandoff adopts the next handoff record, if one is waiting; it returns
+// the channel to poll next time (nil once the watch ended).
+func (p *partition) pollHandoff(updates <-chan jetstream.KeyValueEntry) <-chan jetstream.KeyValueEntry {
+	select {
+	case e, ok := <-updates:
+		if !ok {
+			return nil
+		}
+		p.adopt(e)
+	default:
+	}
+	return updates
+}
+
 // adopt applies a handoff record: the windows the previous owner emitted
 // are closed here too.
 func (p *partition) adopt(e jetstream.KeyValueEntry) {

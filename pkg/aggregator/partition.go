@@ -277,14 +277,7 @@ func (p *partition) consume(ctx context.Context) error {
 				}
 			}
 		}
-		select {
-		case e, ok := <-handoffs:
-			if !ok {
-				handoffs = nil
-			}
-			p.adopt(e)
-		default:
-		}
+		handoffs = p.pollHandoff(handoffs)
 		now := time.Now()
 		if now.Sub(lastInfo) >= time.Second {
 			lastInfo = now
