@@ -3,7 +3,9 @@ package aggregator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,17 +64,57 @@ func (p *partition) handOff() bool {
 	if err := s.cfg.Bus.Conn().FlushWithContext(ctx); err != nil {
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: the acknowledgements may not have reached the server")
 	}
-	rec, err := json.Marshal(handoff{Instance: s.cfg.Instance, At: time.Now().UTC(), ClosedThrough: through})
-	if err == nil {
-		_, err = s.handoffKV.Put(ctx, handoffKey(p.id), rec)
-	}
-	if err != nil {
+	if err := s.recordHandoff(ctx, p.id, through); err != nil {
 		// The windows are stored and the input acknowledged: the next
 		// owner recomputes none of them, only what comes back late.
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: recording it failed")
 	}
 	s.log.Info().Int("partition", p.id).Int("windows", len(closed)).Int("sources", len(through)).Msg("handed the partition over: open windows emitted, input acknowledged")
 	return true
+}
+
+// recordHandoff stores the partition's handoff record, merged with the one
+// it replaces (the latest window start per source wins), compare-and-set: an
+// owner that held the partition too briefly to adopt its predecessor's
+// record must not erase what that record says (a compose run lost 715
+// events to records that did).
+func (s *Service) recordHandoff(ctx context.Context, partition int, through map[string]time.Time) error {
+	key := handoffKey(partition)
+	for attempt := 1; ; attempt++ {
+		rec := handoff{Instance: s.cfg.Instance, At: time.Now().UTC(), ClosedThrough: maps.Clone(through)}
+		if rec.ClosedThrough == nil {
+			rec.ClosedThrough = map[string]time.Time{}
+		}
+		var rev uint64
+		e, err := s.handoffKV.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+			var prev handoff
+			if json.Unmarshal(e.Value(), &prev) == nil {
+				for src, t := range prev.ClosedThrough {
+					if t.After(rec.ClosedThrough[src]) {
+						rec.ClosedThrough[src] = t
+					}
+				}
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return err
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = s.handoffKV.Create(ctx, key, data)
+		} else {
+			_, err = s.handoffKV.Update(ctx, key, data, rev)
+		}
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return err
+		}
+		// Someone else wrote it meanwhile: merge with theirs.
+	}
 }
 
 // watchHandoff watches the partition's handoff record; nil when there is no
@@ -89,6 +131,32 @@ func (p *partition) watchHandoff(ctx context.Context) jetstream.KeyWatcher {
 	}
 	return w
 }
+
+// adoptInitial adopts the record the watch holds now, before the first
+// message is handled; it waits at most handoffInitialWait for the watch to
+// say it has delivered what there is. It returns the channel to poll next.
+func (p *partition) adoptInitial(updates <-chan jetstream.KeyValueEntry) <-chan jetstream.KeyValueEntry {
+	t := time.NewTimer(handoffInitialWait)
+	defer t.Stop()
+	for {
+		select {
+		case e, ok := <-updates:
+			if !ok {
+				return nil
+			}
+			if e == nil { // the watch's marker: everything there was has come
+				return updates
+			}
+			p.adopt(e)
+		case <-t.C:
+			p.s.log.Warn().Int("partition", p.id).Msg("the handoff record did not arrive in time; consuming without it")
+			return updates
+		}
+	}
+}
+
+// handoffInitialWait bounds adoptInitial.
+const handoffInitialWait = 5 * time.Second
 
 // pollHandoff adopts the next handoff record, if one is waiting; it returns
 // the channel to poll next time (nil once the watch ended).

@@ -2,8 +2,11 @@ package aggregator_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/pkg/aggregator"
@@ -59,5 +62,43 @@ func TestHandoffEmitsAndTheNextOwnerAmends(t *testing.T) {
 	collectWindows(t, srv, 8000, []*instance{b})
 	if st := b.svc.Stats(); st.Late == 0 {
 		t.Errorf("the next owner counted no event in an amendment: %+v", st)
+	}
+}
+
+// TestHandoffRecordSurvivesABriefOwner: an owner that handles nothing keeps
+// its predecessor's handoff record when it lets the partition go: what the
+// predecessor emitted is still known to the next owner.
+func TestHandoffRecordSurvivesABriefOwner(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.Connect(t, srv.ClientURL()).JetStream()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: aggregator.HandoffBucket, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	through := time.Now().Add(-time.Minute).Truncate(time.Second).UTC()
+	for p := range partitions {
+		rec := fmt.Sprintf(`{"instance":"gone","at":%q,"closed_through":{"old-%d":%q}}`, time.Now().UTC().Format(time.RFC3339Nano), p, through.Format(time.RFC3339Nano))
+		if _, err := kv.Put(t.Context(), fmt.Sprint("p", p), []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := startInstance(t, srv.ClientURL(), "b")
+	waitSpread(t, []*instance{b}, 30*time.Second)
+	b.stop()
+	for p := range partitions {
+		e, err := kv.Get(t.Context(), fmt.Sprint("p", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Instance      string               `json:"instance"`
+			ClosedThrough map[string]time.Time `json:"closed_through"`
+		}
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.ClosedThrough[fmt.Sprint("old-", p)]; rec.Instance != "b" || !got.Equal(through) {
+			t.Errorf("partition %d: record %s, want b's with old-%d closed through %v", p, e.Value(), p, through)
+		}
 	}
 }

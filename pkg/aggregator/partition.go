@@ -233,7 +233,7 @@ func (p *partition) consume(ctx context.Context) error {
 	var handoffs <-chan jetstream.KeyValueEntry
 	if w := p.watchHandoff(ctx); w != nil {
 		defer func() { _ = w.Stop() }()
-		handoffs = w.Updates()
+		handoffs = p.adoptInitial(w.Updates())
 	}
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
