@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	fromBeginning := fs.Bool("from-beginning", false, "a new consumer starts at the oldest stored event")
 	partitions := fs.Int("partitions", 0, "scale out over this many partitions (0: one consumer, one instance); every instance must agree")
 	instance := fs.String("instance", "", "this instance's name among its peers (default host-pid)")
+	memberTTL := fs.Duration("member-ttl", 0, "an instance that stopped announcing itself counts as alive this long (default 15s; partitioned mode)")
 	httpAddr := fs.String("http", "127.0.0.1:9102", "address of /healthz, /readyz, /metrics and /api/v1 (empty: off)")
 	tokenFile := fs.String("http-token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env AGGREGATOR_HTTP_TOKEN sets it too)")
 	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
@@ -129,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	svc, err := aggregator.New(aggregator.Options{
 		Bus: bus, Name: *name, Window: *window, Lateness: *lateness, MaxSeriesPerSource: *maxSeries,
 		MaxSeries: *maxSeriesTotal, SeriesTTL: *seriesTTL, MaxFutureSkew: *maxFutureSkew, DedupWindow: *dedupWindow, MaxDedupIDs: *maxDedupIDs,
-		IdleAfter: *idleAfter, StallAfter: *stallAfter, FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, Logger: &log, Registerer: reg,
+		IdleAfter: *idleAfter, StallAfter: *stallAfter, FromBeginning: *fromBeginning, Partitions: *partitions, Instance: *instance, MemberTTL: *memberTTL, Logger: &log, Registerer: reg,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

@@ -129,7 +129,9 @@ type Options struct {
 	// Instance names this instance among its peers (default host-pid).
 	Instance string
 	// MemberTTL is how long an instance that stopped announcing itself still
-	// counts as alive (default 6 s); PinnedTTL how long the server keeps a
+	// counts as alive (default 15 s: longer than a NATS server's restart or
+	// a leader election, during which announcements fail — a live instance
+	// taken for dead has its partitions moved under it); PinnedTTL how long the server keeps a
 	// silent instance pinned to a partition (default 10 s); AckWait how long
 	// before a dead owner's held messages are redelivered (default 30 s).
 	MemberTTL, PinnedTTL, AckWait time.Duration
@@ -228,7 +230,7 @@ func (c Options) withDefaults() Options {
 		c.Instance = host + "-" + strconv.Itoa(os.Getpid())
 	}
 	if c.MemberTTL <= 0 {
-		c.MemberTTL = 6 * time.Second
+		c.MemberTTL = 15 * time.Second
 	}
 	if c.PinnedTTL <= 0 {
 		c.PinnedTTL = 10 * time.Second

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -151,42 +153,71 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		done   chan struct{}
 	}
 	running := map[int]runner{}
-	stopRunner := func(p int) {
-		r := running[p]
-		r.cancel()
-		<-r.done
-		delete(running, p)
-		s.mu.Lock()
-		delete(s.parts, p)
-		s.mu.Unlock()
-	}
-	defer func() {
-		for p := range running {
-			stopRunner(p)
+	// stopRunners lets partitions go all at once: each hands off (which
+	// may take seconds) in parallel with the others.
+	stopRunners := func(ps []int) {
+		for _, p := range ps {
+			running[p].cancel()
 		}
+		for _, p := range ps {
+			<-running[p].done
+			delete(running, p)
+			s.mu.Lock()
+			delete(s.parts, p)
+			s.mu.Unlock()
+		}
+	}
+	// The instance announces itself on its own goroutine, so that handing
+	// partitions off never delays an announcement past MemberTTL (which
+	// made its peers take it for dead and move partitions under it).
+	announce := func(ctx context.Context) {
+		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("announcing this instance failed")
+		}
+	}
+	announce(ctx)
+	every := max(s.cfg.MemberTTL/3, 100*time.Millisecond)
+	actx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				announce(actx)
+			}
+		}
+	}()
+	defer func() {
+		stopRunners(slices.Collect(maps.Keys(running)))
+		stopAnnouncing()
+		<-announced
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = kv.Delete(dctx, s.cfg.Instance)
 		cancel()
 		s.setReady(false)
 	}()
-	tick := time.NewTicker(max(s.cfg.MemberTTL/3, 100*time.Millisecond))
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
-			s.log.Warn().Err(err).Msg("announcing this instance failed")
-		}
 		members, err := kv.Keys(ctx)
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			members, err = []string{s.cfg.Instance}, nil
 		}
 		if err == nil {
 			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
+			var leaving []int
 			for p := range running {
 				if !owned[p] {
 					s.log.Info().Int("partition", p).Msg("handing the partition over")
-					stopRunner(p)
+					leaving = append(leaving, p)
 				}
 			}
+			stopRunners(leaving)
 			for p := range owned {
 				if _, ok := running[p]; ok {
 					continue
