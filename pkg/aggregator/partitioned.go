@@ -167,35 +167,11 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 			s.mu.Unlock()
 		}
 	}
-	// The instance announces itself on its own goroutine, so that handing
-	// partitions off never delays an announcement past MemberTTL (which
-	// made its peers take it for dead and move partitions under it).
-	announce := func(ctx context.Context) {
-		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
-			s.log.Warn().Err(err).Msg("announcing this instance failed")
-		}
-	}
-	announce(ctx)
 	every := max(s.cfg.MemberTTL/3, 100*time.Millisecond)
-	actx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
-	announced := make(chan struct{})
-	go func() {
-		defer close(announced)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-actx.Done():
-				return
-			case <-t.C:
-				announce(actx)
-			}
-		}
-	}()
+	stopAnnouncing := s.announce(ctx, kv, every)
 	defer func() {
 		stopRunners(slices.Collect(maps.Keys(running)))
 		stopAnnouncing()
-		<-announced
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = kv.Delete(dctx, s.cfg.Instance)
 		cancel()
@@ -257,6 +233,36 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// announce puts this instance in the members bucket now and then every
+// every, on its own goroutine, so that handing partitions off never delays
+// an announcement past MemberTTL (which made its peers take it for dead and
+// move partitions under it). It goes on after ctx ends, until the returned
+// function is called: a stopping instance still owns what it hands off.
+func (s *Service) announce(ctx context.Context, kv jetstream.KeyValue, every time.Duration) (stop func()) {
+	put := func(ctx context.Context) {
+		if _, err := kv.Put(ctx, s.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("announcing this instance failed")
+		}
+	}
+	put(ctx)
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				put(actx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // Assign returns the partitions that instance owns among members, by
