@@ -525,7 +525,14 @@ func TestAttackCardinality(t *testing.T) {
 	if size > 4<<20 {
 		t.Errorf("/metrics is %d bytes after 120 k sources", size)
 	}
-	if rss := p.rss(t); rss > 512<<20 {
+	// Measured on the 2-core CI machine: heap in use 335–344 MB, RSS
+	// 428–548 MB (the same before and after the amendments and handoff of
+	// 2026-12-02). A bound of 512 MB failed one clean-clone run of five at
+	// 548 MB; 768 MB still catches memory that grows with the sources.
+	heap, _ := p.metric(t, "go_memstats_heap_inuse_bytes")
+	rss := p.rss(t)
+	t.Logf("after 120 k sources: heap in use %d MB, RSS %d MB", int64(heap)>>20, rss>>20)
+	if rss > 768<<20 {
 		t.Errorf("RSS %d MB after 120 k sources", rss>>20)
 	}
 }
