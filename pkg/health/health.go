@@ -324,10 +324,14 @@ func (m *Manager) runOne(ctx context.Context, name string) {
 	select {
 	case r = <-done:
 	case <-cctx.Done():
-		r = Result{Status: Failed, Message: "timed out after " + timeout.String()}
-		if ctx.Err() != nil { // shutting down: not the check's fault
-			<-m.sem
-			return
+		select {
+		case r = <-done: // it answered as time ran out: the answer stands
+		default:
+			r = Result{Status: Failed, Message: "timed out after " + timeout.String()}
+			if ctx.Err() != nil { // shutting down: not the check's fault
+				<-m.sem
+				return
+			}
 		}
 	}
 	<-m.sem
@@ -346,7 +350,12 @@ func (m *Manager) runOne(ctx context.Context, name string) {
 	m.record(ctx, e, r)
 }
 
-// record stores r and publishes what it implies.
+// publishGrace bounds publishing a result the manager already has after
+// its context ended: a shutdown must not lose it (Close then settles it).
+const publishGrace = 5 * time.Second
+
+// record stores r and publishes what it implies, also when ctx has ended
+// meanwhile (for up to publishGrace).
 func (m *Manager) record(ctx context.Context, e *entry, r Result) {
 	m.mu.Lock()
 	prev := e.last.Status
@@ -363,6 +372,8 @@ func (m *Manager) record(ctx context.Context, e *entry, r Result) {
 	}
 	m.mu.Unlock()
 
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishGrace)
+	defer cancel()
 	m.publish(ctx, m.healthEvent(events.CheckCompleted, e.Name, r))
 	if r.Status != prev {
 		m.publish(ctx, m.healthEvent(componentType(r.Status), e.Name, r))
