@@ -65,8 +65,7 @@ func (p *partition) handle(msg jetstream.Msg) {
 			// Its window was emitted: it goes out in an amendment window,
 			// and the message waits for that like for any window.
 			feeds = addFeed(feeds, r.Series.Source, r.WindowStart)
-			s.stats.Late++
-			s.m.events.WithLabelValues("late").Inc()
+			fallthrough
 		case windowing.Late:
 			s.stats.Late++
 			s.m.events.WithLabelValues("late").Inc()

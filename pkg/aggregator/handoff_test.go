@@ -38,16 +38,9 @@ func TestHandoffEmitsAndTheNextOwnerAmends(t *testing.T) {
 		t.Fatalf("handoff records: %v, %v", records, err)
 	}
 	for _, k := range records {
-		e, err := kv.Get(t.Context(), k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec struct {
-			Instance      string               `json:"instance"`
-			ClosedThrough map[string]time.Time `json:"closed_through"`
-		}
-		if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Instance != "a" {
-			t.Errorf("record %s: %s (%v)", k, e.Value(), err)
+		rec := readHandoff(t, kv, k)
+		if rec.Instance != "a" {
+			t.Errorf("record %s: %+v", k, rec)
 		}
 		for src, through := range rec.ClosedThrough {
 			if want := base.Add(3 * time.Second).Add(-500 * time.Millisecond); !through.Equal(want) {
@@ -86,19 +79,29 @@ func TestHandoffRecordSurvivesABriefOwner(t *testing.T) {
 	waitSpread(t, []*instance{b}, 30*time.Second)
 	b.stop()
 	for p := range partitions {
-		e, err := kv.Get(t.Context(), fmt.Sprint("p", p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec struct {
-			Instance      string               `json:"instance"`
-			ClosedThrough map[string]time.Time `json:"closed_through"`
-		}
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			t.Fatal(err)
-		}
+		rec := readHandoff(t, kv, fmt.Sprint("p", p))
 		if got := rec.ClosedThrough[fmt.Sprint("old-", p)]; rec.Instance != "b" || !got.Equal(through) {
-			t.Errorf("partition %d: record %s, want b's with old-%d closed through %v", p, e.Value(), p, through)
+			t.Errorf("partition %d: record %+v, want b's with old-%d closed through %v", p, rec, p, through)
 		}
 	}
+}
+
+// handoffRecord is a handoff record as stored (the wire form of the
+// aggregator's record, read independently of its code).
+type handoffRecord struct {
+	Instance      string               `json:"instance"`
+	ClosedThrough map[string]time.Time `json:"closed_through"`
+}
+
+func readHandoff(t *testing.T, kv jetstream.KeyValue, key string) handoffRecord {
+	t.Helper()
+	e, err := kv.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec handoffRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatalf("record %s: %s: %v", key, e.Value(), err)
+	}
+	return rec
 }

@@ -135,11 +135,13 @@ func (a *Aggregator) collectAmends(out []*events.AggregateEvent, src *sourceStat
 	for k, w := range src.amends {
 		ev := a.emit(Series{k.series.typ, src.name, k.series.name}, time.Unix(0, k.start).UTC(), w)
 		ev.Amendment = true
-		ev.ID = events.WindowID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart, w.first)
-		if w.first == 0 {
-			// No input sequence tells it from the first window: number it.
+		if w.first != 0 {
+			ev.ID = events.WindowID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart, w.first)
+		} else {
+			// No input sequence tells it from the first window (whose id,
+			// the AggregateID, emit gave it): number it.
 			a.amendments++
-			ev.ID = events.AggregateID(ev.AggregatedType, ev.Source, ev.Name(), ev.WindowStart) + "-amendment-" + strconv.FormatUint(a.amendments, 10)
+			ev.ID += "-amendment-" + strconv.FormatUint(a.amendments, 10)
 		}
 		out = append(out, ev)
 	}
