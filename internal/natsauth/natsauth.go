@@ -144,7 +144,7 @@ func Permissions(role Role) *server.Permissions {
 	case Aggregator:
 		allow := append([]string{"performance.metric.aggregated.>", "windows.>", "deadletter.>", "$JS.API.STREAM.CREATE.AGGREGATE_INPUT"}, consumeAPI...)
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_aggregators", "jetmon_aggregator_handoff")...)},
+			Publish:   &server.SubjectPermission{Allow: append(allow, kv("jetmon_aggregators", "jetmon_aggregator_handoff", "jetmon_aggregator_owners")...)},
 			Subscribe: &server.SubjectPermission{Allow: append([]string{"performance.>"}, replies...)},
 		}
 	case AlertManager:

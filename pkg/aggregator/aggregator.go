@@ -289,7 +289,12 @@ type Service struct {
 	copies chan<- *nats.Msg
 	// handoffKV is HandoffBucket (partitioned mode; set before the
 	// partitions start).
-	handoffKV     jetstream.KeyValue
+	handoffKV jetstream.KeyValue
+	// ownersKV is OwnersBucket, the partition leases (partitioned mode).
+	ownersKV jetstream.KeyValue
+	// membersView, when set (tests), replaces the members bucket as this
+	// instance's view of who is alive.
+	membersView   func() []string
 	droppedCopies atomic.Uint64
 
 	mu     sync.Mutex

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -154,11 +155,18 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 	}
 	// The windows have left the aggregator: publish them until the server
 	// has them (or the service stops, and they are recomputed).
+	// Only while the lease is held: past it another instance may own the
+	// partition and compute these windows under the same ids.
 	todo := closed
 	for wait, attempt := 100*time.Millisecond, 1; len(todo) > 0; wait, attempt = min(2*wait, 5*time.Second), attempt+1 {
+		if !p.lease.valid(time.Now()) {
+			return errLeaseLost
+		}
 		var err error
 		if todo, err = p.publish(ctx, todo); len(todo) == 0 {
 			break
+		} else if errors.Is(err, errLeaseLost) {
+			return err
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn().Err(err).Int("windows", len(todo)).Int("attempt", attempt).Msg("publishing windows failed; retrying")

@@ -15,9 +15,13 @@ import (
 // partition consumes one consumer into one aggregator. Its fields below
 // "under s.mu" are shared with Stats, Ready and the gauges.
 type partition struct {
-	s       *Service
-	id      int
-	cons    jetstream.Consumer
+	s    *Service
+	id   int
+	cons jetstream.Consumer
+	// lease is this instance's hold on the partition: nothing is emitted
+	// while it is not valid, and the partition ends once it is lost (nil,
+	// always valid, when unpartitioned).
+	lease   *lease
 	holdFor time.Duration // from the first message on, no window closes for this long
 	hold    time.Time     // the end of the hold, set by the first message
 	// reconnects is the connection's reconnect count last seen; after a
@@ -172,6 +176,10 @@ func (p *partition) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errLeaseLost) {
+			s.log.Warn().Int("partition", p.id).Msg("no longer sure to hold the partition's lease; letting the partition go without emitting")
+			return err
+		}
 		s.mu.Lock()
 		p.lost = err
 		s.mu.Unlock()
@@ -244,6 +252,10 @@ func (p *partition) consume(ctx context.Context) error {
 			p.handBack(it, msg)
 			return nil
 		}
+		if !p.lease.valid(time.Now()) {
+			p.handBack(it, msg)
+			return errLeaseLost
+		}
 		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		switch {
 		case timeout:
@@ -271,7 +283,9 @@ func (p *partition) consume(ctx context.Context) error {
 				closed := p.agg.Closed()
 				s.mu.Unlock()
 				if len(closed) > 0 {
-					if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+					if err := p.emit(ctx, closed); errors.Is(err, errLeaseLost) {
+						return err
+					} else if err != nil && ctx.Err() == nil {
 						s.log.Warn().Err(err).Msg("emitting windows failed")
 					}
 				}
@@ -318,7 +332,9 @@ func (p *partition) consume(ctx context.Context) error {
 			closed := p.agg.AdvanceIdle(at, s.cfg.IdleAfter)
 			s.mu.Unlock()
 			if len(closed) > 0 {
-				if err := p.emit(ctx, closed); err != nil && ctx.Err() == nil {
+				if err := p.emit(ctx, closed); errors.Is(err, errLeaseLost) {
+					return err
+				} else if err != nil && ctx.Err() == nil {
 					s.log.Warn().Err(err).Msg("emitting windows failed")
 				}
 			}
@@ -348,6 +364,9 @@ func (p *partition) handBack(it jetstream.MessagesContext, msg jetstream.Msg) {
 // keepAlive tells the server the held messages are still being worked on,
 // so they are not redelivered while their windows are open.
 func (p *partition) keepAlive() {
+	if !p.lease.valid(time.Now()) {
+		return // the next owner is to get them
+	}
 	p.s.mu.Lock()
 	held := make([]jetstream.Msg, 0, len(p.inFlight))
 	for _, m := range p.inFlight {

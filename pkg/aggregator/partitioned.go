@@ -137,6 +137,13 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 			return fmt.Errorf("aggregator: handoff bucket: %w", err)
 		}
 		s.handoffKV = hkv
+		okv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: OwnersBucket, TTL: s.cfg.MemberTTL, Storage: jetstream.FileStorage, Replicas: max(s.cfg.Bus.StreamReplicas(), 1),
+		})
+		if err != nil {
+			return fmt.Errorf("aggregator: owners bucket: %w", err)
+		}
+		s.ownersKV = okv
 		return nil
 	}
 	notify := func(err error, wait time.Duration) {
@@ -153,6 +160,12 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		done   chan struct{}
 	}
 	running := map[int]runner{}
+	forget := func(p int) {
+		delete(running, p)
+		s.mu.Lock()
+		delete(s.parts, p)
+		s.mu.Unlock()
+	}
 	// stopRunners lets partitions go all at once: each hands off (which
 	// may take seconds) in parallel with the others.
 	stopRunners := func(ps []int) {
@@ -161,16 +174,17 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		}
 		for _, p := range ps {
 			<-running[p].done
-			delete(running, p)
-			s.mu.Lock()
-			delete(s.parts, p)
-			s.mu.Unlock()
+			forget(p)
 		}
 	}
 	every := max(s.cfg.MemberTTL/3, 100*time.Millisecond)
 	stopAnnouncing := s.announce(ctx, kv, every)
+	// A lease let go wakes the loop, so that the next owner takes the
+	// partition at once rather than at the next tick.
+	freed, stopWatching := s.watchLeases(ctx)
 	defer func() {
 		stopRunners(slices.Collect(maps.Keys(running)))
+		stopWatching()
 		stopAnnouncing()
 		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = kv.Delete(dctx, s.cfg.Instance)
@@ -179,10 +193,23 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	waiting := map[int]bool{} // partitions whose lease another instance holds (logged once)
 	for {
 		members, err := kv.Keys(ctx)
+		if s.membersView != nil {
+			members, err = s.membersView(), nil
+		}
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			members, err = []string{s.cfg.Instance}, nil
+		}
+		// A partition that ended by itself (its lease was lost) is taken
+		// again below if it is still ours, once its lease can be had.
+		for p, r := range running {
+			select {
+			case <-r.done:
+				forget(p)
+			default:
+			}
 		}
 		if err == nil {
 			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
@@ -198,8 +225,18 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 				if _, ok := running[p]; ok {
 					continue
 				}
+				l, err := s.acquireLease(ctx, p)
+				if err != nil || l == nil {
+					if !waiting[p] {
+						waiting[p] = true
+						s.log.Info().Err(err).Int("partition", p).Msg("waiting for the partition's lease: its previous owner still holds it")
+					}
+					continue
+				}
+				delete(waiting, p)
 				cons, err := s.partitionConsumer(ctx, p)
 				if err != nil {
+					l.release()
 					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
 					continue
 				}
@@ -216,11 +253,20 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 				pctx, cancel := context.WithCancel(ctx)
 				r := runner{cancel: cancel, done: make(chan struct{})}
 				part := s.newPartition(p, cons, holdFor)
+				part.lease = l
 				go func() {
 					defer close(r.done)
+					// The lease is kept through the handoff that ends
+					// run, and let go only after it.
+					lctx, stopKeeping := context.WithCancel(context.WithoutCancel(pctx))
+					kept := make(chan struct{})
+					go func() { defer close(kept); l.keep(lctx) }()
 					if err := part.run(pctx); err != nil {
 						s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
 					}
+					stopKeeping()
+					<-kept
+					l.release()
 				}()
 				running[p] = r
 				s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
@@ -231,8 +277,44 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-freed:
 		}
 	}
+}
+
+// watchLeases returns a channel that receives when a partition's lease is
+// let go (deleted), until stop is called; a nil channel when the watch
+// cannot be set up (the loop's tick then finds the lease free).
+func (s *Service) watchLeases(ctx context.Context) (freed <-chan struct{}, stop func()) {
+	w, err := s.ownersKV.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cannot watch the partition leases; taking free ones at the next tick")
+		return nil, func() {}
+	}
+	ch := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var e jetstream.KeyValueEntry
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok = <-w.Updates():
+			}
+			if !ok {
+				return
+			}
+			if e != nil && e.Operation() != jetstream.KeyValuePut {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch, func() { _ = w.Stop(); <-done }
 }
 
 // announce puts this instance in the members bucket now and then every

@@ -33,6 +33,13 @@ func (in *instance) stop() { in.cancel(); <-in.done }
 
 func startInstance(t *testing.T, url, name string) *instance {
 	t.Helper()
+	return startInstanceWith(t, url, name, nil)
+}
+
+// startInstanceWith starts an instance after setup (if any) has seen its
+// service.
+func startInstanceWith(t *testing.T, url, name string, setup func(*aggregator.Service)) *instance {
+	t.Helper()
 	cfg := jsbus.DefaultConfig()
 	cfg.URLs = []string{url}
 	bus, err := jsbus.Connect(t.Context(), cfg)
@@ -56,6 +63,9 @@ func startInstance(t *testing.T, url, name string) *instance {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(svc)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{svc: svc, bus: bus, cancel: cancel, done: make(chan struct{})}
