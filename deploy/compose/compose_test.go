@@ -160,6 +160,16 @@ func start(t *testing.T) *deployment {
 			out, _ := d.compose("logs", "--no-color", "--tail", "60")
 			t.Logf("logs:\n%s", out)
 		}
+		// JETMON_COMPOSE_LOGS=DIR keeps every service's whole log there.
+		if dir := os.Getenv("JETMON_COMPOSE_LOGS"); dir != "" {
+			out, _ := d.compose("logs", "--no-color", "--timestamps")
+			path := filepath.Join(dir, t.Name()+".log")
+			if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+				t.Errorf("keeping the logs: %v", err)
+			} else {
+				t.Logf("the whole logs are in %s", path)
+			}
+		}
 		if out, err := d.compose("down", "-v", "--remove-orphans"); err != nil {
 			t.Errorf("docker-compose down: %v\n%s", err, out)
 		}

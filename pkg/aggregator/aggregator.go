@@ -37,10 +37,13 @@
 // time. Instances announce themselves in the key-value bucket
 // jetmon_aggregators and split the partitions by rendezvous hashing; an
 // instance that leaves (or dies: its key expires) has its partitions taken
-// over by the others. A partition handed over gracefully has its held
-// messages negatively acknowledged so the next owner gets them at once; after
-// a crash the new owner holds its windows open until the dead owner's
-// messages have come back (AckWait).
+// over by the others. Membership says who should own a partition; a lease
+// in the bucket [OwnersBucket] says who does: an instance runs a partition
+// only under its lease and emits nothing once it cannot be sure it still
+// holds it, so two instances never compute one partition's windows at once.
+// A partition let go gracefully is handed off (see [Service.Run]) before its
+// lease is released; after a crash the lease expires and the new owner holds
+// its windows open until the dead owner's messages have come back (AckWait).
 package aggregator
 
 import (

@@ -159,14 +159,14 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 	// partition and compute these windows under the same ids.
 	todo := closed
 	for wait, attempt := 100*time.Millisecond, 1; len(todo) > 0; wait, attempt = min(2*wait, 5*time.Second), attempt+1 {
-		if !p.lease.valid(time.Now()) {
-			return errLeaseLost
+		if err := p.lease.await(ctx); err != nil {
+			return err
 		}
 		var err error
 		if todo, err = p.publish(ctx, todo); len(todo) == 0 {
 			break
-		} else if errors.Is(err, errLeaseLost) {
-			return err
+		} else if errors.Is(err, errLeaseInDoubt) {
+			continue // awaited above
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn().Err(err).Int("windows", len(todo)).Int("attempt", attempt).Msg("publishing windows failed; retrying")

@@ -48,7 +48,7 @@ func handoffKey(partition int) string { return fmt.Sprintf("p%d", partition) }
 // owner then recomputes their windows, and the server drops those it holds.
 func (p *partition) handOff() bool {
 	s := p.s
-	if s.handoffKV == nil || !s.cfg.Bus.Conn().IsConnected() || time.Now().Before(p.reconnectHold) || !p.lease.valid(time.Now()) {
+	if s.handoffKV == nil || !s.cfg.Bus.Conn().IsConnected() || time.Now().Before(p.reconnectHold) || p.lease.gone(time.Now()) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)

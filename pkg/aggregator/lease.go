@@ -26,6 +26,10 @@ const OwnersBucket = "jetmon_aggregator_owners"
 // for sure: nothing more may be emitted, and what it holds is handed back.
 var errLeaseLost = errors.New("the partition's lease is lost")
 
+// errLeaseInDoubt stops a publish when the lease is no longer valid for
+// sure; the emit waits for it to be renewed (or gone) before trying again.
+var errLeaseInDoubt = errors.New("the partition's lease is in doubt")
+
 // lease is one instance's hold on one partition, kept in [OwnersBucket],
 // whose entries expire after the bucket's TTL (MemberTTL) unless renewed.
 //
@@ -33,19 +37,24 @@ var errLeaseLost = errors.New("the partition's lease is lost")
 // expires an entry no earlier than TTL after it stored the renewal, and the
 // holder counts its lease valid only until validFor after it sent that
 // renewal (validFor < TTL). Every emit checks valid first, so an owner that
-// is cut off, stalled or slow stops before any peer can take the key over.
-// A nil *lease (unpartitioned mode) is always valid.
+// is cut off, stalled or slow stops emitting before any peer can take the
+// key over. Between validFor and TTL the lease is in doubt: the owner
+// pauses (a renewal under its own revision proves that nobody took the key
+// meanwhile, and it carries on); past TTL, or once another instance wrote
+// the key, it is gone. A nil *lease (unpartitioned mode) is always valid.
 type lease struct {
-	kv       jetstream.KeyValue
-	key      string
-	instance []byte
-	every    time.Duration // between renewals
-	validFor time.Duration // after a renewal was sent
-	base     time.Time     // the monotonic origin of validUntil
-	// validUntil is the end of validity, in nanoseconds since base; 0 when
-	// lost or released. Written by the keeper, read by the partition.
-	validUntil atomic.Int64
-	rev        uint64 // the revision of the latest write; keeper only
+	kv            jetstream.KeyValue
+	key           string
+	instance      []byte
+	every         time.Duration // between renewals
+	validFor, ttl time.Duration // after a renewal was sent
+	base          time.Time     // the monotonic origin of lastSent
+	// lastSent is when the latest renewal that the server stored was sent,
+	// in nanoseconds since base. Written by the keeper, read by the
+	// partition.
+	lastSent atomic.Int64
+	lost     atomic.Bool // another instance wrote the key, or it was released
+	rev      uint64      // the revision of the latest write; keeper only
 }
 
 // leaseTimings derive a lease's renewal period and validity from the
@@ -66,7 +75,7 @@ func (s *Service) acquireLease(ctx context.Context, p int) (*lease, error) {
 	every, validFor := leaseTimings(s.cfg.MemberTTL)
 	l := &lease{
 		kv: s.ownersKV, key: leaseKey(p), instance: []byte(s.cfg.Instance), every: every, validFor: validFor,
-		base: time.Now(),
+		ttl: s.cfg.MemberTTL, base: time.Now(),
 	}
 	ctx, cancel := context.WithTimeout(ctx, every)
 	defer cancel()
@@ -94,16 +103,45 @@ func (s *Service) acquireLease(ctx context.Context, p int) (*lease, error) {
 		return nil, err
 	}
 	l.rev = rev
-	l.validUntil.Store(int64(sent.Sub(l.base) + validFor))
+	l.lastSent.Store(int64(sent.Sub(l.base)))
 	return l, nil
 }
 
-// valid reports whether the lease is held for sure at now.
+// valid reports whether the lease is held for sure at now: windows may be
+// emitted.
 func (l *lease) valid(now time.Time) bool {
 	if l == nil {
 		return true
 	}
-	return now.Sub(l.base) < time.Duration(l.validUntil.Load())
+	return !l.lost.Load() && now.Sub(l.base) < time.Duration(l.lastSent.Load())+l.validFor
+}
+
+// gone reports whether the lease is lost at now: another instance may hold
+// it (or soon will).
+func (l *lease) gone(now time.Time) bool {
+	if l == nil {
+		return false
+	}
+	return l.lost.Load() || now.Sub(l.base) >= time.Duration(l.lastSent.Load())+l.ttl
+}
+
+// await waits until the lease is valid (nil), gone ([errLeaseLost]) or ctx
+// ends.
+func (l *lease) await(ctx context.Context) error {
+	for {
+		now := time.Now()
+		switch {
+		case l.valid(now):
+			return nil
+		case l.gone(now):
+			return errLeaseLost
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // keep renews the lease every l.every until ctx ends or the lease is lost
@@ -145,14 +183,14 @@ func (l *lease) renew(ctx context.Context) bool {
 			l.rev = e.Revision()
 			return true
 		case gerr == nil || errors.Is(gerr, jetstream.ErrKeyNotFound):
-			l.validUntil.Store(0) // lost for good
+			l.lost.Store(true)
 			return false
 		}
 		return true // cannot tell now; validity runs out unless a renewal succeeds
 	}
 	if err == nil {
 		l.rev = rev
-		l.validUntil.Store(int64(sent.Sub(l.base) + l.validFor))
+		l.lastSent.Store(int64(sent.Sub(l.base)))
 	}
 	return true
 }
@@ -164,7 +202,7 @@ func (l *lease) release() {
 	if l == nil {
 		return
 	}
-	l.validUntil.Store(0)
+	l.lost.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), l.every)
 	defer cancel()
 	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))

@@ -2,11 +2,13 @@ package aggregator_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetmon/jetmon/internal/natstest"
+	"github.com/jetmon/jetmon/internal/testutil"
 	"github.com/jetmon/jetmon/pkg/aggregator"
 )
 
@@ -106,4 +108,32 @@ func waitSpreadAny(t *testing.T, ins []*instance, within time.Duration) time.Dur
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestAPartitionWhoseLeaseIsTakenStops writes another instance's name into
+// a partition's lease, as a peer that took the key over would: the owner
+// stops running the partition at its next renewal, without emitting, and
+// takes it back once the forged lease has expired; every event is still
+// counted exactly once.
+func TestAPartitionWhoseLeaseIsTakenStops(t *testing.T) {
+	const total = 24_000
+	srv := natstest.Start(t)
+	in := startInstance(t, srv.ClientURL(), "a")
+	waitSpreadAny(t, []*instance{in}, 30*time.Second)
+	publishDataset(t, srv.ClientURL(), time.Now(), 0, total/2)
+	waitConsuming(t, in)
+
+	bus := natstest.Connect(t, srv.ClientURL())
+	kv, err := bus.JetStream().KeyValue(t.Context(), aggregator.OwnersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "p0", []byte("intruder")); err != nil {
+		t.Fatal(err)
+	}
+	runs0 := func() bool { return slices.Contains(in.svc.Stats().Partitions, 0) }
+	testutil.WaitFor(t, 30*time.Second, func() bool { return !runs0() }, "the owner to let partition 0 go")
+	testutil.WaitFor(t, 30*time.Second, runs0, "the owner to take partition 0 back once the forged lease expired")
+	publishDataset(t, srv.ClientURL(), liveBase(total/2), total/2, total)
+	collectWindows(t, srv, total, []*instance{in})
 }

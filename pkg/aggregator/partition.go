@@ -252,7 +252,8 @@ func (p *partition) consume(ctx context.Context) error {
 			p.handBack(it, msg)
 			return nil
 		}
-		if !p.lease.valid(time.Now()) {
+		if p.lease.gone(time.Now()) {
+			it.Drain() // or what is handed back comes back to this pull
 			p.handBack(it, msg)
 			return errLeaseLost
 		}
@@ -278,14 +279,16 @@ func (p *partition) consume(ctx context.Context) error {
 				s.log.Info().Int("partition", p.id).Dur("after", now.Sub(started)).Msg("first message of the partition; holding windows open")
 			}
 			p.handle(msg)
-			if !p.holding(now) {
+			// Windows close only while the lease is held for sure; in
+			// doubt they stay open (and the input held) until it is
+			// renewed or gone.
+			if !p.holding(now) && p.lease.valid(now) {
 				s.mu.Lock()
 				closed := p.agg.Closed()
 				s.mu.Unlock()
 				if len(closed) > 0 {
-					if err := p.emit(ctx, closed); errors.Is(err, errLeaseLost) {
-						return err
-					} else if err != nil && ctx.Err() == nil {
+					// A lease lost meanwhile ends the loop at its top.
+					if err := p.emit(ctx, closed); err != nil && !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
 						s.log.Warn().Err(err).Msg("emitting windows failed")
 					}
 				}
@@ -322,7 +325,7 @@ func (p *partition) consume(ctx context.Context) error {
 		// flow, so that a consumer that falls behind does not take sources
 		// whose messages wait for it for quiet ones; against the wall clock
 		// when nothing comes.
-		if ((timeout && p.inputQuiet) || (!timeout && now.Sub(lastIdle) >= 250*time.Millisecond)) && !p.holding(now) {
+		if ((timeout && p.inputQuiet) || (!timeout && now.Sub(lastIdle) >= 250*time.Millisecond)) && !p.holding(now) && p.lease.valid(now) {
 			lastIdle = now
 			at := now
 			if !timeout {
@@ -332,9 +335,7 @@ func (p *partition) consume(ctx context.Context) error {
 			closed := p.agg.AdvanceIdle(at, s.cfg.IdleAfter)
 			s.mu.Unlock()
 			if len(closed) > 0 {
-				if err := p.emit(ctx, closed); errors.Is(err, errLeaseLost) {
-					return err
-				} else if err != nil && ctx.Err() == nil {
+				if err := p.emit(ctx, closed); err != nil && !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
 					s.log.Warn().Err(err).Msg("emitting windows failed")
 				}
 			}

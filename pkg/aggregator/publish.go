@@ -52,7 +52,7 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 	maxPayload := int(p.s.cfg.Bus.Conn().MaxPayload())
 	for len(windows) > 0 {
 		if !p.lease.valid(time.Now()) {
-			return append(retry, windows...), errLeaseLost
+			return append(retry, windows...), errLeaseInDoubt
 		}
 		chunk := windows[:min(len(windows), publishChunk)]
 		windows = windows[len(chunk):]
