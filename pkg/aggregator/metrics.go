@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ type metrics struct {
 	copies      *prometheus.CounterVec
 	// deduplicated counts windows the stream already held.
 	deduplicated prometheus.Counter
+	leasesLost   prometheus.Counter
 	gauges       []prometheus.Collector
 }
 
@@ -65,6 +67,10 @@ func newMetrics(s *Service) *metrics {
 			Name: "jetmon_aggregator_windows_deduplicated_total",
 			Help: "Windows the stream already held under their id (a window recomputed after a crash or a takeover), dropped by the server's deduplication.",
 		}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_leases_lost_total",
+			Help: "Partitions let go without emitting because their lease was lost: another instance wrote it, or no renewal reached the server within the member TTL.",
+		}),
 		copies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_history_copies_total",
 			Help: "Copies of stored windows for the history (WINDOWS stream), by outcome: stored, dropped (queue full, refused for good, or still queued at shutdown).",
@@ -90,6 +96,13 @@ func newMetrics(s *Service) *metrics {
 			sum(func(p *partition) float64 { return float64(len(p.inFlight)) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_consumer_lag", Help: "Messages waiting for the aggregator's consumers (sampled every second)."},
 			sum(func(p *partition) float64 { return float64(p.backlog) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_leases_in_doubt", Help: "Partitions whose lease no renewal has confirmed lately: their windows stay open, nothing is emitted, until it is renewed or lost."},
+			sum(func(p *partition) float64 {
+				if now := time.Now(); !p.lease.valid(now) && !p.lease.gone(now) {
+					return 1
+				}
+				return 0
+			})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jetmon_aggregator_ready", Help: "1 while every consumer exists and makes progress (see /readyz)."},
 			func() float64 {
 				if s.Ready() {
@@ -113,7 +126,7 @@ func (m *metrics) forgetSeries(s windowing.Series) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated}, m.gauges...)
+	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated, m.leasesLost}, m.gauges...)
 }
 
 // capLabel cuts v to at most maxLabelBytes bytes, at a rune boundary.

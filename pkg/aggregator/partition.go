@@ -71,7 +71,7 @@ type feed struct {
 	start  time.Time
 }
 
-func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration) *partition {
+func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Duration, l *lease) *partition {
 	overflow := windowing.OverflowName
 	if id >= 0 {
 		overflow += "-p" + fmt.Sprint(id)
@@ -80,7 +80,7 @@ func (s *Service) newPartition(id int, cons jetstream.Consumer, holdFor time.Dur
 	o.Limit = s.limit
 	o.OnEvict = s.m.forgetSeries
 	p := &partition{
-		s: s, id: id, cons: cons, holdFor: holdFor, inFlight: map[uint64]*pendingMsg{}, bySource: map[string][]*pendingMsg{},
+		s: s, id: id, cons: cons, lease: l, holdFor: holdFor, inFlight: map[uint64]*pendingMsg{}, bySource: map[string][]*pendingMsg{},
 		agg: windowing.New(o), lastProgress: time.Now(),
 	}
 	if info := cons.CachedInfo(); info != nil {
@@ -177,6 +177,7 @@ func (p *partition) run(ctx context.Context) error {
 			return nil
 		}
 		if errors.Is(err, errLeaseLost) {
+			s.m.leasesLost.Inc()
 			s.log.Warn().Int("partition", p.id).Msg("no longer sure to hold the partition's lease; letting the partition go without emitting")
 			return err
 		}
@@ -246,16 +247,24 @@ func (p *partition) consume(ctx context.Context) error {
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
 	consumeErrors := 0
+	leaseInDoubt := false
 	for {
 		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		if ctx.Err() != nil {
 			p.handBack(it, msg)
 			return nil
 		}
-		if p.lease.gone(time.Now()) {
+		if now := time.Now(); p.lease.gone(now) {
 			it.Drain() // or what is handed back comes back to this pull
 			p.handBack(it, msg)
 			return errLeaseLost
+		} else if doubt := !p.lease.valid(now); doubt != leaseInDoubt {
+			leaseInDoubt = doubt
+			if doubt {
+				s.log.Warn().Int("partition", p.id).Msg("the partition's lease is in doubt (no renewal reached the server lately); its windows stay open until it is renewed")
+			} else {
+				s.log.Info().Int("partition", p.id).Msg("the partition's lease is renewed; emitting again")
+			}
 		}
 		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		switch {

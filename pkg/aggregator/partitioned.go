@@ -31,7 +31,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p := s.newPartition(-1, cons, 0)
+		p := s.newPartition(-1, cons, 0, nil)
 		s.setReady(true)
 		defer s.setReady(false)
 		return p.run(ctx)
@@ -252,8 +252,7 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 				}
 				pctx, cancel := context.WithCancel(ctx)
 				r := runner{cancel: cancel, done: make(chan struct{})}
-				part := s.newPartition(p, cons, holdFor)
-				part.lease = l
+				part := s.newPartition(p, cons, holdFor, l)
 				go func() {
 					defer close(r.done)
 					// The lease is kept through the handoff that ends
