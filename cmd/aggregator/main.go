@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	httpAddr := fs.String("http", "127.0.0.1:9102", "address of /healthz, /readyz, /metrics and /api/v1 (empty: off)")
 	tokenFile := fs.String("http-token-file", "", "file holding the bearer token every HTTP path but /healthz and /readyz requires (env AGGREGATOR_HTTP_TOKEN sets it too)")
 	insecureHTTP := fs.Bool("insecure-http", false, "allow --http beyond loopback without a token")
+	profiles := fs.Bool("pprof", false, "also serve Go's profiles (goroutines, heap, CPU) at /debug/pprof/ on --http")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: aggregator [run] [flags]\n       aggregator replay --from TIME [--to TIME] [flags]\n       aggregator healthcheck [--url URL]\n\nAggregates performance events per series (type, source, operation) and window.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -138,6 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	}
 	mux := httpd.Mux(reg)
 	svc.Mount(mux)
+	if *profiles {
+		httpd.MountProfiles(mux)
+	}
 	runErr := httpd.ServeWhile(ctx, *httpAddr, httpd.ForAddr(*httpAddr, token).Wrap(mux), func(a net.Addr) { log.Info().Str("addr", a.String()).Msg("http listening") }, svc.Run)
 	if runErr != nil {
 		log.Error().Err(runErr).Msg("stopped with an error")

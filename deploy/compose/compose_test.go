@@ -146,7 +146,7 @@ func start(t *testing.T) *deployment {
 		ports[k] = testutil.FreePort(t)
 		d.env = append(d.env, k+"="+strconv.Itoa(ports[k]))
 	}
-	d.env = append(os.Environ(), append(d.env, "JETMON_RULES=./deploy/compose/test-rules.yaml", "JETMON_WINDOW=2s")...)
+	d.env = append(os.Environ(), append(d.env, "JETMON_RULES=./deploy/compose/test-rules.yaml", "JETMON_WINDOW=2s", "JETMON_PPROF=true")...)
 	d.ingest = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_INGEST_PORT"])
 	d.sink = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_SINK_PORT"])
 	d.alerts = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_ALERTS_PORT_1"])
@@ -160,7 +160,26 @@ func start(t *testing.T) *deployment {
 			out, _ := d.compose("logs", "--no-color", "--tail", "60")
 			t.Logf("logs:\n%s", out)
 		}
-		// JETMON_COMPOSE_LOGS=DIR keeps every service's whole log there.
+		if t.Failed() {
+			d.logPartitions()
+		}
+		// JETMON_COMPOSE_LOGS=DIR keeps every service's whole log there,
+		// and on failure each aggregator's goroutines.
+		if dir := os.Getenv("JETMON_COMPOSE_LOGS"); dir != "" && t.Failed() {
+			for i := 1; i <= 3; i++ {
+				addr, err := d.compose("port", "--index", strconv.Itoa(i), "aggregator", "9102")
+				if err != nil {
+					continue
+				}
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+strings.TrimSpace(addr)+"/debug/pprof/goroutine?debug=2", nil)
+				req.Header.Set("Authorization", "Bearer "+d.token)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					body, _ := io.ReadAll(resp.Body)
+					_ = resp.Body.Close()
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-aggregator-%d-goroutines.txt", t.Name(), i)), body, 0o644)
+				}
+			}
+		}
 		if dir := os.Getenv("JETMON_COMPOSE_LOGS"); dir != "" {
 			out, _ := d.compose("logs", "--no-color", "--timestamps")
 			path := filepath.Join(dir, t.Name()+".log")
@@ -179,6 +198,27 @@ func start(t *testing.T) *deployment {
 	d.waitHealthy(3 * time.Minute)
 	t.Logf("deployment healthy after %v", time.Since(began).Round(time.Second))
 	return d
+}
+
+// logPartitions logs each partition consumer as the server sees it: where
+// a shortfall or a stall sits.
+func (d *deployment) logPartitions() {
+	_, js := d.natsConn("operator", d.operator)
+	for p := range 6 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := js.Consumer(ctx, "AGGREGATE_INPUT", fmt.Sprintf("aggregator-p%d", p))
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			if info, err = c.Info(ctx); err == nil {
+				d.t.Logf("partition %d: delivered %d, ack floor %d, pending %d, ack pending %d, redelivered %d, waiting pulls %d, priority groups %+v",
+					p, info.Delivered.Stream, info.AckFloor.Stream, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting, info.PriorityGroups)
+			}
+		}
+		if err != nil {
+			d.t.Logf("partition %d: %v", p, err)
+		}
+		cancel()
+	}
 }
 
 // natsConn connects to the cluster as user.
@@ -566,7 +606,10 @@ func TestComposeDeploymentSurvivesFaults(t *testing.T) {
 		for line := range strings.SplitSeq(string(body), "\n") {
 			if strings.HasPrefix(line, "jetmon_aggregator_events_total") || strings.HasPrefix(line, "jetmon_aggregator_bad_input_total") ||
 				strings.HasPrefix(line, "jetmon_aggregator_consumers_recreated_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_dead_lettered_total") ||
-				strings.HasPrefix(line, "jetmon_aggregator_history_copies_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_deduplicated_total") {
+				strings.HasPrefix(line, "jetmon_aggregator_history_copies_total") || strings.HasPrefix(line, "jetmon_aggregator_windows_deduplicated_total") ||
+				strings.HasPrefix(line, "jetmon_aggregator_leases_") || strings.HasPrefix(line, "jetmon_aggregator_open_windows") ||
+				strings.HasPrefix(line, "jetmon_aggregator_pending_messages") || strings.HasPrefix(line, "jetmon_aggregator_consumer_lag") ||
+				strings.HasPrefix(line, "jetmon_aggregator_ready") {
 				lines = append(lines, line)
 			}
 		}

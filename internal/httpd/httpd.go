@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,4 +108,16 @@ func ServeWhile(ctx context.Context, addr string, h http.Handler, ready func(net
 		}
 	}
 	return first
+}
+
+// MountProfiles serves the Go runtime's profiles (net/http/pprof) under
+// GET /debug/pprof/ on mux: goroutine dumps, heap, CPU. They reveal the
+// program's internals, so a daemon mounts them only when asked (--pprof),
+// behind the same token as every other path.
+func MountProfiles(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
