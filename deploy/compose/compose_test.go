@@ -129,7 +129,9 @@ func secret(t *testing.T, root, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
-func start(t *testing.T) *deployment {
+// start brings the deployment up with env (KEY=value) added to the
+// compose file's variables, and waits until it is healthy.
+func start(t *testing.T, env ...string) *deployment {
 	t.Helper()
 	for _, bin := range []string{"docker", "docker-compose"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -147,6 +149,7 @@ func start(t *testing.T) *deployment {
 		d.env = append(d.env, k+"="+strconv.Itoa(ports[k]))
 	}
 	d.env = append(os.Environ(), append(d.env, "JETMON_RULES=./deploy/compose/test-rules.yaml", "JETMON_WINDOW=2s", "JETMON_PPROF=true")...)
+	d.env = append(d.env, env...)
 	d.ingest = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_INGEST_PORT"])
 	d.sink = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_SINK_PORT"])
 	d.alerts = "http://127.0.0.1:" + strconv.Itoa(ports["JETMON_ALERTS_PORT_1"])

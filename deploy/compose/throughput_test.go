@@ -167,7 +167,9 @@ func startUp(t *testing.T) (string, jetstream.JetStream) {
 // every event exactly; the figures are reported, not asserted (the machine
 // is shared).
 func TestComposeThroughputAgainstJetmonUp(t *testing.T) {
-	d := start(t)
+	// The lateness jetmon up uses with a 2 s window (window/5): windows
+	// close as soon in both.
+	d := start(t, "JETMON_LATENESS=400ms")
 	_, readJS := d.natsConn("reader", d.reader)
 	composed := blast(t, d.ingest, d.token, "tc", readJS)
 	// The deployment goes before jetmon up starts: both get the whole machine.

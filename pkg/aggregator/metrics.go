@@ -31,6 +31,7 @@ type metrics struct {
 	// deduplicated counts windows the stream already held.
 	deduplicated prometheus.Counter
 	leasesLost   prometheus.Counter
+	pullsRenewed prometheus.Counter
 	gauges       []prometheus.Collector
 }
 
@@ -70,6 +71,10 @@ func newMetrics(s *Service) *metrics {
 		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_leases_lost_total",
 			Help: "Partitions let go without emitting because their lease was lost: another instance wrote it, or no renewal reached the server within the member TTL.",
+		}),
+		pullsRenewed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_pulls_renewed_total",
+			Help: "Pulls started afresh because messages waited on the server while none arrived for 10 s (a pull request the server lost).",
 		}),
 		copies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_history_copies_total",
@@ -126,7 +131,7 @@ func (m *metrics) forgetSeries(s windowing.Series) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated, m.leasesLost}, m.gauges...)
+	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated, m.leasesLost, m.pullsRenewed}, m.gauges...)
 }
 
 // capLabel cuts v to at most maxLabelBytes bytes, at a rune boundary.

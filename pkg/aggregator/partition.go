@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,6 +105,14 @@ func (p *partition) holding(now time.Time) bool {
 	}
 	return p.holdFor > 0 && (p.hold.IsZero() || now.Before(p.hold))
 }
+
+// pullSilentAfter: with messages waiting on the server and none received
+// for this long, the pull is started afresh. A pull request the server lost
+// (its consumer's leader moved) is never answered; nats.go would notice
+// through missed heartbeats, but it watches them only within one Next call,
+// and this loop's calls last 250 ms — a compose run had a partition's
+// iterator stay silent for minutes on a healthy connection.
+const pullSilentAfter = 10 * time.Second
 
 // maxReconnectHold bounds the hold after a reconnect (a consumer's AckWait
 // may be minutes).
@@ -233,11 +242,15 @@ func (p *partition) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
-	defer it.Stop()
+	// it is replaced when the pull goes silent (see pullSilentAfter); itMu
+	// guards the swap against the drain at the end.
+	var itMu sync.Mutex
+	defer func() { itMu.Lock(); it.Stop(); itMu.Unlock() }()
 	// At the end, stop pulling but keep what was pulled: it is handed back
 	// below rather than left for the server to redeliver after AckWait.
-	stop := context.AfterFunc(ctx, it.Drain)
+	stop := context.AfterFunc(ctx, func() { itMu.Lock(); it.Drain(); itMu.Unlock() })
 	defer stop()
+	lastMsg := time.Now()
 	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
 	var handoffs <-chan jetstream.KeyValueEntry
 	if w := p.watchHandoff(ctx); w != nil {
@@ -281,6 +294,7 @@ func (p *partition) consume(ctx context.Context) error {
 			time.Sleep(100 * time.Millisecond)
 		default:
 			now := time.Now()
+			lastMsg = now
 			if p.holdFor > 0 && p.hold.IsZero() {
 				s.mu.Lock()
 				p.hold = now.Add(p.holdFor)
@@ -327,6 +341,23 @@ func (p *partition) consume(ctx context.Context) error {
 			held := len(p.inFlight)
 			s.mu.Unlock()
 			p.inputQuiet = err == nil && info.NumPending == 0 && info.NumAckPending <= held
+			if err == nil && info.NumPending > 0 && info.NumAckPending < info.Config.MaxAckPending && now.Sub(lastMsg) > pullSilentAfter {
+				s.log.Warn().Int("partition", p.id).Uint64("waiting", info.NumPending).Dur("silent_for", now.Sub(lastMsg)).
+					Msg("messages wait on the server but the pull went silent (a pull request the server lost); pulling afresh")
+				fresh, ferr := p.cons.Messages(opts...)
+				if ferr != nil {
+					return fmt.Errorf("aggregator: %w", ferr)
+				}
+				itMu.Lock()
+				it.Stop() // what it buffered comes back after AckWait, into held windows (a delivery gap)
+				it = fresh
+				itMu.Unlock()
+				if ctx.Err() != nil {
+					it.Drain()
+				}
+				s.m.pullsRenewed.Inc()
+				lastMsg = now
+			}
 		}
 		// Sources quiet for IdleAfter have their windows closed by the
 		// clock. Quiet is judged by the stream's clock (when the server
