@@ -238,17 +238,15 @@ func (p *partition) consume(ctx context.Context) error {
 	if p.id >= 0 {
 		opts = append(opts, jetstream.PullPriorityGroup(PriorityGroup))
 	}
-	it, err := p.cons.Messages(opts...)
+	first, err := p.cons.Messages(opts...)
 	if err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
-	// it is replaced when the pull goes silent (see pullSilentAfter); itMu
-	// guards the swap against the drain at the end.
-	var itMu sync.Mutex
-	defer func() { itMu.Lock(); it.Stop(); itMu.Unlock() }()
+	it := &pull{it: first}
+	defer it.stop()
 	// At the end, stop pulling but keep what was pulled: it is handed back
 	// below rather than left for the server to redeliver after AckWait.
-	stop := context.AfterFunc(ctx, func() { itMu.Lock(); it.Drain(); itMu.Unlock() })
+	stop := context.AfterFunc(ctx, it.drain)
 	defer stop()
 	lastMsg := time.Now()
 	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
@@ -262,23 +260,17 @@ func (p *partition) consume(ctx context.Context) error {
 	consumeErrors := 0
 	leaseInDoubt := false
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
+		msg, err := it.current().Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		if ctx.Err() != nil {
-			p.handBack(it, msg)
+			p.handBack(it.current(), msg)
 			return nil
 		}
-		if now := time.Now(); p.lease.gone(now) {
-			it.Drain() // or what is handed back comes back to this pull
-			p.handBack(it, msg)
+		if p.lease.gone(time.Now()) {
+			it.drain() // or what is handed back comes back to this pull
+			p.handBack(it.current(), msg)
 			return errLeaseLost
-		} else if doubt := !p.lease.valid(now); doubt != leaseInDoubt {
-			leaseInDoubt = doubt
-			if doubt {
-				s.log.Warn().Int("partition", p.id).Msg("the partition's lease is in doubt (no renewal reached the server lately); its windows stay open until it is renewed")
-			} else {
-				s.log.Info().Int("partition", p.id).Msg("the partition's lease is renewed; emitting again")
-			}
 		}
+		leaseInDoubt = p.noteLease(time.Now(), leaseInDoubt)
 		timeout := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 		switch {
 		case timeout:
@@ -293,67 +285,25 @@ func (p *partition) consume(ctx context.Context) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		default:
-			now := time.Now()
-			lastMsg = now
-			if p.holdFor > 0 && p.hold.IsZero() {
-				s.mu.Lock()
-				p.hold = now.Add(p.holdFor)
-				s.mu.Unlock()
-				s.log.Info().Int("partition", p.id).Dur("after", now.Sub(started)).Msg("first message of the partition; holding windows open")
-			}
-			p.handle(msg)
-			// Windows close only while the lease is held for sure; in
-			// doubt they stay open (and the input held) until it is
-			// renewed or gone.
-			if !p.holding(now) && p.lease.valid(now) {
-				s.mu.Lock()
-				closed := p.agg.Closed()
-				s.mu.Unlock()
-				if len(closed) > 0 {
-					// A lease lost meanwhile ends the loop at its top.
-					if err := p.emit(ctx, closed); err != nil && !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
-						s.log.Warn().Err(err).Msg("emitting windows failed")
-					}
-				}
-			}
+			lastMsg = time.Now()
+			p.onMessage(ctx, msg, started)
 		}
 		handoffs = p.pollHandoff(handoffs)
 		now := time.Now()
 		if now.Sub(lastInfo) >= time.Second {
 			lastInfo = now
-			// Once a second is soon enough: what a lost connection took comes
-			// back only after AckWait, and while it is down the consumer's
-			// info fails, so inputQuiet keeps the clock from closing windows.
-			p.watchConnection(now)
-			info, err := p.cons.Info(ctx)
-			switch {
-			case err == nil:
-				s.mu.Lock()
-				p.backlog = info.NumPending
-				s.mu.Unlock()
-			case gone(err) && ctx.Err() == nil:
+			silent, err := p.lookAtServer(ctx, now, lastMsg)
+			if err != nil {
 				return err
 			}
-			// Quiet also means every delivery the server awaits an ack for
-			// is one this partition holds: more is a delivery lost in
-			// flight, which comes back after AckWait.
-			s.mu.Lock()
-			held := len(p.inFlight)
-			s.mu.Unlock()
-			p.inputQuiet = err == nil && info.NumPending == 0 && info.NumAckPending <= held
-			if err == nil && info.NumPending > 0 && info.NumAckPending < info.Config.MaxAckPending && now.Sub(lastMsg) > pullSilentAfter {
-				s.log.Warn().Int("partition", p.id).Uint64("waiting", info.NumPending).Dur("silent_for", now.Sub(lastMsg)).
-					Msg("messages wait on the server but the pull went silent (a pull request the server lost); pulling afresh")
+			if silent {
 				fresh, ferr := p.cons.Messages(opts...)
 				if ferr != nil {
 					return fmt.Errorf("aggregator: %w", ferr)
 				}
-				itMu.Lock()
-				it.Stop() // what it buffered comes back after AckWait, into held windows (a delivery gap)
-				it = fresh
-				itMu.Unlock()
+				it.replace(fresh) // what the old one buffered comes back after AckWait, into held windows (a delivery gap)
 				if ctx.Err() != nil {
-					it.Drain()
+					it.drain()
 				}
 				s.m.pullsRenewed.Inc()
 				lastMsg = now
@@ -385,6 +335,103 @@ func (p *partition) consume(ctx context.Context) error {
 			p.keepAlive()
 		}
 	}
+}
+
+// pull is the partition's message iterator, replaced when it goes silent
+// (see pullSilentAfter); its lock guards the swap against the drain at the
+// end, which runs on another goroutine.
+type pull struct {
+	mu sync.Mutex
+	it jetstream.MessagesContext
+}
+
+// current is the iterator; only the goroutine that replaces it calls it.
+func (p *pull) current() jetstream.MessagesContext { return p.it }
+
+func (p *pull) replace(fresh jetstream.MessagesContext) {
+	p.mu.Lock()
+	p.it.Stop()
+	p.it = fresh
+	p.mu.Unlock()
+}
+
+func (p *pull) drain() { p.mu.Lock(); p.it.Drain(); p.mu.Unlock() }
+func (p *pull) stop()  { p.mu.Lock(); p.it.Stop(); p.mu.Unlock() }
+
+// noteLease logs when the lease goes in doubt and when it is renewed; it
+// returns whether it is in doubt at now.
+func (p *partition) noteLease(now time.Time, wasInDoubt bool) bool {
+	doubt := !p.lease.valid(now)
+	switch {
+	case doubt && !wasInDoubt:
+		p.s.log.Warn().Int("partition", p.id).Msg("the partition's lease is in doubt (no renewal reached the server lately); its windows stay open until it is renewed")
+	case !doubt && wasInDoubt:
+		p.s.log.Info().Int("partition", p.id).Msg("the partition's lease is renewed; emitting again")
+	}
+	return doubt
+}
+
+// onMessage aggregates msg and emits the windows that closed, while the
+// lease is held for sure (in doubt they stay open, and the input held,
+// until it is renewed or gone).
+func (p *partition) onMessage(ctx context.Context, msg jetstream.Msg, started time.Time) {
+	s := p.s
+	now := time.Now()
+	if p.holdFor > 0 && p.hold.IsZero() {
+		s.mu.Lock()
+		p.hold = now.Add(p.holdFor)
+		s.mu.Unlock()
+		s.log.Info().Int("partition", p.id).Dur("after", now.Sub(started)).Msg("first message of the partition; holding windows open")
+	}
+	p.handle(msg)
+	if p.holding(now) || !p.lease.valid(now) {
+		return
+	}
+	s.mu.Lock()
+	closed := p.agg.Closed()
+	s.mu.Unlock()
+	if len(closed) == 0 {
+		return
+	}
+	// A lease lost meanwhile ends the consume loop at its top.
+	if err := p.emit(ctx, closed); err != nil && !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
+		s.log.Warn().Err(err).Msg("emitting windows failed")
+	}
+}
+
+// lookAtServer samples the consumer's state (call it once a second): the
+// backlog, whether the input is quiet, whether the connection was lost. It
+// reports whether the pull went silent — messages waiting on the server, a
+// pull allowed, none received for pullSilentAfter since lastMsg — and the
+// error when the consumer is gone.
+func (p *partition) lookAtServer(ctx context.Context, now, lastMsg time.Time) (silent bool, err error) {
+	s := p.s
+	// Once a second is soon enough: what a lost connection took comes
+	// back only after AckWait, and while it is down the consumer's
+	// info fails, so inputQuiet keeps the clock from closing windows.
+	p.watchConnection(now)
+	info, err := p.cons.Info(ctx)
+	switch {
+	case err == nil:
+		s.mu.Lock()
+		p.backlog = info.NumPending
+		s.mu.Unlock()
+	case gone(err) && ctx.Err() == nil:
+		return false, err
+	}
+	// Quiet also means every delivery the server awaits an ack for is one
+	// this partition holds: more is a delivery lost in flight, which comes
+	// back after AckWait.
+	s.mu.Lock()
+	held := len(p.inFlight)
+	s.mu.Unlock()
+	p.inputQuiet = err == nil && info.NumPending == 0 && info.NumAckPending <= held
+	if err != nil || info.NumPending == 0 || info.NumAckPending >= info.Config.MaxAckPending || now.Sub(lastMsg) <= pullSilentAfter {
+		return false, nil
+	}
+	s.log.Warn().Int("partition", p.id).Uint64("waiting", info.NumPending).Dur("silent_for", now.Sub(lastMsg)).
+		Msg("messages wait on the server but the pull went silent (a pull request the server lost); pulling afresh")
+	return true, nil
 }
 
 // handBack negatively acknowledges msg (if any) and every message the

@@ -155,10 +155,6 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		}
 		return err
 	}
-	type runner struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
 	running := map[int]runner{}
 	forget := func(p int) {
 		delete(running, p)
@@ -240,35 +236,7 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 					s.log.Warn().Err(err).Int("partition", p).Msg("cannot take the partition; retrying")
 					continue
 				}
-				// Keep windows open a while after taking a partition: a
-				// previous owner's handed-back messages arrive once the pin
-				// moves (PinnedTTL), mixed with new ones; one that vanished
-				// holding messages gets them redelivered within AckWait.
-				// The hold counts from the first message: the pin of a
-				// vanished owner may take longer than its membership to go.
-				holdFor := s.cfg.PinnedTTL + 2*time.Second
-				if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
-					holdFor = s.cfg.AckWait + 2*time.Second
-				}
-				pctx, cancel := context.WithCancel(ctx)
-				r := runner{cancel: cancel, done: make(chan struct{})}
-				part := s.newPartition(p, cons, holdFor, l)
-				go func() {
-					defer close(r.done)
-					// The lease is kept through the handoff that ends
-					// run, and let go only after it.
-					lctx, stopKeeping := context.WithCancel(context.WithoutCancel(pctx))
-					kept := make(chan struct{})
-					go func() { defer close(kept); l.keep(lctx) }()
-					if err := part.run(pctx); err != nil {
-						s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
-					}
-					stopKeeping()
-					<-kept
-					l.release()
-				}()
-				running[p] = r
-				s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
+				running[p] = s.startPartition(ctx, p, cons, l)
 			}
 			s.setReady(true)
 		}
@@ -279,6 +247,47 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		case <-freed:
 		}
 	}
+}
+
+// runner is a running partition: cancel ends it (it hands off first), done
+// is closed once it has ended and its lease is let go.
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startPartition runs partition p, whose lease l this instance holds, until
+// the returned runner is cancelled or the lease is lost.
+func (s *Service) startPartition(ctx context.Context, p int, cons jetstream.Consumer, l *lease) runner {
+	// Keep windows open a while after taking a partition: a
+	// previous owner's handed-back messages arrive once the pin
+	// moves (PinnedTTL), mixed with new ones; one that vanished
+	// holding messages gets them redelivered within AckWait.
+	// The hold counts from the first message: the pin of a
+	// vanished owner may take longer than its membership to go.
+	holdFor := s.cfg.PinnedTTL + 2*time.Second
+	if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+		holdFor = s.cfg.AckWait + 2*time.Second
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	r := runner{cancel: cancel, done: make(chan struct{})}
+	part := s.newPartition(p, cons, holdFor, l)
+	go func() {
+		defer close(r.done)
+		// The lease is kept through the handoff that ends
+		// run, and let go only after it.
+		lctx, stopKeeping := context.WithCancel(context.WithoutCancel(pctx))
+		kept := make(chan struct{})
+		go func() { defer close(kept); l.keep(lctx) }()
+		if err := part.run(pctx); err != nil {
+			s.log.Warn().Err(err).Int("partition", p).Msg("partition stopped")
+		}
+		stopKeeping()
+		<-kept
+		l.release()
+	}()
+	s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")
+	return r
 }
 
 // watchLeases returns a channel that receives when a partition's lease is
