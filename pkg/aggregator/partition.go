@@ -425,8 +425,9 @@ func (p *partition) lookAtServer(ctx context.Context, now, lastMsg time.Time) (s
 	s.mu.Lock()
 	held := len(p.inFlight)
 	s.mu.Unlock()
-	p.inputQuiet = err == nil && info.NumPending == 0 && info.NumAckPending <= held
-	if err != nil || info.NumPending == 0 || info.NumAckPending >= info.Config.MaxAckPending || now.Sub(lastMsg) <= pullSilentAfter {
+	known := err == nil // the info came
+	p.inputQuiet = known && info.NumPending == 0 && info.NumAckPending <= held
+	if !known || info.NumPending == 0 || info.NumAckPending >= info.Config.MaxAckPending || now.Sub(lastMsg) <= pullSilentAfter {
 		return false, nil
 	}
 	s.log.Warn().Int("partition", p.id).Uint64("waiting", info.NumPending).Dur("silent_for", now.Sub(lastMsg)).

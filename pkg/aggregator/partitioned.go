@@ -191,21 +191,11 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 	defer tick.Stop()
 	waiting := map[int]bool{} // partitions whose lease another instance holds (logged once)
 	for {
-		members, err := kv.Keys(ctx)
-		if s.membersView != nil {
-			members, err = s.membersView(), nil
-		}
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			members, err = []string{s.cfg.Instance}, nil
-		}
+		members, err := s.members(ctx, kv)
 		// A partition that ended by itself (its lease was lost) is taken
 		// again below if it is still ours, once its lease can be had.
-		for p, r := range running {
-			select {
-			case <-r.done:
-				forget(p)
-			default:
-			}
+		for _, p := range ended(running) {
+			forget(p)
 		}
 		if err == nil {
 			owned := Assign(s.cfg.Partitions, members, s.cfg.Instance)
@@ -221,15 +211,10 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 				if _, ok := running[p]; ok {
 					continue
 				}
-				l, err := s.acquireLease(ctx, p)
-				if err != nil || l == nil {
-					if !waiting[p] {
-						waiting[p] = true
-						s.log.Info().Err(err).Int("partition", p).Msg("waiting for the partition's lease: its previous owner still holds it")
-					}
+				l := s.tryLease(ctx, p, waiting)
+				if l == nil {
 					continue
 				}
-				delete(waiting, p)
 				cons, err := s.partitionConsumer(ctx, p)
 				if err != nil {
 					l.release()
@@ -247,6 +232,47 @@ func (s *Service) runPartitioned(ctx context.Context) error {
 		case <-freed:
 		}
 	}
+}
+
+// members lists the instances alive (this one alone when the bucket is
+// empty), or the test's view of them.
+func (s *Service) members(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	if s.membersView != nil {
+		return s.membersView(), nil
+	}
+	members, err := kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return []string{s.cfg.Instance}, nil
+	}
+	return members, err
+}
+
+// tryLease takes partition p's lease, or returns nil; waiting marks the
+// partitions whose wait was logged (once each).
+func (s *Service) tryLease(ctx context.Context, p int, waiting map[int]bool) *lease {
+	l, err := s.acquireLease(ctx, p)
+	if err != nil || l == nil {
+		if !waiting[p] {
+			waiting[p] = true
+			s.log.Info().Err(err).Int("partition", p).Msg("waiting for the partition's lease: its previous owner still holds it")
+		}
+		return nil
+	}
+	delete(waiting, p)
+	return l
+}
+
+// ended returns the partitions whose runner has ended.
+func ended(running map[int]runner) []int {
+	var out []int
+	for p, r := range running {
+		select {
+		case <-r.done:
+			out = append(out, p)
+		default:
+		}
+	}
+	return out
 }
 
 // runner is a running partition: cancel ends it (it hands off first), done
