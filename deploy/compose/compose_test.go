@@ -158,12 +158,15 @@ func start(t *testing.T, env ...string) *deployment {
 	}
 	d.token, d.reader, d.operator = secret(t, root, "http.token"), secret(t, root, "reader.password"), secret(t, root, "operator.password")
 	_, _ = d.compose("down", "-v", "--remove-orphans") // what an earlier run left
+	if dir := os.Getenv("JETMON_COMPOSE_LOGS"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("JETMON_COMPOSE_LOGS: %v", err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := d.compose("logs", "--no-color", "--tail", "60")
 			t.Logf("logs:\n%s", out)
-		}
-		if t.Failed() {
 			d.logPartitions()
 		}
 		// JETMON_COMPOSE_LOGS=DIR keeps every service's whole log there,
@@ -186,9 +189,7 @@ func start(t *testing.T, env ...string) *deployment {
 		if dir := os.Getenv("JETMON_COMPOSE_LOGS"); dir != "" {
 			out, _ := d.compose("logs", "--no-color", "--timestamps")
 			path := filepath.Join(dir, t.Name()+".log")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Errorf("keeping the logs: %v", err)
-			} else if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 				t.Errorf("keeping the logs: %v", err)
 			} else {
 				t.Logf("the whole logs are in %s", path)
