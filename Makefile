@@ -60,7 +60,7 @@ attack:
 	$(GO) test -count=1 -timeout 15m -run 'TestAttack|TestUpEndToEnd' -v ./cmd/jetmon/ ./internal/httpd/ ./internal/natsauth/
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet -tags compose ./...
 
 IMAGES := jetmon producer aggregator alertmanager nats-server
 COMPOSE ?= docker-compose
@@ -99,7 +99,7 @@ compose-test: images compose-secrets
 ## lint: gofumpt and golangci-lint (installed on first use)
 lint: tools vet
 	@out=$$($(GOBIN)/gofumpt -l .); if [ -n "$$out" ]; then echo "gofumpt would reformat:"; echo "$$out"; exit 1; fi
-	$(GOBIN)/golangci-lint run ./...
+	$(GOBIN)/golangci-lint run --build-tags compose ./...
 	cd bench/peers && $(GOBIN)/golangci-lint run --config ../../.golangci.yml ./...
 
 ## fmt: rewrite files with gofumpt

@@ -116,14 +116,18 @@ func startUp(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "jetmon")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/jetmon")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/jetmon")
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/jetmon: %v\n%s", err, out)
 	}
 	httpPort, natsPort := testutil.FreePort(t), testutil.FreePort(t)
-	cmd := exec.Command(bin, "up", "--rate", "0", "--quiet", "--window", "2s", "--data-dir", filepath.Join(dir, "data"),
+	// Cancelled with the test: interrupted (a clean shutdown), killed only
+	// if it has not stopped 30 s later.
+	cmd := exec.CommandContext(t.Context(), bin, "up", "--rate", "0", "--quiet", "--window", "2s", "--data-dir", filepath.Join(dir, "data"),
 		"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--nats-port", strconv.Itoa(natsPort), "--log-level", "warn")
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -138,7 +142,11 @@ func startUp(t *testing.T) (string, jetstream.JetStream) {
 	})
 	url := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	testutil.WaitFor(t, time.Minute, func() bool {
-		resp, err := http.Get(url + "/readyz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url+"/readyz", http.NoBody)
+		if err != nil {
+			return false
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}

@@ -39,13 +39,23 @@ type handoff struct {
 
 func handoffKey(partition int) string { return fmt.Sprintf("p%d", partition) }
 
-// handOff lets the partition go cleanly: it emits every open window and
-// amendment, so that every input message it holds is acknowledged, and
-// records what it emitted for the next owner. It reports false when it
-// cannot — the connection was lost within the consumer's AckWait (the held
-// messages may have gone to another instance meanwhile), or publishing
-// fails — and the caller hands the held messages back instead; the next
-// owner then recomputes their windows, and the server drops those it holds.
+// handOff lets the partition go cleanly: it records what it is about to
+// emit for the next owner, then emits every open window and amendment, so
+// that every input message it holds is acknowledged. It reports false when
+// it cannot — the connection was lost within the consumer's AckWait (the
+// held messages may have gone to another instance meanwhile), the record
+// cannot be written, or publishing fails — and the caller hands the held
+// messages back instead; the next owner then recomputes their windows, and
+// the server drops those it holds.
+//
+// The record goes first: windows emitted early that no record announces
+// would be recomputed by the next owner under the same ids from what comes
+// later, and the server's deduplication would drop those windows with the
+// new events in them (a compose run lost 1,051 events to records that
+// could not be written after the windows were out). When emitting fails
+// after the record was written, the record is put back as it was, so that
+// the next owner recomputes (and the server drops) the windows that did get
+// out rather than counting their redelivered input again in amendments.
 func (p *partition) handOff() bool {
 	s := p.s
 	if s.handoffKV == nil || !s.cfg.Bus.Conn().IsConnected() || time.Now().Before(p.reconnectHold) || p.lease.gone(time.Now()) {
@@ -57,17 +67,24 @@ func (p *partition) handOff() bool {
 	closed := p.agg.Flush()
 	through := p.agg.ClosedThrough()
 	s.mu.Unlock()
+	undo, err := s.recordHandoff(ctx, p.id, through)
+	if err != nil {
+		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: recording it failed; handing the input back instead")
+		return false
+	}
 	if err := p.emit(ctx, closed); err != nil {
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: emitting the open windows failed; handing the input back instead")
+		uctx, ucancel := context.WithTimeout(context.Background(), handoffTimeout)
+		defer ucancel()
+		if err := undo(uctx); err != nil {
+			// The next owner counts the input of windows that did get out
+			// again, in amendments.
+			s.log.Error().Err(err).Int("partition", p.id).Msg("handoff: putting the record back failed; windows emitted before the failure may be counted twice")
+		}
 		return false
 	}
 	if err := s.cfg.Bus.Conn().FlushWithContext(ctx); err != nil {
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: the acknowledgements may not have reached the server")
-	}
-	if err := s.recordHandoff(ctx, p.id, through); err != nil {
-		// The windows are stored and the input acknowledged: the next
-		// owner recomputes none of them, only what comes back late.
-		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: recording it failed")
 	}
 	s.log.Info().Int("partition", p.id).Int("windows", len(closed)).Int("sources", len(through)).Msg("handed the partition over: open windows emitted, input acknowledged")
 	return true
@@ -77,8 +94,9 @@ func (p *partition) handOff() bool {
 // it replaces (the latest window start per source wins), compare-and-set: an
 // owner that held the partition too briefly to adopt its predecessor's
 // record must not erase what that record says (a compose run lost 715
-// events to records that did).
-func (s *Service) recordHandoff(ctx context.Context, partition int, through map[string]time.Time) error {
+// events to records that did). undo puts back the record it replaced (or
+// deletes the one it created), compare-and-set too.
+func (s *Service) recordHandoff(ctx context.Context, partition int, through map[string]time.Time) (undo func(context.Context) error, err error) {
 	key := handoffKey(partition)
 	for attempt := 1; ; attempt++ {
 		rec := handoff{Instance: s.cfg.Instance, At: time.Now().UTC(), ClosedThrough: maps.Clone(through)}
@@ -86,12 +104,13 @@ func (s *Service) recordHandoff(ctx context.Context, partition int, through map[
 			rec.ClosedThrough = map[string]time.Time{}
 		}
 		var rev uint64
+		var prevData []byte
 		e, err := s.handoffKV.Get(ctx, key)
 		switch {
 		case err == nil:
-			rev = e.Revision()
+			rev, prevData = e.Revision(), e.Value()
 			var prev handoff
-			if json.Unmarshal(e.Value(), &prev) == nil {
+			if json.Unmarshal(prevData, &prev) == nil {
 				for src, t := range prev.ClosedThrough {
 					if t.After(rec.ClosedThrough[src]) {
 						rec.ClosedThrough[src] = t
@@ -99,19 +118,29 @@ func (s *Service) recordHandoff(ctx context.Context, partition int, through map[
 				}
 			}
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return err
+			return nil, err
 		}
 		data, err := json.Marshal(rec)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		var written uint64
 		if rev == 0 {
-			_, err = s.handoffKV.Create(ctx, key, data)
+			written, err = s.handoffKV.Create(ctx, key, data)
 		} else {
-			_, err = s.handoffKV.Update(ctx, key, data, rev)
+			written, err = s.handoffKV.Update(ctx, key, data, rev)
 		}
-		if err == nil || attempt == 5 || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return func(ctx context.Context) error {
+				if rev == 0 {
+					return s.handoffKV.Delete(ctx, key, jetstream.LastRevision(written))
+				}
+				_, err := s.handoffKV.Update(ctx, key, prevData, written)
+				return err
+			}, nil
+		}
+		if attempt == 5 || ctx.Err() != nil {
+			return nil, err
 		}
 		// Someone else wrote it meanwhile: merge with theirs.
 	}

@@ -2,6 +2,7 @@ package aggregator_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -55,6 +56,53 @@ func TestHandoffEmitsAndTheNextOwnerAmends(t *testing.T) {
 	collectWindows(t, srv, 8000, []*instance{b})
 	if st := b.svc.Stats(); st.Late == 0 {
 		t.Errorf("the next owner counted no event in an amendment: %+v", st)
+	}
+}
+
+// TestHandoffWithoutItsRecordHandsTheInputBack: an instance that cannot
+// write its handoff record when it stops emits nothing early and hands its
+// input back, so that the next owner computes whole windows; every event is
+// counted exactly once. Emitting the open windows without the record lost
+// the events of each window that got events on both sides of the handoff:
+// the next owner recomputed it under the same id from the later events, and
+// the server dropped it as a duplicate.
+func TestHandoffWithoutItsRecordHandsTheInputBack(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.Connect(t, srv.ClientURL()).JetStream()
+	a := startInstance(t, srv.ClientURL(), "a")
+	waitSpread(t, []*instance{a}, 30*time.Second)
+	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	publishDataset(t, srv.ClientURL(), base, 0, 6000)
+	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	// Every handoff record is now too large for the bucket's stream.
+	st, err := js.Stream(t.Context(), "KV_"+aggregator.HandoffBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 8
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	kv, err := js.KeyValue(t.Context(), aggregator.HandoffBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := kv.Keys(t.Context()); !errors.Is(err, jetstream.ErrNoKeysFound) {
+		t.Fatalf("handoff records %v (%v); the bucket was to refuse them", keys, err)
+	}
+	cfg.MaxMsgSize = -1
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startInstance(t, srv.ClientURL(), "b")
+	waitSpread(t, []*instance{b}, 30*time.Second)
+	publishDataset(t, srv.ClientURL(), base, 6000, 8000)
+	collectWindows(t, srv, 8000, []*instance{b})
+	if st := b.svc.Stats(); st.Late != 0 {
+		t.Errorf("the next owner counted %d events in amendments; with no record it was to compute whole windows", st.Late)
 	}
 }
 
