@@ -295,6 +295,9 @@ type Service struct {
 	handoffKV jetstream.KeyValue
 	// ownersKV is OwnersBucket, the partition leases (partitioned mode).
 	ownersKV jetstream.KeyValue
+	// handoffWatchFault, when set (tests), is asked before each watch of a
+	// handoff record; an error stands for the watch failing.
+	handoffWatchFault func() error
 	// membersView, when set (tests), replaces the members bucket as this
 	// instance's view of who is alive.
 	membersView   func() []string

@@ -146,40 +146,66 @@ func (s *Service) recordHandoff(ctx context.Context, partition int, through map[
 	}
 }
 
-// watchHandoff watches the partition's handoff record; nil when there is no
-// bucket (unpartitioned) or the watch fails (then windows another owner
-// emitted are recomputed, and the server drops them).
-func (p *partition) watchHandoff(ctx context.Context) jetstream.KeyWatcher {
+// awaitHandoff watches the partition's handoff record and adopts the one
+// it holds now, before the first message is handled: consuming without it
+// would recompute the windows the previous owner emitted, under the same
+// ids, and the server's deduplication would drop them with the later events
+// in them (a compose run lost 118 events to a watch that timed out). It
+// retries until it has the record, ctx ends or the lease is gone; it returns
+// the watch, nil in those last two cases and when there is no bucket
+// (unpartitioned).
+func (p *partition) awaitHandoff(ctx context.Context) jetstream.KeyWatcher {
 	if p.id < 0 || p.s.handoffKV == nil {
 		return nil
 	}
-	w, err := p.s.handoffKV.Watch(ctx, handoffKey(p.id))
-	if err != nil {
-		p.s.log.Warn().Err(err).Int("partition", p.id).Msg("cannot watch the partition's handoff record")
-		return nil
+	for attempt, wait := 1, 250*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 5*time.Second) {
+		var w jetstream.KeyWatcher
+		var err error
+		if f := p.s.handoffWatchFault; f != nil {
+			err = f()
+		}
+		if err == nil {
+			w, err = p.s.handoffKV.Watch(ctx, handoffKey(p.id))
+		}
+		if err == nil {
+			if p.adoptInitial(w.Updates()) {
+				return w
+			}
+			_ = w.Stop()
+			err = fmt.Errorf("the record did not arrive within %v", handoffInitialWait)
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			p.s.log.Warn().Err(err).Int("partition", p.id).Int("attempt", attempt).Msg("cannot read the partition's handoff record; waiting for it before consuming")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if p.lease.gone(time.Now()) {
+			return nil
+		}
 	}
-	return w
 }
 
-// adoptInitial adopts the record the watch holds now, before the first
-// message is handled; it waits at most handoffInitialWait for the watch to
-// say it has delivered what there is. It returns the channel to poll next.
-func (p *partition) adoptInitial(updates <-chan jetstream.KeyValueEntry) <-chan jetstream.KeyValueEntry {
+// adoptInitial adopts the record the watch holds now; it waits at most
+// handoffInitialWait for the watch to say it has delivered what there is,
+// and reports whether it did.
+func (p *partition) adoptInitial(updates <-chan jetstream.KeyValueEntry) bool {
 	t := time.NewTimer(handoffInitialWait)
 	defer t.Stop()
 	for {
 		select {
 		case e, ok := <-updates:
 			if !ok {
-				return nil
+				return false
 			}
 			if e == nil { // the watch's marker: everything there was has come
-				return updates
+				return true
 			}
 			p.adopt(e)
 		case <-t.C:
-			p.s.log.Warn().Int("partition", p.id).Msg("the handoff record did not arrive in time; consuming without it")
-			return updates
+			return false
 		}
 	}
 }

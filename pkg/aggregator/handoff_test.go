@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,40 @@ func TestHandoffWithoutItsRecordHandsTheInputBack(t *testing.T) {
 	collectWindows(t, srv, 8000, []*instance{b})
 	if st := b.svc.Stats(); st.Late != 0 {
 		t.Errorf("the next owner counted %d events in amendments; with no record it was to compute whole windows", st.Late)
+	}
+}
+
+// TestNextOwnerWaitsForTheHandoffRecord: a next owner that cannot read the
+// handoff record at first (its watch fails) waits for it rather than
+// consuming without it; every event is counted exactly once. Consuming
+// without it recomputed the window the previous owner had emitted early,
+// under its id, and the server dropped it with the later events.
+func TestNextOwnerWaitsForTheHandoffRecord(t *testing.T) {
+	srv := natstest.Start(t)
+	a := startInstance(t, srv.ClientURL(), "a")
+	waitSpread(t, []*instance{a}, 30*time.Second)
+	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	publishDataset(t, srv.ClientURL(), base, 0, 6000)
+	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	a.stop()
+
+	var failures atomic.Int32
+	b := startInstanceWith(t, srv.ClientURL(), "b", func(svc *aggregator.Service) {
+		aggregator.SetHandoffWatchFault(svc, func() error {
+			if failures.Add(1) <= 3*partitions {
+				return errors.New("injected: the watch failed")
+			}
+			return nil
+		})
+	})
+	waitSpread(t, []*instance{b}, 30*time.Second)
+	publishDataset(t, srv.ClientURL(), base, 6000, 8000)
+	collectWindows(t, srv, 8000, []*instance{b})
+	if n := failures.Load(); n <= 3*partitions {
+		t.Fatalf("the watches were asked for %d times; the test was to make the first %d fail", n, 3*partitions)
+	}
+	if st := b.svc.Stats(); st.Late == 0 {
+		t.Errorf("the next owner counted no event in an amendment: it did not adopt the record (%+v)", st)
 	}
 }
 

@@ -251,9 +251,9 @@ func (p *partition) consume(ctx context.Context) error {
 	lastMsg := time.Now()
 	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
 	var handoffs <-chan jetstream.KeyValueEntry
-	if w := p.watchHandoff(ctx); w != nil {
+	if w := p.awaitHandoff(ctx); w != nil {
 		defer func() { _ = w.Stop() }()
-		handoffs = p.adoptInitial(w.Updates())
+		handoffs = w.Updates()
 	}
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
