@@ -276,7 +276,8 @@ type Stats struct {
 	SeriesEvicted, DedupEvicted  uint64
 	BadInput                     map[string]uint64
 	OpenWindows, Series, Pending int
-	// Partitions lists the partitions this instance owns (partitioned mode).
+	// Partitions lists the partitions this instance runs and holds the lease
+	// of (partitioned mode).
 	Partitions []int
 }
 
@@ -298,6 +299,9 @@ type Service struct {
 	// handoffWatchFault, when set (tests), is asked before each watch of a
 	// handoff record; an error stands for the watch failing.
 	handoffWatchFault func() error
+	// publishFault, when set (tests), is asked before each window is
+	// published; an error stands for the publish failing.
+	publishFault func(*events.AggregateEvent) error
 	// membersView, when set (tests), replaces the members bucket as this
 	// instance's view of who is alive.
 	membersView   func() []string

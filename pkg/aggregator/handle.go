@@ -142,8 +142,19 @@ func (s *Service) overflowed(o windowing.Overflow, source string) {
 // dead-letters those it refuses for good), then acknowledges the input
 // messages whose windows are all closed.
 func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) error {
+	if unstored, err := p.store(ctx, closed); len(unstored) > 0 {
+		return err
+	}
+	p.settle(closed, nil)
+	return nil
+}
+
+// store publishes windows until the server has every one (or dead-lettered
+// those it refuses for good), ctx ends or the lease is lost; it returns
+// those it does not know to be stored, and why.
+func (p *partition) store(ctx context.Context, windows []*events.AggregateEvent) ([]*events.AggregateEvent, error) {
 	s := p.s
-	if len(closed) > 0 {
+	if len(windows) > 0 {
 		s.mu.Lock()
 		p.emitting = true
 		s.mu.Unlock()
@@ -157,10 +168,10 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 	// has them (or the service stops, and they are recomputed).
 	// Only while the lease is held: past it another instance may own the
 	// partition and compute these windows under the same ids.
-	todo := closed
+	todo := windows
 	for wait, attempt := 100*time.Millisecond, 1; len(todo) > 0; wait, attempt = min(2*wait, 5*time.Second), attempt+1 {
 		if err := p.lease.await(ctx); err != nil {
-			return err
+			return todo, err
 		}
 		var err error
 		if todo, err = p.publish(ctx, todo); len(todo) == 0 {
@@ -180,24 +191,40 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 		}
 		select {
 		case <-ctx.Done():
-			return err
+			return todo, err
 		case <-time.After(wait):
+		}
+	}
+	return nil, nil
+}
+
+// settle counts stored windows as emitted and acknowledges the input
+// messages that no window waits on any more: every window they fed is
+// closed and, for each source, starts before the first of unstored (the
+// windows of a failed handoff that may not have reached the server).
+func (p *partition) settle(stored, unstored []*events.AggregateEvent) {
+	s := p.s
+	firstUnstored := map[string]time.Time{}
+	for _, w := range unstored {
+		if t, ok := firstUnstored[w.Source]; !ok || w.WindowStart.Before(t) {
+			firstUnstored[w.Source] = w.WindowStart
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats.Emitted += uint64(len(closed))
-	s.m.emitted.Add(float64(len(closed)))
-	s.recent = append(s.recent, closed...)
+	s.stats.Emitted += uint64(len(stored))
+	s.m.emitted.Add(float64(len(stored)))
+	s.recent = append(s.recent, stored...)
 	if over := len(s.recent) - s.cfg.Recent; over > 0 {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
 	}
 	acked := 0
-	for src := range sourcesOf(closed) {
+	for src := range sourcesOf(stored) {
+		first, waits := firstUnstored[src]
 		list := p.bySource[src]
 		keep := list[:0]
 		for _, m := range list {
-			if !p.agg.IsClosed(src, m.feedOf(src)) {
+			if f := m.feedOf(src); !p.agg.IsClosed(src, f) || (waits && !f.Before(first)) {
 				keep = append(keep, m)
 				continue
 			}
@@ -214,10 +241,9 @@ func (p *partition) emit(ctx context.Context, closed []*events.AggregateEvent) e
 			p.bySource[src] = keep
 		}
 	}
-	if acked > 0 || len(closed) > 0 {
+	if acked > 0 || len(stored) > 0 {
 		p.lastProgress = time.Now()
 	}
-	return nil
 }
 
 func (m *pendingMsg) feedOf(source string) time.Time {

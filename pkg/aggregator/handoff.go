@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetmon/jetmon/pkg/events"
 )
 
 // HandoffBucket is the key-value bucket where the last owner of a partition
@@ -45,17 +47,20 @@ func handoffKey(partition int) string { return fmt.Sprintf("p%d", partition) }
 // it cannot — the connection was lost within the consumer's AckWait (the
 // held messages may have gone to another instance meanwhile), the record
 // cannot be written, or publishing fails — and the caller hands the held
-// messages back instead; the next owner then recomputes their windows, and
-// the server drops those it holds.
+// messages back instead.
 //
 // The record goes first: windows emitted early that no record announces
 // would be recomputed by the next owner under the same ids from what comes
 // later, and the server's deduplication would drop those windows with the
 // new events in them (a compose run lost 1,051 events to records that
-// could not be written after the windows were out). When emitting fails
-// after the record was written, the record is put back as it was, so that
-// the next owner recomputes (and the server drops) the windows that did get
-// out rather than counting their redelivered input again in amendments.
+// could not be written after the windows were out). Without the record
+// nothing is emitted: the next owner recomputes the windows from the input
+// handed back. When publishing fails after the record was written, the
+// record stays (taking it back would make the next owner recompute the
+// windows that did get out, and lose their later events the same way): the
+// input whose windows are all stored is acknowledged, the rest is handed
+// back, and the next owner counts it in amendments — including, twice, the
+// events of a stored window that share a message with one that is not.
 func (p *partition) handOff() bool {
 	s := p.s
 	if s.handoffKV == nil || !s.cfg.Bus.Conn().IsConnected() || time.Now().Before(p.reconnectHold) || p.lease.gone(time.Now()) {
@@ -67,36 +72,50 @@ func (p *partition) handOff() bool {
 	closed := p.agg.Flush()
 	through := p.agg.ClosedThrough()
 	s.mu.Unlock()
-	undo, err := s.recordHandoff(ctx, p.id, through)
-	if err != nil {
+	if err := s.recordHandoff(ctx, p.id, through); err != nil {
+		s.m.handoffs.WithLabelValues("unrecorded").Inc()
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: recording it failed; handing the input back instead")
 		return false
 	}
-	if err := p.emit(ctx, closed); err != nil {
-		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: emitting the open windows failed; handing the input back instead")
-		uctx, ucancel := context.WithTimeout(context.Background(), handoffTimeout)
-		defer ucancel()
-		if err := undo(uctx); err != nil {
-			// The next owner counts the input of windows that did get out
-			// again, in amendments.
-			s.log.Error().Err(err).Int("partition", p.id).Msg("handoff: putting the record back failed; windows emitted before the failure may be counted twice")
-		}
+	unstored, err := p.store(ctx, closed)
+	if len(unstored) > 0 {
+		s.m.handoffs.WithLabelValues("partly_emitted").Inc()
+		p.settle(without(closed, unstored), unstored)
+		_ = s.cfg.Bus.Conn().FlushWithContext(ctx)
+		s.log.Warn().Err(err).Int("partition", p.id).Int("windows", len(closed)).Int("not_stored", len(unstored)).
+			Msg("handoff: not every open window was stored; the input of the stored ones is acknowledged, the rest handed back")
 		return false
 	}
+	p.settle(closed, nil)
 	if err := s.cfg.Bus.Conn().FlushWithContext(ctx); err != nil {
 		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: the acknowledgements may not have reached the server")
 	}
+	s.m.handoffs.WithLabelValues("emitted").Inc()
 	s.log.Info().Int("partition", p.id).Int("windows", len(closed)).Int("sources", len(through)).Msg("handed the partition over: open windows emitted, input acknowledged")
 	return true
+}
+
+// without returns windows minus those in drop.
+func without(windows, drop []*events.AggregateEvent) []*events.AggregateEvent {
+	gone := make(map[*events.AggregateEvent]bool, len(drop))
+	for _, w := range drop {
+		gone[w] = true
+	}
+	out := make([]*events.AggregateEvent, 0, len(windows)-len(drop))
+	for _, w := range windows {
+		if !gone[w] {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // recordHandoff stores the partition's handoff record, merged with the one
 // it replaces (the latest window start per source wins), compare-and-set: an
 // owner that held the partition too briefly to adopt its predecessor's
 // record must not erase what that record says (a compose run lost 715
-// events to records that did). undo puts back the record it replaced (or
-// deletes the one it created), compare-and-set too.
-func (s *Service) recordHandoff(ctx context.Context, partition int, through map[string]time.Time) (undo func(context.Context) error, err error) {
+// events to records that did).
+func (s *Service) recordHandoff(ctx context.Context, partition int, through map[string]time.Time) error {
 	key := handoffKey(partition)
 	for attempt := 1; ; attempt++ {
 		rec := handoff{Instance: s.cfg.Instance, At: time.Now().UTC(), ClosedThrough: maps.Clone(through)}
@@ -104,13 +123,12 @@ func (s *Service) recordHandoff(ctx context.Context, partition int, through map[
 			rec.ClosedThrough = map[string]time.Time{}
 		}
 		var rev uint64
-		var prevData []byte
 		e, err := s.handoffKV.Get(ctx, key)
 		switch {
 		case err == nil:
-			rev, prevData = e.Revision(), e.Value()
+			rev = e.Revision()
 			var prev handoff
-			if json.Unmarshal(prevData, &prev) == nil {
+			if json.Unmarshal(e.Value(), &prev) == nil {
 				for src, t := range prev.ClosedThrough {
 					if t.After(rec.ClosedThrough[src]) {
 						rec.ClosedThrough[src] = t
@@ -118,72 +136,90 @@ func (s *Service) recordHandoff(ctx context.Context, partition int, through map[
 				}
 			}
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return nil, err
+			return err
 		}
 		data, err := json.Marshal(rec)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var written uint64
 		if rev == 0 {
-			written, err = s.handoffKV.Create(ctx, key, data)
+			_, err = s.handoffKV.Create(ctx, key, data)
 		} else {
-			written, err = s.handoffKV.Update(ctx, key, data, rev)
+			_, err = s.handoffKV.Update(ctx, key, data, rev)
 		}
-		if err == nil {
-			return func(ctx context.Context) error {
-				if rev == 0 {
-					return s.handoffKV.Delete(ctx, key, jetstream.LastRevision(written))
-				}
-				_, err := s.handoffKV.Update(ctx, key, prevData, written)
-				return err
-			}, nil
-		}
-		if attempt == 5 || ctx.Err() != nil {
-			return nil, err
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			return err
 		}
 		// Someone else wrote it meanwhile: merge with theirs.
 	}
 }
 
-// awaitHandoff watches the partition's handoff record and adopts the one
-// it holds now, before the first message is handled: consuming without it
-// would recompute the windows the previous owner emitted, under the same
-// ids, and the server's deduplication would drop them with the later events
-// in them (a compose run lost 118 events to a watch that timed out). It
-// retries until it has the record, ctx ends or the lease is gone; it returns
-// the watch, nil in those last two cases and when there is no bucket
-// (unpartitioned).
-func (p *partition) awaitHandoff(ctx context.Context) jetstream.KeyWatcher {
-	if p.id < 0 || p.s.handoffKV == nil {
-		return nil
+// watchHandoff watches the partition's handoff record. Before the
+// partition's first message it adopts the record the watch holds now,
+// retrying until it has: consuming without it would recompute the windows
+// the previous owner emitted, under the same ids, and the server's
+// deduplication would drop them with the later events in them (a compose
+// run lost 118 events to a watch that timed out). It gives up only when
+// ctx ends or the lease is gone; the watch is nil then, and when there is no
+// bucket (unpartitioned). Once the record was adopted (a consumer
+// re-created later), a watch that fails is not waited for: the record
+// cannot have changed while this instance held the lease. stop ends the
+// watch.
+func (p *partition) watchHandoff(ctx context.Context) (w jetstream.KeyWatcher, stop func()) {
+	s := p.s
+	if p.id < 0 || s.handoffKV == nil {
+		return nil, nil
 	}
+	s.mu.Lock()
+	adopted := p.handoffAdopted
+	s.mu.Unlock()
+	if adopted {
+		wctx, cancel := context.WithCancel(ctx)
+		w, err := s.handoffKV.Watch(wctx, handoffKey(p.id))
+		if err != nil {
+			cancel()
+			return nil, nil
+		}
+		return w, func() { _ = w.Stop(); cancel() }
+	}
+	s.mu.Lock()
+	p.awaitingHandoff = time.Now()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		p.awaitingHandoff = time.Time{}
+		p.handoffAdopted = w != nil
+		s.mu.Unlock()
+	}()
 	for attempt, wait := 1, 250*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 5*time.Second) {
-		var w jetstream.KeyWatcher
+		// Each attempt's watch lives in its own context: one that failed
+		// leaves nothing behind.
+		wctx, cancel := context.WithCancel(ctx)
 		var err error
-		if f := p.s.handoffWatchFault; f != nil {
+		if f := s.handoffWatchFault; f != nil {
 			err = f()
 		}
 		if err == nil {
-			w, err = p.s.handoffKV.Watch(ctx, handoffKey(p.id))
+			w, err = s.handoffKV.Watch(wctx, handoffKey(p.id))
 		}
 		if err == nil {
 			if p.adoptInitial(w.Updates()) {
-				return w
+				return w, func() { _ = w.Stop(); cancel() }
 			}
 			_ = w.Stop()
-			err = fmt.Errorf("the record did not arrive within %v", handoffInitialWait)
+			w, err = nil, fmt.Errorf("the record did not arrive within %v", handoffInitialWait)
 		}
+		cancel()
 		if attempt == 1 || attempt%10 == 0 {
-			p.s.log.Warn().Err(err).Int("partition", p.id).Int("attempt", attempt).Msg("cannot read the partition's handoff record; waiting for it before consuming")
+			s.log.Warn().Err(err).Int("partition", p.id).Int("attempt", attempt).Msg("cannot read the partition's handoff record; waiting for it before consuming")
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(wait):
 		}
 		if p.lease.gone(time.Now()) {
-			return nil
+			return nil, nil
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetmon/jetmon/internal/natstest"
 	"github.com/jetmon/jetmon/pkg/aggregator"
+	"github.com/jetmon/jetmon/pkg/events"
 )
 
 // TestHandoffEmitsAndTheNextOwnerAmends: an instance that stops mid-window
@@ -86,6 +87,9 @@ func TestHandoffWithoutItsRecordHandsTheInputBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.stop()
+	if n, e := aggregator.Handoffs(a.svc, "unrecorded"), aggregator.Handoffs(a.svc, "emitted"); n != partitions || e != 0 {
+		t.Fatalf("handoffs: %v unrecorded, %v emitted; want every one of %d partitions unrecorded", n, e, partitions)
+	}
 	kv, err := js.KeyValue(t.Context(), aggregator.HandoffBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +109,40 @@ func TestHandoffWithoutItsRecordHandsTheInputBack(t *testing.T) {
 	if st := b.svc.Stats(); st.Late != 0 {
 		t.Errorf("the next owner counted %d events in amendments; with no record it was to compute whole windows", st.Late)
 	}
+}
+
+// TestHandoffPartlyEmittedLosesNothing: when only some open windows of a
+// handoff reach the server (those of one source cannot be published), the
+// input of the stored ones is acknowledged, the rest goes back, the record
+// stays, and the next owner counts what came back in amendments: every event
+// exactly once. Taking the record back instead made the next owner
+// recompute the stored windows under their ids, and the server dropped them
+// with their later events.
+func TestHandoffPartlyEmittedLosesNothing(t *testing.T) {
+	srv := natstest.Start(t)
+	var failing atomic.Bool
+	a := startInstanceWith(t, srv.ClientURL(), "a", func(svc *aggregator.Service) {
+		aggregator.SetPublishFault(svc, func(w *events.AggregateEvent) error {
+			if failing.Load() && w.Source == "svc-3" {
+				return errors.New("injected: the window of svc-3 was not stored")
+			}
+			return nil
+		})
+	})
+	waitSpread(t, []*instance{a}, 30*time.Second)
+	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	publishDataset(t, srv.ClientURL(), base, 0, 6000)
+	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	failing.Store(true)
+	a.stop()
+	if n, e := aggregator.Handoffs(a.svc, "partly_emitted"), aggregator.Handoffs(a.svc, "emitted"); n != 1 || e != partitions-1 {
+		t.Fatalf("handoffs: %v partly emitted, %v emitted; want 1 and %d", n, e, partitions-1)
+	}
+
+	b := startInstance(t, srv.ClientURL(), "b")
+	waitSpread(t, []*instance{b}, 30*time.Second)
+	publishDataset(t, srv.ClientURL(), base, 6000, 8000)
+	collectWindows(t, srv, 8000, []*instance{b})
 }
 
 // TestNextOwnerWaitsForTheHandoffRecord: a next owner that cannot read the

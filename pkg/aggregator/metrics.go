@@ -32,6 +32,7 @@ type metrics struct {
 	deduplicated prometheus.Counter
 	leasesLost   prometheus.Counter
 	pullsRenewed prometheus.Counter
+	handoffs     *prometheus.CounterVec
 	gauges       []prometheus.Collector
 }
 
@@ -76,6 +77,10 @@ func newMetrics(s *Service) *metrics {
 			Name: "jetmon_aggregator_pulls_renewed_total",
 			Help: "Pulls started afresh because messages waited on the server while none arrived for 10 s (a pull request the server lost).",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetmon_aggregator_handoffs_total",
+			Help: "Partitions let go with a handoff, by outcome: emitted (open windows stored, input acknowledged), unrecorded (the handoff record could not be written: nothing emitted, input handed back), partly_emitted (the input of the windows stored acknowledged, the rest handed back).",
+		}, []string{"outcome"}),
 		copies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetmon_aggregator_history_copies_total",
 			Help: "Copies of stored windows for the history (WINDOWS stream), by outcome: stored, dropped (queue full, refused for good, or still queued at shutdown).",
@@ -131,7 +136,7 @@ func (m *metrics) forgetSeries(s windowing.Series) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated, m.leasesLost, m.pullsRenewed}, m.gauges...)
+	return append([]prometheus.Collector{m.perSeries, m.durations, m.events, m.bad, m.emitted, m.overflow, m.deadWindows, m.recreated, m.copies, m.deduplicated, m.leasesLost, m.pullsRenewed, m.handoffs}, m.gauges...)
 }
 
 // capLabel cuts v to at most maxLabelBytes bytes, at a rune boundary.

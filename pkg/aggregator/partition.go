@@ -55,6 +55,13 @@ type partition struct {
 	inputQuiet bool
 	emitting   bool  // windows are being published
 	lost       error // the consumer is gone and not re-created yet
+	// awaitingHandoff is when the partition began to wait for its handoff
+	// record before its first message (zero when not waiting).
+	awaitingHandoff time.Time
+
+	// handoffAdopted: the handoff record was adopted before the first
+	// message (a re-created consumer need not wait for it again).
+	handoffAdopted bool
 }
 
 // pendingMsg is an input message held until the windows it fed are closed.
@@ -157,6 +164,8 @@ func (p *partition) unhealthy(now time.Time) string {
 	switch {
 	case p.lost != nil:
 		return "consumer lost: " + p.lost.Error()
+	case !p.awaitingHandoff.IsZero() && now.Sub(p.awaitingHandoff) > p.s.cfg.StallAfter:
+		return "waiting for the handoff record for " + now.Sub(p.awaitingHandoff).Round(time.Second).String()
 	case (len(p.inFlight) > 0 || p.backlog > 0 || p.emitting) && now.Sub(p.lastProgress) > p.s.cfg.StallAfter && !p.holding(now):
 		return "no progress for " + now.Sub(p.lastProgress).Round(time.Second).String()
 	}
@@ -238,6 +247,13 @@ func (p *partition) consume(ctx context.Context) error {
 	if p.id >= 0 {
 		opts = append(opts, jetstream.PullPriorityGroup(PriorityGroup))
 	}
+	// The handoff record before the first pull: what is pulled waits
+	// unacknowledged, and no message may be handled without the record.
+	var handoffs <-chan jetstream.KeyValueEntry
+	if w, stopWatch := p.watchHandoff(ctx); w != nil {
+		defer stopWatch()
+		handoffs = w.Updates()
+	}
 	first, err := p.cons.Messages(opts...)
 	if err != nil {
 		return fmt.Errorf("aggregator: %w", err)
@@ -250,11 +266,6 @@ func (p *partition) consume(ctx context.Context) error {
 	defer stop()
 	lastMsg := time.Now()
 	p.reconnects = s.cfg.Bus.Conn().Stats().Reconnects
-	var handoffs <-chan jetstream.KeyValueEntry
-	if w := p.awaitHandoff(ctx); w != nil {
-		defer func() { _ = w.Stop() }()
-		handoffs = w.Updates()
-	}
 	started := time.Now()
 	lastInfo, lastIdle, lastKeep := time.Time{}, time.Time{}, started
 	consumeErrors := 0

@@ -310,6 +310,13 @@ func (s *Service) startPartition(ctx context.Context, p int, cons jetstream.Cons
 		}
 		stopKeeping()
 		<-kept
+		// Out of Stats before the lease goes: a partition is listed only
+		// while this instance holds it.
+		s.mu.Lock()
+		if s.parts[p] == part {
+			delete(s.parts, p)
+		}
+		s.mu.Unlock()
 		l.release()
 	}()
 	s.log.Info().Int("partition", p).Dur("hold", holdFor).Msg("took the partition")

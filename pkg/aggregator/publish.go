@@ -67,6 +67,9 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 			if err == nil && len(msg.Data)+headerBytes(msg) > maxPayload {
 				err = fmt.Errorf("window %s: %w: %d bytes, the server takes %d", w.ID, events.ErrPayloadTooLarge, len(msg.Data), maxPayload)
 			}
+			if err == nil && p.s.publishFault != nil {
+				err = p.s.publishFault(w)
+			}
 			if err == nil {
 				msgs[i] = msg
 				futures[i], err = p.s.js.PublishMsgAsync(msg)
@@ -89,7 +92,9 @@ func (p *partition) publish(ctx context.Context, windows []*events.AggregateEven
 				fail(chunk[i], err)
 				continue
 			case <-ctx.Done():
-				return append(retry, chunk[i:]...), ctx.Err()
+				// Neither those waiting for their acknowledgement nor the
+				// chunks not sent yet are known to be stored.
+				return append(append(retry, chunk[i:]...), windows...), ctx.Err()
 			}
 			p.s.copyToHistory(seriesMsg(msgs[i], chunk[i]))
 			p.progress()
