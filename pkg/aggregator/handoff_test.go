@@ -22,12 +22,7 @@ import (
 func TestHandoffEmitsAndTheNextOwnerAmends(t *testing.T) {
 	srv := natstest.Start(t)
 	a := startInstance(t, srv.ClientURL(), "a")
-	waitSpread(t, []*instance{a}, 30*time.Second)
-	// Events at T+0.5 s … T+3.5 s, then T+3.5 s … T+4.5 s: the window
-	// [T+3 s, T+4 s) gets events before and after the handoff.
-	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
-	publishDataset(t, srv.ClientURL(), base, 0, 6000)
-	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	base := aggregateFirstPart(t, srv.ClientURL(), a)
 	a.stop()
 	if st := a.svc.Stats(); st.Pending != 0 || st.OpenWindows != 0 {
 		t.Fatalf("after its handoff the first instance holds %d messages and %d open windows", st.Pending, st.OpenWindows)
@@ -72,10 +67,7 @@ func TestHandoffWithoutItsRecordHandsTheInputBack(t *testing.T) {
 	srv := natstest.Start(t)
 	js := natstest.Connect(t, srv.ClientURL()).JetStream()
 	a := startInstance(t, srv.ClientURL(), "a")
-	waitSpread(t, []*instance{a}, 30*time.Second)
-	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
-	publishDataset(t, srv.ClientURL(), base, 0, 6000)
-	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	base := aggregateFirstPart(t, srv.ClientURL(), a)
 	// Every handoff record is now too large for the bucket's stream.
 	st, err := js.Stream(t.Context(), "KV_"+aggregator.HandoffBucket)
 	if err != nil {
@@ -129,10 +121,7 @@ func TestHandoffPartlyEmittedLosesNothing(t *testing.T) {
 			return nil
 		})
 	})
-	waitSpread(t, []*instance{a}, 30*time.Second)
-	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
-	publishDataset(t, srv.ClientURL(), base, 0, 6000)
-	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	base := aggregateFirstPart(t, srv.ClientURL(), a)
 	failing.Store(true)
 	a.stop()
 	if n, e := aggregator.Handoffs(a.svc, "partly_emitted"), aggregator.Handoffs(a.svc, "emitted"); n != 1 || e != partitions-1 {
@@ -153,10 +142,7 @@ func TestHandoffPartlyEmittedLosesNothing(t *testing.T) {
 func TestNextOwnerWaitsForTheHandoffRecord(t *testing.T) {
 	srv := natstest.Start(t)
 	a := startInstance(t, srv.ClientURL(), "a")
-	waitSpread(t, []*instance{a}, 30*time.Second)
-	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
-	publishDataset(t, srv.ClientURL(), base, 0, 6000)
-	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	base := aggregateFirstPart(t, srv.ClientURL(), a)
 	a.stop()
 
 	var failures atomic.Int32
@@ -225,4 +211,18 @@ func readHandoff(t *testing.T, kv jetstream.KeyValue, key string) handoffRecord 
 		t.Fatalf("record %s: %s: %v", key, e.Value(), err)
 	}
 	return rec
+}
+
+// aggregateFirstPart waits for a to run every partition, publishes the
+// first 6000 events of the dataset (T+0.5 s … T+3.5 s; the rest, up to
+// T+4.5 s, is for after a handoff, so that the window [T+3 s, T+4 s) gets
+// events on both sides of it) and waits until a aggregated them. It
+// returns T+0.5 s.
+func aggregateFirstPart(t *testing.T, url string, a *instance) time.Time {
+	t.Helper()
+	waitSpread(t, []*instance{a}, 30*time.Second)
+	base := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	publishDataset(t, url, base, 0, 6000)
+	waitFor(t, 30*time.Second, "the first instance to aggregate the first part", func() bool { return a.svc.Stats().Events == 6000 })
+	return base
 }
