@@ -78,25 +78,27 @@ func (p *partition) handOff() bool {
 		return false
 	}
 	unstored, err := p.store(ctx, closed)
+	p.settle(without(closed, unstored), unstored)
+	if ferr := s.cfg.Bus.Conn().FlushWithContext(ctx); ferr != nil {
+		s.log.Warn().Err(ferr).Int("partition", p.id).Msg("handoff: the acknowledgements may not have reached the server")
+	}
 	if len(unstored) > 0 {
 		s.m.handoffs.WithLabelValues("partly_emitted").Inc()
-		p.settle(without(closed, unstored), unstored)
-		_ = s.cfg.Bus.Conn().FlushWithContext(ctx)
 		s.log.Warn().Err(err).Int("partition", p.id).Int("windows", len(closed)).Int("not_stored", len(unstored)).
 			Msg("handoff: not every open window was stored; the input of the stored ones is acknowledged, the rest handed back")
 		return false
-	}
-	p.settle(closed, nil)
-	if err := s.cfg.Bus.Conn().FlushWithContext(ctx); err != nil {
-		s.log.Warn().Err(err).Int("partition", p.id).Msg("handoff: the acknowledgements may not have reached the server")
 	}
 	s.m.handoffs.WithLabelValues("emitted").Inc()
 	s.log.Info().Int("partition", p.id).Int("windows", len(closed)).Int("sources", len(through)).Msg("handed the partition over: open windows emitted, input acknowledged")
 	return true
 }
 
-// without returns windows minus those in drop.
+// without returns windows minus those in drop (windows itself when drop is
+// empty).
 func without(windows, drop []*events.AggregateEvent) []*events.AggregateEvent {
+	if len(drop) == 0 {
+		return windows
+	}
 	gone := make(map[*events.AggregateEvent]bool, len(drop))
 	for _, w := range drop {
 		gone[w] = true
@@ -170,17 +172,12 @@ func (p *partition) watchHandoff(ctx context.Context) (w jetstream.KeyWatcher, s
 	if p.id < 0 || s.handoffKV == nil {
 		return nil, nil
 	}
-	s.mu.Lock()
-	adopted := p.handoffAdopted
-	s.mu.Unlock()
-	if adopted {
-		wctx, cancel := context.WithCancel(ctx)
-		w, err := s.handoffKV.Watch(wctx, handoffKey(p.id))
+	if p.handoffAdopted {
+		w, stop, err := p.openHandoffWatch(ctx)
 		if err != nil {
-			cancel()
 			return nil, nil
 		}
-		return w, func() { _ = w.Stop(); cancel() }
+		return w, stop
 	}
 	s.mu.Lock()
 	p.awaitingHandoff = time.Now()
@@ -188,28 +185,18 @@ func (p *partition) watchHandoff(ctx context.Context) (w jetstream.KeyWatcher, s
 	defer func() {
 		s.mu.Lock()
 		p.awaitingHandoff = time.Time{}
-		p.handoffAdopted = w != nil
 		s.mu.Unlock()
+		p.handoffAdopted = w != nil
 	}()
 	for attempt, wait := 1, 250*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 5*time.Second) {
-		// Each attempt's watch lives in its own context: one that failed
-		// leaves nothing behind.
-		wctx, cancel := context.WithCancel(ctx)
-		var err error
-		if f := s.handoffWatchFault; f != nil {
-			err = f()
-		}
-		if err == nil {
-			w, err = s.handoffKV.Watch(wctx, handoffKey(p.id))
-		}
+		w, stop, err := p.openHandoffWatch(ctx)
 		if err == nil {
 			if p.adoptInitial(w.Updates()) {
-				return w, func() { _ = w.Stop(); cancel() }
+				return w, stop
 			}
-			_ = w.Stop()
-			w, err = nil, fmt.Errorf("the record did not arrive within %v", handoffInitialWait)
+			stop()
+			err = fmt.Errorf("the record did not arrive within %v", handoffInitialWait)
 		}
-		cancel()
 		if attempt == 1 || attempt%10 == 0 {
 			s.log.Warn().Err(err).Int("partition", p.id).Int("attempt", attempt).Msg("cannot read the partition's handoff record; waiting for it before consuming")
 		}
@@ -222,6 +209,24 @@ func (p *partition) watchHandoff(ctx context.Context) (w jetstream.KeyWatcher, s
 			return nil, nil
 		}
 	}
+}
+
+// openHandoffWatch watches the partition's handoff record in a context of
+// its own, which stop ends with the watch: a watch given up on leaves
+// nothing behind.
+func (p *partition) openHandoffWatch(ctx context.Context) (jetstream.KeyWatcher, func(), error) {
+	if f := p.s.handoffWatchFault; f != nil {
+		if err := f(); err != nil {
+			return nil, nil, err
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := p.s.handoffKV.Watch(wctx, handoffKey(p.id))
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return w, func() { _ = w.Stop(); cancel() }, nil
 }
 
 // adoptInitial adopts the record the watch holds now; it waits at most

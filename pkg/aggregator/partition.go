@@ -40,6 +40,9 @@ type partition struct {
 	streamCreated time.Time
 	// lastStored is when the server stored the latest message received.
 	lastStored time.Time
+	// handoffAdopted: the handoff record was adopted before the first
+	// message (a re-created consumer need not wait for it again).
+	handoffAdopted bool
 
 	// under s.mu
 	agg          *windowing.Aggregator
@@ -58,10 +61,6 @@ type partition struct {
 	// awaitingHandoff is when the partition began to wait for its handoff
 	// record before its first message (zero when not waiting).
 	awaitingHandoff time.Time
-
-	// handoffAdopted: the handoff record was adopted before the first
-	// message (a re-created consumer need not wait for it again).
-	handoffAdopted bool
 }
 
 // pendingMsg is an input message held until the windows it fed are closed.
